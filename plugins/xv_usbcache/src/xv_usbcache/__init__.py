@@ -1,0 +1,1 @@
+"""xv_usbcache."""
