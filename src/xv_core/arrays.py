@@ -1,0 +1,168 @@
+"""Reading and writing the array files jobs use: ``.npy`` and ``.png``.
+
+``.npy`` files are read with ``allow_pickle=False`` (object arrays are
+refused), so a job's inputs are always data.  PNG is handled here with zlib
+alone, for 8-bit greyscale, grey+alpha, RGB and RGBA, non-interlaced: an
+image becomes float32 in [0, 1], shape (height, width) for greyscale and
+(height, width, 4) otherwise (an ``image<f32>`` or ``image<vec4>``).
+Writes are atomic: a temporary file in the same folder, then a rename.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from xv_core.errors import JobError
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> channels
+MAX_PIXELS = 1 << 28
+
+
+def read_array(path: str | os.PathLike[str]) -> np.ndarray:
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            try:
+                return np.load(path, allow_pickle=False)
+            except ValueError as exc:
+                raise JobError(f"not a plain .npy array: {exc}", where=str(path)) from None
+        if path.suffix == ".png":
+            return read_png(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise JobError(f"cannot read {path.suffix} file: {exc.strerror}", where=str(path)) from None
+    raise JobError("only .npy and .png files can be loaded", where=str(path))
+
+
+def write_array(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    path = Path(path)
+    if path.suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        data = buf.getvalue()
+    elif path.suffix == ".png":
+        data = encode_png(array, str(path))
+    else:
+        raise JobError("outputs must be .npy or .png files", where=str(path))
+    atomic_write(path, data)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_png(data: bytes, where: str) -> np.ndarray:
+    if not data.startswith(_PNG_SIGNATURE):
+        raise JobError("not a PNG file", where=where)
+    pos, header, idat = 8, None, []
+    try:
+        while pos < len(data):
+            (length,) = struct.unpack(">I", data[pos : pos + 4])
+            kind = data[pos + 4 : pos + 8]
+            body = data[pos + 8 : pos + 8 + length]
+            pos += 12 + length
+            if kind == b"IHDR":
+                header = struct.unpack(">IIBBBBB", body)
+            elif kind == b"IDAT":
+                idat.append(body)
+            elif kind == b"IEND":
+                break
+    except struct.error:
+        raise JobError("truncated PNG file", where=where) from None
+    if header is None:
+        raise JobError("PNG file has no header", where=where)
+    width, height, depth, colour, _, _, interlace = header
+    if depth != 8 or colour not in _CHANNELS or interlace != 0:
+        raise JobError("only 8-bit, non-interlaced grey, grey+alpha, RGB and RGBA PNGs are supported",
+                       where=where)
+    if width * height > MAX_PIXELS or width == 0 or height == 0:
+        raise JobError(f"PNG size {width}x{height} is out of range", where=where)
+    ch = _CHANNELS[colour]
+    stride = width * ch
+    try:
+        raw = zlib.decompress(b"".join(idat))
+    except zlib.error as exc:
+        raise JobError(f"corrupt PNG data: {exc}", where=where) from None
+    if len(raw) != height * (stride + 1):
+        raise JobError("PNG data does not match its header", where=where)
+    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
+    out = np.zeros((height, stride), np.uint8)
+    prev = np.zeros(stride, np.uint8)
+    for y in range(height):
+        f, line = rows[y, 0], rows[y, 1:].copy()
+        if f == 1:
+            for x in range(ch, stride):  # sub: depends on the reconstructed left neighbour
+                line[x] = (int(line[x]) + int(line[x - ch])) & 0xFF
+        elif f == 2:
+            line = (line.astype(np.uint16) + prev).astype(np.uint8)
+        elif f == 3:
+            for x in range(stride):
+                left = int(line[x - ch]) if x >= ch else 0
+                line[x] = (int(line[x]) + ((left + int(prev[x])) >> 1)) & 0xFF
+        elif f == 4:
+            for x in range(stride):
+                a = int(line[x - ch]) if x >= ch else 0
+                c = int(prev[x - ch]) if x >= ch else 0
+                b = int(prev[x])
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[x] = (int(line[x]) + pred) & 0xFF
+        elif f != 0:
+            raise JobError(f"PNG row {y} has unknown filter {f}", where=where)
+        out[y] = line
+        prev = line
+    pixels = out.reshape(height, width, ch).astype(np.float32) / 255.0
+    if ch == 1:
+        return pixels[:, :, 0]
+    rgba = np.ones((height, width, 4), np.float32)
+    if ch == 2:
+        rgba[:, :, :3] = pixels[:, :, :1]
+        rgba[:, :, 3] = pixels[:, :, 1]
+    else:
+        rgba[:, :, :ch] = pixels
+    return rgba
+
+
+def encode_png(array: np.ndarray, where: str) -> bytes:
+    """Greyscale from (h, w), RGBA from (h, w, 4); float values in [0, 1] are clamped,
+    integer values are taken as 0..255."""
+    a = np.asarray(array)
+    if a.ndim == 2:
+        colour, ch = 0, 1
+    elif a.ndim == 3 and a.shape[2] == 4:
+        colour, ch = 6, 4
+    else:
+        raise JobError(f"an array of shape {list(a.shape)} cannot be written as PNG",
+                       where=where, hint="PNG outputs need shape (height, width) or (height, width, 4)")
+    if a.dtype.kind == "f":
+        a = np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0 + 0.5
+    a = np.clip(a, 0, 255).astype(np.uint8)
+    h, w = a.shape[:2]
+    rows = np.zeros((h, w * ch + 1), np.uint8)
+    rows[:, 1:] = a.reshape(h, w * ch)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    return (_PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))

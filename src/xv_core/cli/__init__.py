@@ -1,0 +1,1 @@
+"""The ``xv`` command line: one module per command group."""

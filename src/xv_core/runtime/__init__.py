@@ -1,0 +1,1 @@
+"""The runtime: dispatch, scheduling and the Python API."""

@@ -1,0 +1,419 @@
+"""The Python runtime API: open a fabric, load kernels, allocate, dispatch, read back.
+
+```python
+import numpy as np
+import xv_core as xv
+
+with xv.open_fabric("default") as fabric:
+    saxpy = fabric.kernel("examples/kernels/saxpy.xvk")
+    x = fabric.buffer(np.arange(1000, dtype=np.float32))
+    y = fabric.buffer(np.ones(1000, dtype=np.float32))
+    fabric.dispatch(saxpy, global_size=1000, block=256, args={"a": 2.0, "x": x, "y": y})
+    print(y.read())
+```
+
+``xv fabric run`` is built on this module.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import structlog
+
+from xv_core import ir
+from xv_core.errors import JobError, UnknownNameError, XvError
+from xv_core.events import DispatchEvent, TileEvent
+from xv_core.ir import Kernel, Module
+from xv_core.plugins import Plugins, load_plugins
+from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
+from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
+from xv_core.runtime.scheduler import make_tiles, place_round_robin
+
+log = structlog.get_logger("xv.runtime")
+
+
+class Buffer:
+    """A buffer in the fabric's VRAM.  Pass it as a kernel argument; ``read()``
+    returns a copy of its contents as a numpy array."""
+
+    def __init__(self, fabric: Fabric, device: DeviceBuffer):
+        self._fabric = fabric
+        self.device = device
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.device.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.device.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.device.nbytes
+
+    def read(self) -> np.ndarray:
+        self._check_live()
+        return np.array(self.device.array(), copy=True)
+
+    def write(self, data: np.ndarray) -> None:
+        self._check_live()
+        data = np.asarray(data)
+        if data.shape != self.shape or data.dtype != self.dtype:
+            raise JobError(f"cannot write a {data.dtype} array of shape {list(data.shape)} into "
+                           f"buffer {self.name!r} ({self.dtype}, shape {list(self.shape)})")
+        self.device.array()[...] = data
+
+    def free(self) -> None:
+        if self.device is not None:
+            self._fabric.vram.free(self.device)
+            self._fabric._buffers.pop(self.name, None)
+            self.device = None  # type: ignore[assignment]
+
+    def _check_live(self) -> None:
+        if self.device is None:
+            raise JobError("this buffer has been freed")
+
+    def shape_info(self) -> BufferShape:
+        return BufferShape(self.name, self.dtype, self.shape)
+
+    def __repr__(self) -> str:
+        return f"<Buffer {self.name} {self.dtype} {list(self.shape)}>"
+
+
+@attrs.frozen
+class TileRecord:
+    tile: int
+    component: str
+    first_group: int
+    group_count: int
+    wall_s: float
+    work: TileWork
+
+
+@attrs.frozen
+class DispatchResult:
+    """What one dispatch did: geometry, tiles, where they ran, wall time, counted work."""
+
+    kernel: str
+    launch: Launch
+    tiles: tuple[TileRecord, ...]
+    wall_s: float
+
+    @property
+    def work(self) -> TileWork:
+        total = TileWork()
+        for t in self.tiles:
+            total = total + t.work
+        return total
+
+    def tiles_per_component(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tiles:
+            out[t.component] = out.get(t.component, 0) + 1
+        return out
+
+
+class _Context:
+    """The ComponentContext handed to component factories."""
+
+    def __init__(self, fabric: Fabric, workdir: Path):
+        self._fabric = fabric
+        self._workdir = workdir
+        self._lock = threading.Lock()
+        self._prepared: dict[tuple[str, int], tuple[Kernel, PreparedKernel]] = {}
+
+    @property
+    def workdir(self) -> str:
+        return str(self._workdir)
+
+    def prepare(self, kernel: Kernel, backend: str) -> PreparedKernel:
+        name = self._fabric.backend_override or backend
+        key = (name, id(kernel))
+        with self._lock:
+            hit = self._prepared.get(key)
+            if hit is not None and hit[0] is kernel:
+                return hit[1]
+            spec = self._fabric.plugins.backends.get(name)
+            prepared = spec.factory().prepare(kernel)
+            self._prepared[key] = (kernel, prepared)
+            return prepared
+
+
+class Fabric:
+    """A running fabric: its VRAM, its components and the plugins behind them.
+
+    Open with :func:`open_fabric`; close (or use ``with``) to stop the
+    components' workers and release VRAM.
+    """
+
+    def __init__(self, config: Any, plugins: Plugins, *, backend: str | None = None,
+                 workdir: str | os.PathLike[str] | None = None):
+        self.config = config
+        self.plugins = plugins
+        if backend is not None:
+            plugins.backends.get(backend, where="--backend")
+        self.backend_override = backend
+        base = Path(workdir) if workdir is not None else (
+            Path(config.source).parent if config.source else Path.cwd())
+        self._context = _Context(self, base)
+        self._buffers: dict[str, Buffer] = {}
+        self._counter = 0
+        self.components: dict[str, Component] = {}
+        self.compute: list[str] = []
+        manager = plugins.vram_managers.get(config.vram.manager, where="$.vram.manager")
+        self.vram = manager.factory(config.vram, self._context)
+        try:
+            for c in config.components:
+                kind = plugins.components.get(c.kind, where=f"component {c.name!r}")
+                self.components[c.name] = kind.factory(c.name, c.options, self._context)
+                if kind.compute:
+                    self.compute.append(c.name)
+        except BaseException:
+            self.close()
+            raise
+        if not self.compute:
+            self.close()
+            raise XvError(f"fabric {config.name!r} has no compute component",
+                          hint="add a component of kind cpu")
+        log.debug("fabric opened", fabric=config.name, components=list(self.components))
+
+    # -- kernels ------------------------------------------------------------------
+    def load_module(self, path: str | os.PathLike[str]) -> Module:
+        """Compile a kernel source (by its suffix's front end) or load a verified ``.xvir``."""
+        path = Path(path)
+        if path.suffix == ".xvir":
+            return ir.load(path)
+        frontend = self.plugins.frontend_for(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise JobError(f"cannot read kernel source: {exc.strerror}", where=str(path)) from None
+        except UnicodeDecodeError:
+            raise JobError("kernel source is not UTF-8 text", where=str(path)) from None
+        return frontend.compile(text, str(path))
+
+    def compile(self, source: str, path: str = "<string>.xvk") -> Module:
+        """Compile kernel source text with the front end for ``path``'s suffix."""
+        return self.plugins.frontend_for(path).compile(source, path)
+
+    def kernel(self, path: str | os.PathLike[str], name: str | None = None) -> Kernel:
+        """One kernel of a file: ``name``, or the only one."""
+        module = self.load_module(path)
+        return pick_kernel(module, name, str(path))
+
+    # -- buffers ------------------------------------------------------------------
+    def buffer(self, data: np.ndarray | None = None, *, shape: Sequence[int] | int | None = None,
+               dtype: str | np.dtype[Any] | None = None, name: str | None = None) -> Buffer:
+        """Allocate a VRAM buffer, from ``data`` (copied in) or zero-filled by
+        ``shape`` and ``dtype`` (``"f32"``, ``"vec4"`` or a numpy dtype)."""
+        if data is not None:
+            if shape is not None or dtype is not None:
+                raise JobError("give either data or shape and dtype, not both")
+            data = np.asarray(data)
+            if data.dtype not in set(DTYPES.values()):
+                raise JobError(f"arrays of {data.dtype} cannot live in VRAM",
+                               hint="use bool, int32, uint32, float32 or float64")
+            shape_t, np_dtype = tuple(data.shape), data.dtype
+        else:
+            if shape is None or dtype is None:
+                raise JobError("a buffer needs data, or a shape and a dtype")
+            shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
+            if isinstance(dtype, str):
+                if dtype not in DTYPES:
+                    raise JobError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
+                if dtype == "vec4":
+                    shape_t = shape_t + (4,)
+                np_dtype = DTYPES[dtype]
+            else:
+                np_dtype = np.dtype(dtype)
+            if not shape_t or any(not isinstance(n, (int, np.integer)) or n < 1 for n in shape_t):
+                raise JobError(f"invalid buffer shape {list(shape_t)}")
+        if name is None:
+            self._counter += 1
+            name = f"buf{self._counter}"
+        if name in self._buffers:
+            raise JobError(f"a buffer named {name!r} already exists")
+        device = self.vram.allocate(name, tuple(int(n) for n in shape_t), np_dtype)
+        buf = Buffer(self, device)
+        if data is not None:
+            device.array()[...] = data
+        self._buffers[name] = buf
+        return buf
+
+    def zeros(self, shape: Sequence[int] | int, dtype: str = "f32", name: str | None = None) -> Buffer:
+        return self.buffer(shape=shape, dtype=dtype, name=name)
+
+    # -- dispatch -------------------------------------------------------------------
+    def launch_for(self, kernel: Kernel, *, global_size: Sequence[int] | int | None = None,
+                   grid: Sequence[int] | int | None = None,
+                   block: Sequence[int] | int | None = None) -> Launch:
+        return launch_geometry(kernel, global_size=global_size, grid=grid, block=block)
+
+    def dispatch(self, kernel: Kernel, *, args: Mapping[str, Any],
+                 global_size: Sequence[int] | int | None = None,
+                 grid: Sequence[int] | int | None = None,
+                 block: Sequence[int] | int | None = None) -> DispatchResult:
+        """Run ``kernel`` over a grid and wait for it.
+
+        Give ``global_size`` (work items, rounded up to whole workgroups) or
+        ``grid`` (workgroups), and ``block`` unless the kernel declares
+        ``@workgroup``.  ``args`` maps every parameter to a scalar or a
+        :class:`Buffer` of this fabric.
+        """
+        launch = launch_geometry(kernel, global_size=global_size, grid=grid, block=block)
+        shaped = {k: v.shape_info() if isinstance(v, Buffer) else v for k, v in args.items()}
+        problems = check_args(kernel, shaped)
+        if problems:
+            p = problems[0]
+            raise JobError("; ".join(q.message for q in problems), hint=p.hint)
+        run_args: dict[str, Any] = {}
+        for p in kernel.params:
+            value = args[p.name]
+            if isinstance(value, Buffer):
+                if value._fabric is not self or value.device is None:
+                    raise JobError(f"buffer {value.name!r} does not belong to this fabric")
+                run_args[p.name] = value.device.array()
+            else:
+                run_args[p.name] = scalar_value(p.type.kind, value)
+        return self._run(kernel, launch, run_args)
+
+    def _run(self, kernel: Kernel, launch: Launch, args: dict[str, Any]) -> DispatchResult:
+        hook = self.plugins.hook
+        workers = sum(_workers(self.components[n]) for n in self.compute)
+        tiles = make_tiles(launch, workers)
+        placement = place_round_robin(tiles, self.compute)
+        hook.xv_on_dispatch(event=DispatchEvent("start", kernel.name, launch.grid, launch.block,
+                                                len(tiles)))
+        start = time.perf_counter()
+        futures = []
+        for tile, comp in zip(tiles, placement):
+            submitted = time.perf_counter()
+            futures.append((tile, comp, submitted, self.components[comp].submit(kernel, tile, args)))
+        records: list[TileRecord] = []
+        error: BaseException | None = None
+        for tile, comp, submitted, fut in futures:
+            try:
+                work = fut.result()
+            except BaseException as exc:  # keep the first error in tile order; drain the rest
+                if error is None:
+                    error = exc
+                continue
+            record = TileRecord(tile.index, comp, tile.first_group, tile.group_count,
+                                time.perf_counter() - submitted, work)
+            records.append(record)
+            hook.xv_on_tile(event=TileEvent(kernel.name, tile.index, comp, tile.first_group,
+                                            tile.group_count, record.wall_s, work.ops,
+                                            work.bytes_read, work.bytes_written))
+        wall = time.perf_counter() - start
+        if error is not None:
+            raise error
+        hook.xv_on_dispatch(event=DispatchEvent("end", kernel.name, launch.grid, launch.block,
+                                                len(tiles), wall))
+        log.debug("dispatch", kernel=kernel.name, grid=launch.grid, block=launch.block,
+                  tiles=len(tiles), wall_s=round(wall, 6))
+        return DispatchResult(kernel.name, launch, tuple(records), wall)
+
+    # -- lifetime -------------------------------------------------------------------
+    def close(self) -> None:
+        for comp in list(self.components.values()):
+            try:
+                comp.close()
+            except Exception as exc:  # closing must go on for the others
+                log.warning("component failed to close", component=getattr(comp, "name", "?"),
+                            error=str(exc))
+        self.components.clear()
+        vram = getattr(self, "vram", None)
+        if vram is not None:
+            vram.close()
+            self.vram = None
+
+    def __enter__(self) -> Fabric:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _workers(component: Component) -> int:
+    return int(getattr(component, "workers", 1) or 1)
+
+
+def pick_kernel(module: Module, name: str | None, where: str) -> Kernel:
+    if name is None:
+        if len(module.kernels) != 1:
+            names = ", ".join(k.name for k in module.kernels) or "none"
+            raise JobError(f"the file defines {len(module.kernels)} kernels ({names}); name one",
+                           where=where)
+        return module.kernels[0]
+    kernel = module.kernel(name)
+    if kernel is None:
+        names = ", ".join(k.name for k in module.kernels) or "none"
+        raise JobError(f"no kernel named {name!r} (defined: {names})", where=where)
+    return kernel
+
+
+def _dims(value: Sequence[int] | int, what: str) -> tuple[int, int, int]:
+    dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if not 1 <= len(dims) <= 3 or any(
+        isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims
+    ):
+        raise JobError(f"{what} must be 1 to 3 positive integers, got {list(dims)}")
+    return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))  # type: ignore[return-value]
+
+
+MAX_GROUP_ITEMS = 1024
+
+
+def launch_geometry(kernel: Kernel, *, global_size: Sequence[int] | int | None = None,
+                    grid: Sequence[int] | int | None = None,
+                    block: Sequence[int] | int | None = None) -> Launch:
+    """Grid and block of a dispatch, checked against the kernel's ``@workgroup``."""
+    if (global_size is None) == (grid is None):
+        raise JobError("give exactly one of global size (work items) and grid (workgroups)")
+    if block is None:
+        if kernel.workgroup is None:
+            raise JobError(f"kernel {signature(kernel)} declares no @workgroup, so the block "
+                           f"(workgroup size) must be given")
+        block3 = tuple(kernel.workgroup)
+    else:
+        block3 = _dims(block, "block")
+        if kernel.workgroup is not None and block3 != tuple(kernel.workgroup):
+            raise JobError(f"block {list(block3)} differs from the kernel's "
+                           f"@workgroup{tuple(kernel.workgroup)}")
+    if math.prod(block3) > MAX_GROUP_ITEMS:
+        raise JobError(f"a workgroup of {math.prod(block3)} work items is more than "
+                       f"{MAX_GROUP_ITEMS}")
+    if grid is not None:
+        grid3 = _dims(grid, "grid")
+    else:
+        g = _dims(global_size, "global size")  # type: ignore[arg-type]
+        grid3 = tuple(-(-g[i] // block3[i]) for i in range(3))  # type: ignore[assignment]
+    return Launch(grid3, block3)  # type: ignore[arg-type]
+
+
+def open_fabric(spec: Any = "default", *, plugins: Plugins | None = None,
+                backend: str | None = None, workdir: str | os.PathLike[str] | None = None) -> Fabric:
+    """Open a fabric by YAML path, built-in name, or an already loaded FabricConfig."""
+    from xv_core.config.fabric import load_fabric
+
+    plugins = plugins if plugins is not None else load_plugins()
+    config = spec if hasattr(spec, "components") else load_fabric(spec, plugins)
+    return Fabric(config, plugins, backend=backend, workdir=workdir)
+
+
+__all__ = ["Buffer", "DispatchResult", "Fabric", "TileRecord", "open_fabric", "launch_geometry",
+           "pick_kernel", "UnknownNameError"]

@@ -1,0 +1,160 @@
+"""Running a job file on a fabric (``xv fabric run FABRIC JOB``).
+
+Everything that can be checked is checked before anything runs: the job
+document, the kernels (compiled or loaded and verified), the input files,
+every step's kernel, geometry and arguments.  All problems are reported at
+once, each with its ``$.path``.  Outputs are written only after every step
+has succeeded, each atomically, so a failed job leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from xv_core.arrays import read_array, write_array
+from xv_core.errors import ConfigError, XvError
+from xv_core.ir import Kernel
+from xv_core.runtime.api import Buffer, DispatchResult, Fabric, launch_geometry
+from xv_core.runtime.args import BufferShape, check_args, dtype_name
+from xv_core.runtime.interfaces import DTYPES, Launch
+
+
+@attrs.frozen
+class StepResult:
+    index: int
+    kernel: str
+    launch: Launch
+    dispatch: DispatchResult
+
+
+@attrs.frozen
+class JobResult:
+    job: str
+    fabric: str
+    steps: tuple[StepResult, ...]
+    outputs: dict[str, str]
+    compile_s: float
+    wall_s: float
+
+
+@attrs.frozen
+class _Plan:
+    kernels: dict[str, Kernel]
+    inputs: dict[str, np.ndarray]
+    shapes: dict[str, BufferShape]
+    launches: tuple[Launch, ...]
+
+
+def _problem(message: str, path: str, hint: str | None = None) -> str:
+    return f"{message} @ {path}" + (f" (hint: {hint})" if hint else "")
+
+
+def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
+    """Load and check everything a job needs; raise one ConfigError listing every problem."""
+    problems: list[str] = []
+    kernels: dict[str, Kernel] = {}
+    t0 = time.perf_counter()
+    for i, rel in enumerate(job.kernels):
+        path = job.base_dir / rel
+        where = f"$.kernels[{i}]" if len(job.kernels) > 1 else "$.kernels"
+        if not path.is_file():
+            problems.append(_problem(f"kernel file {str(rel)!r} does not exist", where))
+            continue
+        module = fabric.load_module(path)  # a source error is reported as it is: file:line:col
+        for k in module.kernels:
+            if k.name in kernels:
+                problems.append(_problem(f"kernel {k.name!r} is defined in two kernel files", where))
+            kernels[k.name] = k
+    compile_s = time.perf_counter() - t0
+
+    inputs: dict[str, np.ndarray] = {}
+    shapes: dict[str, BufferShape] = {}
+    for name, spec in job.buffers.items():
+        where = f"$.buffers.{name}"
+        if spec.load is not None:
+            try:
+                array = read_array(job.base_dir / spec.load)
+            except XvError as exc:
+                problems.append(_problem(exc.message, where + ".load"))
+                continue
+            if array.dtype not in set(DTYPES.values()):
+                problems.append(_problem(
+                    f"{spec.load} holds {array.dtype}, which kernels cannot use", where + ".load",
+                    "save it as bool, int32, uint32, float32 or float64"))
+                continue
+            inputs[name] = array
+            shapes[name] = BufferShape(name, array.dtype, tuple(array.shape))
+        else:
+            shape = tuple(spec.zeros) + ((4,) if spec.dtype == "vec4" else ())
+            shapes[name] = BufferShape(name, DTYPES[spec.dtype], shape)
+
+    launches: list[Launch] = []
+    for i, step in enumerate(job.steps):
+        where = f"$.steps[{i}]"
+        kernel = kernels.get(step.kernel)
+        if kernel is None:
+            if kernels or not problems:
+                close = difflib.get_close_matches(step.kernel, list(kernels), n=1)
+                problems.append(_problem(
+                    f"unknown kernel {step.kernel!r} (defined: {', '.join(sorted(kernels)) or 'none'})",
+                    where + ".kernel", f"did you mean {close[0]!r}?" if close else None))
+            continue
+        try:
+            launches.append(launch_geometry(kernel, global_size=step.global_size, grid=step.grid,
+                                            block=step.block))
+        except XvError as exc:
+            problems.append(_problem(exc.message, where, exc.hint))
+        args = {k: shapes.get(v, v) if isinstance(v, str) else v for k, v in step.args.items()}
+        for p in check_args(kernel, args):
+            path = f"{where}.args.{p.param}" if p.param else f"{where}.args"
+            problems.append(_problem(p.message, path, p.hint))
+    if problems:
+        raise ConfigError(problems, source=job.source)
+    return _Plan(kernels, inputs, shapes, tuple(launches)), compile_s
+
+
+def run_job(job: Any, fabric: Fabric) -> JobResult:
+    """Run a loaded JobConfig on an open fabric; write its outputs."""
+    plan, compile_s = plan_job(job, fabric)
+    start = time.perf_counter()
+    buffers: dict[str, Buffer] = {}
+    try:
+        for name, shape in plan.shapes.items():
+            if name in plan.inputs:
+                buffers[name] = fabric.buffer(plan.inputs[name], name=name)
+            else:
+                buffers[name] = fabric.buffer(shape=shape.shape, dtype=shape.dtype, name=name)
+        steps = []
+        for i, (step, launch) in enumerate(zip(job.steps, plan.launches)):
+            kernel = plan.kernels[step.kernel]
+            args = {k: buffers[v] if isinstance(v, str) else v for k, v in step.args.items()}
+            result = fabric.dispatch(kernel, args=args, grid=launch.grid, block=launch.block)
+            steps.append(StepResult(i, kernel.name, launch, result))
+        results = {name: buffers[name].read() for name in job.outputs}
+    finally:
+        for buf in buffers.values():
+            buf.free()
+    outputs: dict[str, str] = {}
+    for name, rel in job.outputs.items():
+        path = job.base_dir / rel
+        write_array(path, results[name])
+        outputs[name] = _display(path)
+    wall = time.perf_counter() - start
+    return JobResult(job.source, fabric.config.name, tuple(steps), outputs, compile_s, wall)
+
+
+def _display(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["JobResult", "StepResult", "plan_job", "run_job", "dtype_name"]
