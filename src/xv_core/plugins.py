@@ -168,7 +168,7 @@ def load_plugins(
     registries = {attr: Registry[Any](what) for attr, _hook, what, _cls in _REGISTRATIONS}
     for attr, hook_name, what, cls in _REGISTRATIONS:
         hook = getattr(pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order
             try:
                 provided = impl.function() or []
                 for spec in provided:
