@@ -1,0 +1,1 @@
+"""An example Xenovectra device plugin."""
