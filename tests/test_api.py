@@ -1,0 +1,140 @@
+"""The Python runtime API, end to end on the default fabric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xv_core as xv
+from xv_core.errors import JobError, XvError
+
+ROOT = Path(__file__).resolve().parents[1]
+SAXPY = ROOT / "examples" / "kernels" / "saxpy.xvk"
+
+
+@pytest.fixture(scope="module")
+def fabric():
+    with xv.open_fabric("default") as fab:
+        yield fab
+
+
+def test_saxpy_in_a_few_lines_matches_numpy(fabric):
+    rng = np.random.default_rng(1)
+    n = 1000  # not a multiple of the workgroup size
+    x0 = rng.standard_normal(n).astype(np.float32)
+    y0 = rng.standard_normal(n).astype(np.float32)
+    saxpy = fabric.kernel(SAXPY)
+    x = fabric.buffer(x0)
+    y = fabric.buffer(y0)
+    result = fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 2.5, "x": x, "y": y})
+    assert np.array_equal(y.read(), np.float32(2.5) * x0 + y0)
+    assert np.array_equal(x.read(), x0)
+    assert result.launch.grid == (4, 1, 1) and result.launch.block == (256, 1, 1)
+    assert sum(t.group_count for t in result.tiles) == 4
+    x.free()
+    y.free()
+
+
+def test_a_large_dispatch_is_split_into_tiles_that_cover_every_group(fabric):
+    n = 1 << 20
+    x0 = np.arange(n, dtype=np.float32)
+    saxpy = fabric.kernel(SAXPY)
+    x, y = fabric.buffer(x0), fabric.zeros(n, "f32")
+    result = fabric.dispatch(saxpy, global_size=n, block=128, args={"a": -1.0, "x": x, "y": y})
+    assert np.array_equal(y.read(), -x0)
+    assert len(result.tiles) > 1
+    firsts = sorted((t.first_group, t.group_count) for t in result.tiles)
+    covered = [g for first, count in firsts for g in range(first, first + count)]
+    assert covered == list(range(n // 128))
+    x.free()
+    y.free()
+
+
+def _buffers(fabric, dtype=np.float32):
+    return fabric.buffer(np.ones(10, dtype)), fabric.buffer(np.ones(10, np.float32))
+
+
+SIG = "saxpy(f32 a, buffer<f32> x, buffer<f32> y)"
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda x, y: {"x": x, "y": y}, f"missing argument 'a' for kernel {SIG}"),
+        (lambda x, y: {"a": 1.0, "x": 3.0, "y": y},
+         "parameter 'x' is buffer<f32>, got the scalar 3.0"),
+        (lambda x, y: {"a": x, "x": x, "y": y}, "parameter 'a' is f32, got buffer 'buf"),
+        (lambda x, y: {"a": 1.0, "x": x, "y": y, "b": 2}, f"kernel {SIG} has no parameter 'b'"),
+        (lambda x, y: {"a": "two", "x": x, "y": y}, "parameter 'a' is f32, got 'two'"),
+    ],
+)
+def test_argument_mistakes_are_named(fabric, make_args, message):
+    saxpy = fabric.kernel(SAXPY)
+    x, y = _buffers(fabric)
+    try:
+        with pytest.raises(JobError) as err:
+            fabric.dispatch(saxpy, global_size=10, block=16, args=make_args(x, y))
+        assert message in str(err.value)
+    finally:
+        x.free()
+        y.free()
+
+
+def test_a_buffer_of_the_wrong_dtype_is_refused(fabric):
+    saxpy = fabric.kernel(SAXPY)
+    x, y = _buffers(fabric, np.int32)
+    try:
+        with pytest.raises(JobError) as err:
+            fabric.dispatch(saxpy, global_size=10, block=16, args={"a": 1.0, "x": x, "y": y})
+        assert str(err.value) == (f"buffer {x.name!r} does not fit parameter 'x': buffer<f32> needs "
+                                  "f32 elements, got i32 array of shape [10]")
+    finally:
+        x.free()
+        y.free()
+
+
+def test_geometry_mistakes(fabric):
+    saxpy = fabric.kernel(SAXPY)
+    x, y = _buffers(fabric)
+    args = {"a": 1.0, "x": x, "y": y}
+    try:
+        with pytest.raises(JobError, match="declares no @workgroup, so the block"):
+            fabric.dispatch(saxpy, global_size=10, args=args)
+        with pytest.raises(JobError, match="give exactly one of global size"):
+            fabric.dispatch(saxpy, global_size=10, grid=1, block=16, args=args)
+        with pytest.raises(JobError, match="a workgroup of 2048 work items is more than 1024"):
+            fabric.dispatch(saxpy, global_size=10, block=2048, args=args)
+        with pytest.raises(JobError, match=r"block must be 1 to 3 positive integers, got \[0\]"):
+            fabric.dispatch(saxpy, global_size=10, block=0, args=args)
+    finally:
+        x.free()
+        y.free()
+
+
+def test_unknown_backend_lists_installed_ones():
+    with pytest.raises(XvError) as err:
+        xv.open_fabric("default", backend="cuda")
+    assert "unknown backend 'cuda' (installed: " in str(err.value)
+    assert "interp" in str(err.value)
+
+
+def test_xvir_round_trip_gives_the_same_result(tmp_path, fabric):
+    from xv_dsl import compile_file
+
+    from xv_core import ir
+
+    module = compile_file(SAXPY)
+    ir.save(module, tmp_path / "saxpy.xvir")
+    x0 = np.linspace(-1, 1, 777, dtype=np.float32)
+    outputs = []
+    for path in (SAXPY, tmp_path / "saxpy.xvir"):
+        kernel = fabric.kernel(path)
+        x, y = fabric.buffer(x0), fabric.buffer(np.full(777, 3, np.float32))
+        fabric.dispatch(kernel, global_size=777, block=64, args={"a": 0.5, "x": x, "y": y})
+        outputs.append(y.read())
+        x.free()
+        y.free()
+    assert np.array_equal(outputs[0], outputs[1])
+    assert np.array_equal(outputs[0], np.float32(0.5) * x0 + np.float32(3))

@@ -1,0 +1,184 @@
+"""The ``xv`` command line, through Typer's runner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xv_core.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+runner = CliRunner()
+
+
+def xv(*args: str, env: dict | None = None):
+    return runner.invoke(app, list(args), env=env)
+
+
+@pytest.fixture
+def job_dir(tmp_path):
+    """A copy of the saxpy job and its data in a temporary folder."""
+    shutil.copytree(EXAMPLES / "jobs" / "data", tmp_path / "data")
+    shutil.copy(EXAMPLES / "kernels" / "saxpy.xvk", tmp_path / "saxpy.xvk")
+    return tmp_path
+
+
+def write_job(folder: Path, text: str) -> Path:
+    path = folder / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+SAXPY_JOB = """\
+kernels: saxpy.xvk
+buffers:
+  x: {load: data/saxpy_x.npy}
+  y: {load: data/saxpy_y.npy}
+steps:
+  - kernel: saxpy
+    global: [1000]
+    block: [256]
+    args: {a: 2.0, x: x, y: y}
+outputs:
+  y: out/y.npy
+"""
+
+
+def test_plugins_list_names_distributions_versions_and_kinds():
+    result = xv("plugins", "list")
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("xenovectra-cpu"))
+    assert "0.1.0" in line and "component kind: cpu" in line and "backend: interp" in line
+    data = json.loads(xv("plugins", "list", "--json").output)
+    assert data["failed"] == []
+    assert {p["distribution"] for p in data["plugins"]} >= {
+        "xenovectra", "xenovectra-dsl", "xenovectra-buffer", "xenovectra-cpu"}
+
+
+def test_validate_and_describe_the_builtin_and_the_example_fabric():
+    result = xv("fabric", "validate", "default")
+    assert result.exit_code == 0 and "fabric 'default' is valid" in result.output
+    path = str(EXAMPLES / "fabrics" / "workstation.yaml")
+    result = xv("fabric", "validate", path)
+    assert result.output.strip() == "fabric 'workstation' is valid: 2 components, 2 links"
+    result = xv("fabric", "describe", path)
+    assert result.exit_code == 0, result.output
+    assert "256MiB in 64KiB pages, eviction lru" in result.output
+    assert "pcie0" in result.output and "host <-> alu" in result.output
+    data = json.loads(xv("fabric", "describe", path, "--json").output)
+    assert [c["kind"] for c in data["components"]] == ["cpu", "hdd"]
+    assert data["components"][0]["threads"] == 2
+
+
+def test_run_writes_saxpy_matching_numpy(job_dir):
+    job = write_job(job_dir, SAXPY_JOB)
+    result = xv("fabric", "run", "default", str(job))
+    assert result.exit_code == 0, result.output
+    assert "step 0  saxpy" in result.output and "wall time" in result.output
+    x = np.load(job_dir / "data" / "saxpy_x.npy")
+    y = np.load(job_dir / "data" / "saxpy_y.npy")
+    assert np.array_equal(np.load(job_dir / "out" / "y.npy"), np.float32(2.0) * x + y)
+
+
+def test_run_json_summary(job_dir):
+    job = write_job(job_dir, SAXPY_JOB)
+    result = xv("fabric", "run", "default", str(job), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["fabric"] == "default"
+    assert [s["kernel"] for s in data["steps"]] == ["saxpy"]
+    assert data["steps"][0]["grid"] == [4, 1, 1]
+    assert data["wall_s"] > 0
+
+
+def test_the_example_job_runs_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = EXAMPLES / "jobs" / "out" / "saxpy_y.npy"
+    result = xv("fabric", "run", "default", str(EXAMPLES / "jobs" / "saxpy.yaml"))
+    assert result.exit_code == 0, result.output
+    x = np.load(EXAMPLES / "jobs" / "data" / "saxpy_x.npy")
+    y = np.load(EXAMPLES / "jobs" / "data" / "saxpy_y.npy")
+    assert np.array_equal(np.load(out), np.float32(2.0) * x + y)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("kernel: saxpy", "kernel: saxpi"),
+         "unknown kernel 'saxpi' (defined: saxpy) @ $.steps[0].kernel (hint: did you mean 'saxpy'?)"),
+        (("args: {a: 2.0, x: x, y: y}", "args: {x: x, y: y}"),
+         "missing argument 'a' for kernel saxpy(f32 a, buffer<f32> x, buffer<f32> y) @ $.steps[0].args"),
+        (("args: {a: 2.0, x: x, y: y}", "args: {a: x, x: x, y: y}"),
+         "parameter 'a' is f32, got buffer 'x' @ $.steps[0].args.a"),
+        (("args: {a: 2.0, x: x, y: y}", "args: {a: 2.0, x: 1.5, y: y}"),
+         "parameter 'x' is buffer<f32>, got the scalar 1.5 @ $.steps[0].args.x "
+         "(hint: pass the name of a buffer)"),
+        (("args: {a: 2.0, x: x, y: y}", "args: {a: 2.0, x: x, y: y, z: 1}"),
+         "kernel saxpy(f32 a, buffer<f32> x, buffer<f32> y) has no parameter 'z' @ $.steps[0].args.z"),
+        (("y: {load: data/saxpy_y.npy}", "y: {zeros: [10, 10], dtype: f32}"),
+         "buffer 'y' does not fit parameter 'y': buffer<f32> needs a 1-D array, got f32 array of "
+         "shape [10, 10] @ $.steps[0].args.y"),
+        (("y: {load: data/saxpy_y.npy}", "y: {zeros: [1000], dtype: i32}"),
+         "buffer 'y' does not fit parameter 'y': buffer<f32> needs f32 elements, got i32 array of "
+         "shape [1000] @ $.steps[0].args.y"),
+        (("block: [256]", "block: [2048]"),
+         "a workgroup of 2048 work items is more than 1024 @ $.steps[0]"),
+        (("kernels: saxpy.xvk", "kernels: nothere.xvk"),
+         "kernel file 'nothere.xvk' does not exist @ $.kernels"),
+    ],
+)
+def test_bad_jobs_give_one_located_line_and_write_nothing(job_dir, edit, message):
+    job = write_job(job_dir, SAXPY_JOB.replace(*edit))
+    result = xv("fabric", "run", "default", str(job))
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {job}: {message}"
+    assert "Traceback" not in result.output
+    assert not (job_dir / "out").exists()
+
+
+def test_a_kernel_syntax_error_points_at_the_source(job_dir):
+    (job_dir / "saxpy.xvk").write_text("kernel saxpy(f32 a) {\n    i32 i = global_id.x\n}\n")
+    job = write_job(job_dir, SAXPY_JOB)
+    result = xv("fabric", "run", "default", str(job))
+    assert result.exit_code == 1
+    assert f"{job_dir / 'saxpy.xvk'}:" in result.output
+    assert "^" in result.output and "Traceback" not in result.output
+
+
+def test_a_bad_fabric_is_one_line_with_its_path(tmp_path):
+    fabric = tmp_path / "f.yaml"
+    fabric.write_text("name: f\ncomponents:\n  - {name: a, kind: cpus}\n")
+    result = xv("fabric", "validate", str(fabric))
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {fabric}")
+    assert "unknown component kind 'cpus'" in lines[0] and "$.components[0].kind" in lines[0]
+
+
+def test_xv_debug_lets_the_traceback_through(tmp_path):
+    fabric = tmp_path / "f.yaml"
+    fabric.write_text("name: f\ncomponents:\n  - {name: a, kind: cpus}\n")
+    result = xv("fabric", "validate", str(fabric), env={"XV_DEBUG": "1"})
+    assert result.exit_code != 0
+    assert result.exception is not None and type(result.exception).__name__ == "ConfigError"
+
+
+def test_unknown_builtin_fabric_lists_the_builtins():
+    result = xv("fabric", "describe", "nonesuch")
+    assert result.exit_code == 1
+    assert "nonesuch" in result.output and "default" in result.output
+
+
+def test_json_logs_on_request(job_dir):
+    job = write_job(job_dir, SAXPY_JOB)
+    result = runner.invoke(app, ["--log-format", "json", "--log-level", "debug", "fabric", "run",
+                                 "default", str(job)])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(ln) for ln in result.output.splitlines() if ln.startswith("{")]
+    assert any(e.get("event") == "dispatch" and e.get("kernel") == "saxpy" for e in events)
