@@ -8,6 +8,7 @@ document, or the name of the thing that failed.  The CLI prints
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -58,8 +59,15 @@ class ConfigError(XvError):
         super().__init__("\n".join(self.problems))
 
     def __str__(self) -> str:
-        prefix = f"{self.source}: " if self.source else ""
-        return "\n".join(prefix + p for p in self.problems)
+        if not self.source:
+            return "\n".join(self.problems)
+        # A problem that starts with its position ("3:42: ...") reads file:3:42:, as compilers
+        # and editors expect.
+        return "\n".join(f"{self.source}:{p}" if _POSITION.match(p) else f"{self.source}: {p}"
+                          for p in self.problems)
+
+
+_POSITION = re.compile(r"\d+:\d+: ")
 
 
 class PluginError(XvError):
