@@ -1,0 +1,81 @@
+"""The ``nvme`` component: a page cache tier for VRAM, backed by one file.
+
+First cut (issue 2): the component opens its :class:`~xv_nvme.pagefile.PageFile`
+(``path``, ``capacity``, ``page_size``) and closes it with the fabric.  It
+runs no tiles (``compute=False``).  Nothing moves pages into it yet: paging
+between VRAM and this tier arrives with issue 5, and its modelled bandwidth
+and latency with issue 6.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+
+from xv_core.config.units import Size, format_size, parse_size
+
+from xv_nvme.pagefile import PageFile
+
+log = structlog.get_logger("xv.nvme")
+
+
+def _non_empty(_instance: object, attribute: attrs.Attribute, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _at_least_one_page(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    capacity, page = parse_size(instance.capacity), parse_size(instance.page_size)
+    if page < 1:
+        raise ValueError("page_size must be at least 1 byte")
+    if capacity < page:
+        raise ValueError(f"capacity ({format_size(capacity)}) must hold at least one page "
+                         f"({format_size(page)})")
+
+
+@attrs.frozen
+class NvmeOptions:
+    """Keys of an ``nvme`` component in a fabric.
+
+    ``path``: the page file (created; its folder too; a relative path
+    resolves against the fabric's working directory).  ``capacity``: bytes of
+    pages it holds (``8GiB`` or an integer).  ``page_size``: bytes per page;
+    keep it equal to ``vram.page_size``.  ``keep``: leave the file on disk
+    after the run (it is started empty all the same).
+    """
+
+    path: str = attrs.field(validator=_non_empty)
+    capacity: Size = attrs.field(converter=parse_size)
+    page_size: Size = attrs.field(default=64 << 10, converter=parse_size,
+                                  validator=_at_least_one_page)
+    keep: bool = False
+
+
+class NvmeTier:
+    """A running ``nvme`` component: it holds the open page file in ``pages``."""
+
+    kind = "nvme"
+
+    def __init__(self, name: str, options: NvmeOptions, context: Any):
+        self.name = name
+        self.options = options
+        path = Path(os.path.expanduser(options.path))
+        if not path.is_absolute():
+            path = Path(context.workdir) / path
+        self.pages = PageFile(path, options.capacity, options.page_size, keep=options.keep)
+        log.debug("nvme tier opened", component=name, path=str(path),
+                  capacity=options.capacity, page_size=options.page_size)
+
+    @property
+    def path(self) -> Path:
+        return self.pages.path
+
+    def stats(self) -> dict[str, Any]:
+        return self.pages.stats()
+
+    def close(self) -> None:
+        self.pages.close()
