@@ -1,0 +1,191 @@
+"""The ALU: what each IR operation computes, on numpy values.
+
+A value is either a numpy scalar (``np.generic``: the same for every work
+item of a frame, a *uniform* value) or a 1-D array with one element per
+work item.  Every function here takes and returns those two shapes only,
+never a 0-d array, so callers can test ``type(v) is np.ndarray``.
+
+Integer arithmetic wraps because numpy's fixed-width integers do; the
+interpreter runs under ``np.errstate(all="ignore")`` so scalar overflow does
+not warn.  The semantics the IR leaves to the backend are fixed here:
+
+* float to integer conversion truncates toward zero, saturates at the
+  target's range and gives 0 for NaN (as GPU conversion instructions do);
+* ``MIN``/``MAX`` on floats propagate NaN (``np.minimum``/``np.maximum``);
+* ``ROUND`` rounds half away from zero without the ``x + 0.5`` rounding error;
+* integer ``DIV``/``MOD`` of ``INT_MIN`` by ``-1`` wrap to ``INT_MIN`` and 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from xv_core.ir import Op
+
+Value = Any  # np.generic or a 1-D np.ndarray
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "bool": np.dtype(np.bool_),
+    "i32": np.dtype(np.int32),
+    "u32": np.dtype(np.uint32),
+    "f32": np.dtype(np.float32),
+    "f64": np.dtype(np.float64),
+}
+
+
+def scalar(value: object, kind: str) -> np.generic:
+    """A Python value as the numpy scalar of IR type ``kind``."""
+    return DTYPES[kind].type(value)
+
+
+def fix(value: Any) -> Value:
+    """Turn a 0-d array (from np.where and friends) back into a numpy scalar."""
+    if type(value) is np.ndarray and value.ndim == 0:
+        return value[()]
+    return value
+
+
+# --------------------------------------------------------------------------
+# Unary operations
+# --------------------------------------------------------------------------
+
+
+def _round_half_away(x: Value) -> Value:
+    t = np.trunc(x)
+    # x - trunc(x) is exact, so the comparison with one half is too.
+    return fix(t + np.where(np.abs(x - t) >= 0.5, np.sign(x), x.dtype.type(0)))
+
+
+def _rsqrt(x: Value) -> Value:
+    return x.dtype.type(1) / np.sqrt(x)
+
+
+_UNARY: dict[Op, Callable[[Value], Value]] = {
+    Op.NEG: np.negative,
+    Op.NOT: np.logical_not,
+    Op.BITNOT: np.invert,
+    Op.ABS: np.abs,
+    Op.SIGN: np.sign,
+    Op.FLOOR: np.floor,
+    Op.CEIL: np.ceil,
+    Op.ROUND: _round_half_away,
+    Op.TRUNC: np.trunc,
+    Op.SQRT: np.sqrt,
+    Op.RSQRT: _rsqrt,
+    Op.EXP: np.exp,
+    Op.EXP2: np.exp2,
+    Op.LOG: np.log,
+    Op.LOG2: np.log2,
+    Op.SIN: np.sin,
+    Op.COS: np.cos,
+    Op.TAN: np.tan,
+    Op.ASIN: np.arcsin,
+    Op.ACOS: np.arccos,
+    Op.ATAN: np.arctan,
+}
+
+
+def unary(op: Op, kind: str) -> Callable[[Value], Value]:
+    """The function computing unary ``op`` on values of IR type ``kind``."""
+    if op is Op.ABS and kind == "u32":
+        return lambda a: a
+    return _UNARY[op]
+
+
+# --------------------------------------------------------------------------
+# Binary operations
+# --------------------------------------------------------------------------
+
+
+def _shift(ufunc: np.ufunc, mask: np.generic) -> Callable[[Value, Value], Value]:
+    def shift(a: Value, b: Value) -> Value:
+        return ufunc(a, b & mask)
+
+    return shift
+
+
+_BINARY: dict[Op, Callable[[Value, Value], Value]] = {
+    Op.ADD: np.add,
+    Op.SUB: np.subtract,
+    Op.MUL: np.multiply,
+    Op.MIN: np.minimum,
+    Op.MAX: np.maximum,
+    Op.POW: np.power,
+    Op.ATAN2: np.arctan2,
+    Op.BITAND: np.bitwise_and,
+    Op.BITOR: np.bitwise_or,
+    Op.BITXOR: np.bitwise_xor,
+    Op.EQ: np.equal,
+    Op.NE: np.not_equal,
+    Op.LT: np.less,
+    Op.LE: np.less_equal,
+    Op.GT: np.greater,
+    Op.GE: np.greater_equal,
+}
+
+
+def binary(op: Op, kind: str) -> Callable[[Value, Value], Value]:
+    """The function computing binary ``op`` (not integer DIV/MOD) on IR type ``kind``.
+
+    For comparisons ``kind`` is the operands' type.
+    """
+    if op in (Op.SHL, Op.SHR):
+        ufunc = np.left_shift if op is Op.SHL else np.right_shift
+        return _shift(ufunc, scalar(31, kind))
+    if op is Op.DIV:
+        return np.divide  # floats only; integers go through int_divmod
+    if op is Op.MOD:
+        return np.fmod
+    return _BINARY[op]
+
+
+def int_divmod(op: Op, a: Value, b: Value) -> Value:
+    """C integer division (truncating) or remainder (sign of the dividend).
+
+    The divisor must be free of zeros: the caller checks, because only it
+    knows which work item to blame.  Computed in int64 so that INT_MIN / -1
+    does not trap and wraps back like every other i32 result.
+    """
+    dtype = (a if type(a) is np.ndarray else np.asarray(a)).dtype
+    if dtype == np.uint32:
+        return a // b if op is Op.DIV else a % b
+    a64 = np.asarray(a, np.int64)
+    b64 = np.asarray(b, np.int64)
+    q = a64 // b64
+    r = a64 - q * b64
+    # Floor division rounds toward -inf; step back toward zero when the signs differ.
+    q = q + ((r != 0) & ((r < 0) != (b64 < 0)))
+    out = q if op is Op.DIV else a64 - q * b64
+    return fix(out.astype(np.int32))
+
+
+# --------------------------------------------------------------------------
+# Conversions
+# --------------------------------------------------------------------------
+
+
+def cast(src: str, dst: str) -> Callable[[Value], Value]:
+    """The function converting a value of IR type ``src`` to ``dst``."""
+    if src == dst:
+        return lambda a: a
+    if dst == "bool":
+        zero = scalar(0 if src != "bool" else False, src)
+        return lambda a: np.not_equal(a, zero)
+    to = DTYPES[dst]
+    if src in ("f32", "f64") and dst in ("i32", "u32"):
+        info = np.iinfo(to)
+        lo, hi = np.float64(info.min), np.float64(info.max)
+
+        def float_to_int(a: Value) -> Value:
+            t = np.clip(np.trunc(np.asarray(a, np.float64)), lo, hi)
+            return fix(np.where(np.isnan(t), 0.0, t).astype(to))
+
+        return float_to_int
+    # Integer to integer reinterprets modulo 2**32; the rest are exact or round to nearest.
+    return lambda a: a.astype(to)
+
+
+__all__ = ["DTYPES", "Value", "binary", "cast", "fix", "int_divmod", "scalar", "unary"]

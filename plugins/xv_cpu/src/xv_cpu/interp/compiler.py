@@ -1,0 +1,718 @@
+"""Turning a verified IR kernel into a tree of Python closures.
+
+Each expression becomes ``fn(frame) -> value`` and each statement
+``fn(frame) -> exits``: ``None`` when every item of the frame completed the
+statement normally, else a dict from exit target (a label, ``("continue",
+label)`` or :data:`RETURN`) to the positions of the items that left that
+way.  Every item of a frame is active, so an operation is one numpy call on
+the frame's values; divergence makes child frames (see :mod:`.frame`).
+
+Work is counted as the closures run: one ALU op per item of the frame for
+every unary, binary, comparison, conversion, logical, select and atomic
+node; bytes for every buffer and image element read or written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from xv_core.errors import KernelRuntimeError
+from xv_core.ir import (
+    BINARY, COMPARE, CONSTANT, LOCAL, SHARED, UNARY, Decl, Kernel, Node, Op,
+)
+from xv_cpu.interp import alu
+from xv_cpu.interp.atomics import apply_atomic
+from xv_cpu.interp.batch import arange, arange32
+from xv_cpu.interp.frame import RETURN, Exits, Frame, all_exits, merge_exits, remap_exits
+
+Expr = Callable[[Frame], Any]
+Stmt = Callable[[Frame], "Exits | None"]
+
+_ALU = UNARY | BINARY | COMPARE | {Op.CAST}
+_MEMORY_READS = {Op.LOAD, Op.ILOAD, Op.ALOAD}
+
+
+def _alu_count(node: Node) -> int:
+    return (node.op in _ALU) + sum(_alu_count(a) for a in node.args)
+
+
+def _pure(node: Node) -> bool:
+    """True when evaluating ``node`` for any item can neither fail nor have an effect,
+    and its op count is static: it may be evaluated eagerly for items that do not need it."""
+    if node.op in _MEMORY_READS or node.op in (Op.LAND, Op.LOR, Op.SELECT):
+        return False
+    if node.op in (Op.DIV, Op.MOD) and node.type.is_int:
+        return False
+    return all(_pure(a) for a in node.args)
+
+
+def _ramp(batch: Any, index: np.ndarray) -> int | None:
+    """``first`` when the index array is first, first + 1, ... (an access that can be a
+    slice instead of a gather or scatter), else None.  Cached per array for the batch."""
+    m = len(index)
+    first = int(index[0])
+    if m == 1:
+        return first
+    if int(index[-1]) - first != m - 1:
+        return None
+    hit = batch.ramps.get(id(index))
+    if hit is not None and hit[0] is index:
+        return hit[1]
+    ok = bool((index - index.dtype.type(first) == arange32(m)).all())
+    batch.ramps[id(index)] = (index, first if ok else None)
+    return first if ok else None
+
+
+def _first_bad(batch: Any, index: Any, bound: int) -> int | None:
+    """Position of the first item whose index is outside 0..bound-1, or None."""
+    if type(index) is np.ndarray:
+        u = index.view(np.uint32)  # negative indices become huge
+        first = _ramp(batch, index)
+        if first is not None:
+            if 0 <= first and first + len(index) <= bound:
+                return None
+        elif u.max() < bound:
+            return None
+        return int(np.flatnonzero(u >= bound)[0])
+    return None if 0 <= index < bound else 0
+
+
+def _gather(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int) -> Any:
+    """flat[index * lanes + lane] for in-range indices (a copy, never a view)."""
+    if type(index) is not np.ndarray:
+        return flat[int(index) * lanes + lane]
+    first = _ramp(batch, index)
+    if first is not None:
+        start = first * lanes + lane
+        return flat[start:start + len(index) * lanes:lanes].copy()
+    if lanes == 1:
+        return flat.take(index)
+    return flat.take(index.astype(np.intp) * lanes + lane)
+
+
+def _scatter(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int, value: Any) -> None:
+    """flat[index * lanes + lane] = value for in-range indices."""
+    if type(index) is not np.ndarray:
+        # Every item writes the same element: the last one wins.
+        flat[int(index) * lanes + lane] = value[-1] if type(value) is np.ndarray else value
+        return
+    first = _ramp(batch, index)
+    if first is not None:
+        start = first * lanes + lane
+        flat[start:start + len(index) * lanes:lanes] = value
+    elif lanes == 1:
+        flat[index] = value
+    else:
+        flat[index.astype(np.intp) * lanes + lane] = value
+
+
+def _at(value: Any, k: int) -> Any:
+    return value[k] if type(value) is np.ndarray else value
+
+
+class KernelCompiler:
+    """Compiles one kernel; the closures share nothing mutable, so a compiled kernel
+    may run on several threads at once."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+        self.decls: dict[str, Decl] = {d.name: d for d in kernel.all_decls()}
+        self.file = kernel.source or f"<kernel {kernel.name}>"
+        self.constants: dict[str, np.ndarray] = {
+            d.name: np.array(d.init, dtype=alu.DTYPES[d.type.elem])
+            for d in kernel.decls if d.space == CONSTANT
+        }
+
+    # -- errors ------------------------------------------------------------------
+    def where(self, node: Node) -> str:
+        return f"{self.file}:{node.line}" if node.line else self.file
+
+    @staticmethod
+    def work_item(frame: Frame, k: int) -> str:
+        gid = [int(frame.item_value(f"@global_id.{a}", k)) for a in "xyz"]
+        return f"work item global_id=({gid[0]}, {gid[1]}, {gid[2]})"
+
+    def oob(self, node: Node, frame: Frame, k: int, access: str, name: str,
+            indices: tuple[Any, ...]) -> KernelRuntimeError:
+        values = [int(_at(i, k)) for i in indices]
+        decl = self.decls[name]
+        if decl.type.kind == "buffer":
+            shown = f"{name}[{values[0]}]"
+            extent = f"buffer {name!r} has {frame.batch.bind.length[name]} elements"
+        elif decl.type.kind == "image":
+            shown = f"{name}[{values[0]}, {values[1]}]"
+            bind = frame.batch.bind
+            extent = f"image {name!r} is {bind.width[name]} wide and {bind.height[name]} high"
+        else:
+            shown = name + "".join(f"[{v}]" for v in values)
+            space = {LOCAL: "private", SHARED: "shared", CONSTANT: "constant"}[decl.space]
+            extent = f"{space} array {name!r} is {decl.type}"
+        return KernelRuntimeError(
+            f"out-of-bounds {access} {shown} in kernel {self.kernel.name!r}: {extent} "
+            f"({self.work_item(frame, k)})",
+            where=self.where(node),
+            hint="check the index computation, or guard the access with a bounds test",
+        )
+
+    def check(self, node: Node, frame: Frame, access: str, name: str,
+              indices: tuple[Any, ...], bounds: tuple[int, ...]) -> None:
+        for index, bound in zip(indices, bounds):
+            k = _first_bad(frame.batch, index, bound)
+            if k is not None:
+                raise self.oob(node, frame, k, access, name, indices)
+
+    # -- expressions -------------------------------------------------------------
+    def expr(self, node: Node) -> Expr:
+        op = node.op
+        if op is Op.CONST:
+            value = alu.scalar(node.arg, node.type.kind)
+            return lambda f: value
+        if op in (Op.VAR, Op.SPECIAL):
+            return self._var(node.arg if op is Op.VAR else "@" + node.arg)
+        if op in (Op.LENGTH, Op.WIDTH, Op.HEIGHT):
+            return self._size(op, node.arg)
+        if op is Op.LOAD:
+            return self._load(node)
+        if op is Op.ILOAD:
+            return self._iload(node)
+        if op is Op.ALOAD:
+            return self._aload(node)
+        if op is Op.CAST:
+            return self._unary(alu.cast(node.args[0].type.kind, node.type.kind), node)
+        if op in UNARY:
+            return self._unary(alu.unary(op, node.type.kind), node)
+        if op in (Op.DIV, Op.MOD) and node.type.is_int:
+            return self._int_divmod(node)
+        if op in BINARY:
+            return self._binary(alu.binary(op, node.type.kind), node)
+        if op in COMPARE:
+            return self._binary(alu.binary(op, node.args[0].type.kind), node)
+        if op in (Op.LAND, Op.LOR):
+            return self._logical(node)
+        if op is Op.SELECT:
+            return self._select(node)
+        raise AssertionError(f"unexpected expression {op}")  # the verifier rules this out
+
+    @staticmethod
+    def _var(name: str) -> Expr:
+        def var(f: Frame) -> Any:
+            v = f.vars.get(name)
+            return v if v is not None else f.fetch(name)
+
+        return var
+
+    @staticmethod
+    def _size(op: Op, name: str) -> Expr:
+        table = {Op.LENGTH: "length", Op.WIDTH: "width", Op.HEIGHT: "height"}[op]
+
+        def size(f: Frame) -> Any:
+            return np.int32(getattr(f.batch.bind, table)[name])
+
+        return size
+
+    def _unary(self, fn: Callable[[Any], Any], node: Node) -> Expr:
+        a = self.expr(node.args[0])
+
+        def unary(f: Frame) -> Any:
+            f.batch.ops += f.n
+            return fn(a(f))
+
+        return unary
+
+    def _binary(self, fn: Callable[[Any, Any], Any], node: Node) -> Expr:
+        a = self.expr(node.args[0])
+        b = self.expr(node.args[1])
+
+        def binary(f: Frame) -> Any:
+            x = a(f)
+            y = b(f)
+            f.batch.ops += f.n
+            return fn(x, y)
+
+        return binary
+
+    def _int_divmod(self, node: Node) -> Expr:
+        a = self.expr(node.args[0])
+        b = self.expr(node.args[1])
+        op = node.op
+
+        def divmod_(f: Frame) -> Any:
+            x = a(f)
+            y = b(f)
+            f.batch.ops += f.n
+            if type(y) is np.ndarray:
+                if not y.all():
+                    raise self.div_zero(node, f, int(np.flatnonzero(y == 0)[0]))
+            elif y == 0:
+                raise self.div_zero(node, f, 0)
+            return alu.int_divmod(op, x, y)
+
+        return divmod_
+
+    def div_zero(self, node: Node, frame: Frame, k: int) -> KernelRuntimeError:
+        what = "division" if node.op is Op.DIV else "modulo"
+        return KernelRuntimeError(
+            f"integer {what} by zero in kernel {self.kernel.name!r} ({self.work_item(frame, k)})",
+            where=self.where(node), hint="guard the operation where the divisor can be 0")
+
+    def _logical(self, node: Node) -> Expr:
+        a = self.expr(node.args[0])
+        b = self.expr(node.args[1])
+        is_and = node.op is Op.LAND
+        eager = _pure(node.args[1])
+        b_ops = _alu_count(node.args[1])
+
+        def logical(f: Frame) -> Any:
+            x = a(f)
+            batch = f.batch
+            batch.ops += f.n
+            if type(x) is not np.ndarray:
+                return b(f) if bool(x) == is_and else x
+            # Items whose result the right operand decides.
+            need = x if is_and else ~x
+            count = int(np.count_nonzero(need))
+            if count == 0:
+                return x
+            if count == f.n:
+                return b(f)
+            if eager:
+                saved = batch.ops
+                y = b(f)
+                batch.ops = saved + count * b_ops
+                return (x & y) if is_and else (x | y)
+            where = np.flatnonzero(need)
+            out = x.copy()
+            out[where] = b(f.child(where))
+            return out
+
+        return logical
+
+    def _select(self, node: Node) -> Expr:
+        c = self.expr(node.args[0])
+        t = self.expr(node.args[1])
+        e = self.expr(node.args[2])
+        eager = _pure(node.args[1]) and _pure(node.args[2])
+        t_ops, e_ops = _alu_count(node.args[1]), _alu_count(node.args[2])
+        dtype = alu.DTYPES[node.type.kind]
+
+        def select(f: Frame) -> Any:
+            cond = c(f)
+            batch = f.batch
+            batch.ops += f.n
+            if type(cond) is not np.ndarray:
+                return t(f) if cond else e(f)
+            count = int(np.count_nonzero(cond))
+            if count == f.n:
+                return t(f)
+            if count == 0:
+                return e(f)
+            if eager:
+                saved = batch.ops
+                vt = t(f)
+                ve = e(f)
+                batch.ops = saved + count * t_ops + (f.n - count) * e_ops
+                return np.where(cond, vt, ve)
+            ti = np.flatnonzero(cond)
+            ei = np.flatnonzero(~cond)
+            out = np.empty(f.n, dtype=dtype)
+            out[ti] = t(f.child(ti))
+            out[ei] = e(f.child(ei))
+            return out
+
+        return select
+
+    # -- memory reads ----------------------------------------------------------------
+    def _load(self, node: Node) -> Expr:
+        name, lane = node.arg
+        lanes = self.decls[name].type.lanes
+        itemsize = alu.DTYPES[node.type.kind].itemsize
+        index = self.expr(node.args[0])
+
+        def load(f: Frame) -> Any:
+            i = index(f)
+            batch = f.batch
+            k = _first_bad(batch, i, batch.bind.length[name])
+            if k is not None:
+                raise self.oob(node, f, k, "read", name, (i,))
+            batch.bytes_read += f.n * itemsize
+            return _gather(batch, batch.bind.flat[name], i, lanes, lane)
+
+        return load
+
+    def _image_index(self, name: str, lane: int, lanes: int) -> Callable[[Frame, Any, Any], Any]:
+        def linear(f: Frame, x: Any, y: Any) -> Any:
+            bind = f.batch.bind
+            w = bind.width[name]
+            if type(x) is not np.ndarray and type(y) is not np.ndarray:
+                return (int(y) * w + int(x)) * lanes + lane
+            if bind.small[name]:
+                # In range and smaller than 2**31 elements: int32 arithmetic cannot overflow.
+                lin = y * np.int32(w) + x
+            else:
+                lin = np.asarray(y, np.intp) * w + x
+            if lanes != 1:
+                lin = lin * lanes + lane
+            return lin
+
+        return linear
+
+    def _iload(self, node: Node) -> Expr:
+        name, lane = node.arg
+        lanes = self.decls[name].type.lanes
+        itemsize = alu.DTYPES[node.type.kind].itemsize
+        xf = self.expr(node.args[0])
+        yf = self.expr(node.args[1])
+        linear = self._image_index(name, lane, lanes)
+
+        def iload(f: Frame) -> Any:
+            x = xf(f)
+            y = yf(f)
+            batch = f.batch
+            bind = batch.bind
+            self.check(node, f, "read", name, (x, y), (bind.width[name], bind.height[name]))
+            batch.bytes_read += f.n * itemsize
+            return _gather(batch, bind.flat[name], linear(f, x, y), 1, 0)
+
+        return iload
+
+    def _array_index(self, node: Node, access: str, name: str,
+                     idx: list[Expr]) -> Callable[[Frame], tuple[Any, bool]]:
+        """Evaluates and checks the indices of an array access; returns the linear index
+        within the array and whether it is the same for every item."""
+        shape = self.decls[name].type.shape
+
+        def index(f: Frame) -> tuple[Any, bool]:
+            values = tuple(fn(f) for fn in idx)
+            self.check(node, f, access, name, values, shape)
+            lin = values[0]
+            for v, dim in zip(values[1:], shape[1:]):
+                lin = lin * np.int32(dim) + v
+            return lin, type(lin) is not np.ndarray
+
+        return index
+
+    def _aload(self, node: Node) -> Expr:
+        name = node.arg
+        decl = self.decls[name]
+        index = self._array_index(node, "read", name, [self.expr(a) for a in node.args])
+        size = math.prod(decl.type.shape)
+        if decl.space == CONSTANT:
+            table = self.constants[name]
+
+            def const_load(f: Frame) -> Any:
+                lin, uniform = index(f)
+                return table[int(lin)] if uniform else table.take(lin)
+
+            return const_load
+        if decl.space == SHARED:
+            def shared_load(f: Frame) -> Any:
+                lin, uniform = index(f)
+                store = f.batch.shared[name]
+                slot = f.get("@slot")
+                if type(slot) is not np.ndarray:
+                    return store[int(slot) * size + int(lin)] if uniform else \
+                        store.take(lin + slot * np.int32(size))
+                return store.take(slot * np.int32(size) + lin)
+
+            return shared_load
+
+        def private_load(f: Frame) -> Any:
+            lin, uniform = index(f)
+            rows = f.get(name)
+            if uniform:
+                return rows[:, int(lin)].copy()
+            return rows.reshape(-1).take(arange(f.n) * size + lin)
+
+        return private_load
+
+    # -- statements ----------------------------------------------------------------------
+    def stmt(self, node: Node) -> Stmt:
+        op = node.op
+        if op is Op.BLOCK:
+            return self.block(node)
+        if op is Op.ASSIGN:
+            return self._assign(node)
+        if op is Op.STORE:
+            return self._store(node)
+        if op is Op.ISTORE:
+            return self._istore(node)
+        if op is Op.ASTORE:
+            return self._astore(node)
+        if op is Op.ATOMIC:
+            return self._atomic(node)
+        if op is Op.IF:
+            return self._if(node)
+        if op is Op.LOOP:
+            return self._loop(node)
+        if op in (Op.BREAK, Op.CONTINUE):
+            target = node.arg if op is Op.BREAK else ("continue", node.arg)
+            return lambda f: {target: arange(f.n)}
+        if op is Op.RETURN:
+            return self._return(node)
+        if op is Op.BARRIER:
+            return self._barrier(node)
+        raise AssertionError(f"unexpected statement {op}")  # the verifier rules this out
+
+    def block(self, node: Node, final: bool = False) -> Stmt:
+        """A statement list.  Items that leave (break, continue, return) are dropped
+        for the statements after; ``final`` skips giving values back (kernel body)."""
+        stmts = [self.stmt(s) for s in node.args]
+        label = node.arg
+
+        def block(f: Frame) -> Exits | None:
+            cur: Frame | None = f
+            exits: Exits | None = None
+            for s in stmts:
+                ex = s(cur)
+                if ex:
+                    gone = all_exits(ex)
+                    exits = merge_exits(exits, ex if cur is f else remap_exits(ex, cur.sel))
+                    if len(gone) == cur.n:
+                        if cur is not f and not final:
+                            cur.write_back()
+                        cur = None
+                        break
+                    cur = cur.without(gone, f)
+            if cur is not None and cur is not f and not final:
+                cur.write_back()
+            if exits and label is not None:
+                exits.pop(label, None)
+            return exits or None
+
+        return block
+
+    def _assign(self, node: Node) -> Stmt:
+        name = node.arg
+        value = self.expr(node.args[0])
+
+        def assign(f: Frame) -> None:
+            f.assign(name, value(f))
+
+        return assign
+
+    def _store(self, node: Node) -> Stmt:
+        name, lane = node.arg
+        lanes = self.decls[name].type.lanes
+        itemsize = alu.DTYPES[node.args[1].type.kind].itemsize
+        index = self.expr(node.args[0])
+        value = self.expr(node.args[1])
+
+        def store(f: Frame) -> None:
+            i = index(f)
+            v = value(f)
+            batch = f.batch
+            k = _first_bad(batch, i, batch.bind.length[name])
+            if k is not None:
+                raise self.oob(node, f, k, "write", name, (i,))
+            batch.bytes_written += f.n * itemsize
+            _scatter(batch, batch.bind.flat[name], i, lanes, lane, v)
+
+        return store
+
+    def _istore(self, node: Node) -> Stmt:
+        name, lane = node.arg
+        lanes = self.decls[name].type.lanes
+        itemsize = alu.DTYPES[node.args[2].type.kind].itemsize
+        xf = self.expr(node.args[0])
+        yf = self.expr(node.args[1])
+        value = self.expr(node.args[2])
+        linear = self._image_index(name, lane, lanes)
+
+        def istore(f: Frame) -> None:
+            x = xf(f)
+            y = yf(f)
+            v = value(f)
+            batch = f.batch
+            bind = batch.bind
+            self.check(node, f, "write", name, (x, y), (bind.width[name], bind.height[name]))
+            batch.bytes_written += f.n * itemsize
+            lin = linear(f, x, y)
+            if type(lin) is int:
+                lin = np.intp(lin)
+            _scatter(batch, bind.flat[name], lin, 1, 0, v)
+
+        return istore
+
+    def _astore(self, node: Node) -> Stmt:
+        name = node.arg
+        decl = self.decls[name]
+        index = self._array_index(node, "write", name, [self.expr(a) for a in node.args[:-1]])
+        value = self.expr(node.args[-1])
+        size = math.prod(decl.type.shape)
+
+        if decl.space == SHARED:
+            def shared_store(f: Frame) -> None:
+                lin, uniform = index(f)
+                v = value(f)
+                store = f.batch.shared[name]
+                slot = f.get("@slot")
+                where = slot * np.int32(size) + lin
+                if type(where) is not np.ndarray:
+                    store[int(where)] = v[-1] if type(v) is np.ndarray else v
+                else:
+                    store[where] = v
+
+            return shared_store
+
+        def private_store(f: Frame) -> None:
+            lin, uniform = index(f)
+            v = value(f)
+            rows = f.own_array(name)
+            if uniform:
+                rows[:, int(lin)] = v
+            else:
+                rows.reshape(-1)[arange(f.n) * size + lin] = v
+
+        return private_store
+
+    def _atomic(self, node: Node) -> Stmt:
+        kind, name, result = node.arg
+        index = self.expr(node.args[0])
+        operands = [self.expr(a) for a in node.args[1:]]
+        itemsize = alu.DTYPES[node.args[1].type.kind].itemsize
+
+        def atomic(f: Frame) -> None:
+            i = index(f)
+            values = [fn(f) for fn in operands]
+            batch = f.batch
+            k = _first_bad(batch, i, batch.bind.length[name])
+            if k is not None:
+                raise self.oob(node, f, k, f"atomic_{kind}", name, (i,))
+            n = f.n
+            batch.ops += n
+            batch.bytes_read += n * itemsize
+            batch.bytes_written += n * itemsize
+            idx = i if type(i) is np.ndarray else np.full(n, i, dtype=np.int32)
+            vals = [v if type(v) is np.ndarray else np.full(n, v) for v in values]
+            if kind == "cmpxchg":
+                old = apply_atomic(kind, batch.bind.flat[name], idx, vals[1], vals[0])
+            else:
+                old = apply_atomic(kind, batch.bind.flat[name], idx, vals[0])
+            if result is not None:
+                f.assign(result, old)
+
+        return atomic
+
+    # -- control flow ----------------------------------------------------------------------
+    def _if(self, node: Node) -> Stmt:
+        cond = self.expr(node.args[0])
+        then = self.block(node.args[1])
+        other = self.block(node.args[2]) if node.args[2].args else None
+
+        def if_(f: Frame) -> Exits | None:
+            c = cond(f)
+            if type(c) is not np.ndarray:
+                if c:
+                    return then(f)
+                return other(f) if other is not None else None
+            count = int(np.count_nonzero(c))
+            if count == f.n:
+                return then(f)
+            if count == 0:
+                return other(f) if other is not None else None
+            where = np.flatnonzero(c)
+            sub = f.child(where)
+            exits = remap_exits(then(sub), where)
+            sub.write_back()
+            if other is not None:
+                where = np.flatnonzero(~c)
+                sub = f.child(where)
+                exits = merge_exits(exits, remap_exits(other(sub), where))
+                sub.write_back()
+            return exits
+
+        return if_
+
+    def _loop(self, node: Node) -> Stmt:
+        label = node.arg
+        cont = ("continue", label)
+        cond = self.expr(node.args[0])
+        parts = [self.block(node.args[1])]
+        if node.args[2].args:
+            parts.append(self.block(node.args[2]))
+
+        def loop(f: Frame) -> Exits | None:
+            cur = f
+            exits: Exits | None = None
+            while True:
+                c = cond(cur)
+                if type(c) is not np.ndarray:
+                    if not c:
+                        break
+                else:
+                    count = int(np.count_nonzero(c))
+                    if count == 0:
+                        break
+                    if count < cur.n:
+                        cur = cur.without(np.flatnonzero(~c), f)
+                for part in parts:
+                    ex = part(cur)
+                    if not ex:
+                        continue
+                    ex.pop(cont, None)  # continuing items go on to the step and the condition
+                    if not ex:
+                        continue
+                    gone = all_exits(ex)
+                    ex.pop(label, None)  # breaking items leave the loop here
+                    if ex:
+                        exits = merge_exits(exits, remap_exits(ex, cur.sel) if cur is not f
+                                            else ex)
+                    if len(gone) == cur.n:
+                        if cur is not f:
+                            cur.write_back()
+                        return exits
+                    cur = cur.without(gone, f)
+            if cur is not f:
+                cur.write_back()
+            return exits
+
+        return loop
+
+    def _return(self, node: Node) -> Stmt:
+        def return_(f: Frame) -> Exits:
+            batch = f.batch
+            if batch.live is not None:
+                slot = f.get("@slot")
+                if type(slot) is np.ndarray:
+                    batch.live -= np.bincount(slot, minlength=batch.groups)
+                else:
+                    batch.live[int(slot)] -= f.n
+            return {RETURN: arange(f.n)}
+
+        return return_
+
+    def _barrier(self, node: Node) -> Stmt:
+        # Work items run in lockstep, statement by statement, so every item of a group has
+        # finished everything before the barrier when it is reached: the barrier itself
+        # has nothing to wait for.  What remains is to check that the whole group is here.
+        def barrier(f: Frame) -> None:
+            batch = f.batch
+            slot = f.get("@slot")
+            if type(slot) is np.ndarray:
+                here = np.bincount(slot, minlength=batch.groups)
+                bad = np.flatnonzero((here != 0) & (here != batch.live))
+                if len(bad):
+                    g = int(bad[0])
+                    raise self.divergence(node, f, g, int(here[g]), int(batch.live[g]))
+            elif f.n != batch.live[int(slot)]:
+                raise self.divergence(node, f, int(slot), f.n, int(batch.live[int(slot)]))
+            return None
+
+        return barrier
+
+    def divergence(self, node: Node, frame: Frame, slot: int, here: int,
+                   live: int) -> KernelRuntimeError:
+        batch = frame.batch
+        group = batch.launch.group_coords(batch.first_group
+                                          + batch.t0 // batch.launch.group_items + slot)
+        return KernelRuntimeError(
+            f"barrier divergence in kernel {self.kernel.name!r}: only {here} of the {live} "
+            f"work items of workgroup ({group[0]}, {group[1]}, {group[2]}) that have not "
+            "returned reached this barrier()",
+            where=self.where(node),
+            hint="every work item of a workgroup that has not returned must reach the same "
+                 "barrier(); move it out of control flow that differs between work items")
