@@ -44,16 +44,19 @@ class Invalid(ValueError):
         self.hint = hint
 
 
-def _expect(kind: str, value: object, hint: str | None = None) -> Invalid:
-    if hint is None and isinstance(value, str):
-        # A quoted number or boolean is the most common way to get the wrong type in YAML.
+def _expect(kind: str, value: object, hint: str | None = None,
+            unquoted: tuple[type, ...] = ()) -> Invalid:
+    """An Invalid for ``value`` where ``kind`` was expected.  When ``value`` is a quoted string
+    that YAML would read as one of the ``unquoted`` types, the hint says to drop the quotes."""
+    if hint is None and isinstance(value, str) and unquoted:
         try:
             import yaml
 
-            if not isinstance(yaml.safe_load(value), str):
-                hint = "remove the quotes"
+            parsed = yaml.safe_load(value)
         except Exception:  # noqa: BLE001 - a hint is best effort
-            pass
+            parsed = value
+        if isinstance(parsed, unquoted) and not (isinstance(parsed, bool) and bool not in unquoted):
+            hint = "remove the quotes"
     return Invalid(f"expected {kind}, got {describe(value)}", hint)
 
 
@@ -61,19 +64,19 @@ def _structure_int(value: object, _type: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             raise _expect("an integer", value, hint=f"write {int(value)}")
-        raise _expect("an integer", value)
+        raise _expect("an integer", value, unquoted=(int,))
     return value
 
 
 def _structure_float(value: object, _type: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _expect("a number", value)
+        raise _expect("a number", value, unquoted=(int, float))
     return float(value)
 
 
 def _structure_bool(value: object, _type: object) -> bool:
     if not isinstance(value, bool):
-        raise _expect("true or false", value)
+        raise _expect("true or false", value, unquoted=(bool,))
     return value
 
 

@@ -238,19 +238,20 @@ def _parse_vram(data: dict[Any, Any], plugins: Plugins, conv: Any,
 
 
 def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problems: Problems
-                      ) -> tuple[list[ComponentConfig], set[str]]:
+                      ) -> tuple[list[ComponentConfig], set[str] | None]:
     """The components, and every name they claim (also of components with other problems, so
-    that a link to them is not reported as well)."""
+    that a link to them is not reported as well); None for the names when there is no list of
+    components to check links against."""
     if "components" not in data:
         problems.add(ROOT, "missing required key 'components'",
                      "list at least one component, like {name: alu, kind: cpu}")
-        return [], set()
+        return [], None
     raw = data["components"]
     if not isinstance(raw, list) or not raw:
         got = "an empty list" if raw == [] else describe(raw)
         problems.add(("components",), f"expected a list of components, got {got}",
                      "list at least one component, like {name: alu, kind: cpu}")
-        return [], set()
+        return [], None
 
     components: list[ComponentConfig] = []
     first_index: dict[str, int] = {}
@@ -322,8 +323,9 @@ def _check_name(item: dict[Any, Any], path: tuple[PathPart, ...], what: str,
     return name
 
 
-def _parse_links(data: dict[Any, Any], names: set[str], conv: Any,
+def _parse_links(data: dict[Any, Any], names: set[str] | None, conv: Any,
                  problems: Problems) -> list[LinkConfig]:
+    """The links; endpoints are checked against ``names`` unless it is None."""
     raw = data.get("links")
     if raw is None:
         return []
@@ -332,7 +334,7 @@ def _parse_links(data: dict[Any, Any], names: set[str], conv: Any,
         return []
     links: list[LinkConfig] = []
     first_index: dict[str, int] = {}
-    endpoints = sorted({HOST, *names})
+    endpoints = sorted({HOST, *(names or ())})
     for i, item in enumerate(raw):
         path: tuple[PathPart, ...] = ("links", i)
         found: list[Any] = []
@@ -357,7 +359,7 @@ def _parse_links(data: dict[Any, Any], names: set[str], conv: Any,
         between = fields.get("between")
         if between is not None:
             for j, end in enumerate(between):
-                if end != HOST and end not in names:
+                if names is not None and end != HOST and end not in names:
                     hint = did_you_mean(end, endpoints) or f"endpoints: {', '.join(endpoints)}"
                     problems.add(path + ("between", j), f"unknown endpoint {end!r}: neither "
                                  f"{HOST!r} nor a component", hint)

@@ -77,15 +77,16 @@ def parse_size(value: object) -> int:
                         hint=f"write a number and a unit ({_unit_list()}), like 256MiB")
     number, unit = match["number"], match["unit"] or "B"
     if unit not in UNITS:
-        spelled = next((u for u in UNITS if u.lower() == unit.lower()), None)
-        if spelled is None and unit.lower() in ("k", "m", "g", "t"):
-            spelled = unit.upper() + "iB"
-        hint = f"did you mean {number}{spelled}?" if spelled else f"units: {_unit_list()}"
+        prefix = unit.lower().removesuffix("ib").removesuffix("b").upper()
+        if prefix in ("K", "M", "G", "T"):
+            hint = f"did you mean {number}{prefix}iB (binary) or {number}{prefix}B (decimal)?"
+        else:
+            hint = f"units: {_unit_list()}"
         raise SizeError(f"unknown size unit {unit!r} in {value!r}", hint=hint)
     nbytes = Fraction(number) * UNITS[unit]
     if nbytes.denominator != 1:
         raise SizeError(f"{value!r} is not a whole number of bytes",
-                        hint="use a smaller unit")
+                        hint="use a smaller unit" if unit != "B" else None)
     return int(nbytes)
 
 

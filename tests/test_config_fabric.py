@@ -1,0 +1,470 @@
+"""Fabric files: what is accepted, and the exact one-line message for each mistake.
+
+The plugins are small fakes defined here, so these tests pin the core's config behaviour and not
+the options of the real cpu or hdd plugins.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import attrs
+import pytest
+
+from xv_core import hookimpl
+from xv_core.config import (
+    ComponentConfig, FabricConfig, LinkConfig, VramConfig, builtin_fabrics, format_size,
+    load_fabric, parse_fabric, parse_size,
+)
+from xv_core.config.convert import Invalid
+from xv_core.errors import ConfigError
+from xv_core.plugins import load_plugins
+from xv_core.profiles import PROFILES, LinkProfile, profile
+from xv_core.registry import ComponentKind, EvictionPolicySpec, VramSpec
+
+
+def _threads_not_absurd(_inst: object, _attribute: attrs.Attribute, value: int) -> None:
+    if value > 1024:
+        raise Invalid(f"{value} threads is more than this machine could use",
+                      "0 means one thread per core")
+
+
+@attrs.frozen
+class CpuOptions:
+    threads: int = attrs.field(default=0, validator=[attrs.validators.ge(0), _threads_not_absurd])
+    pin: bool = False
+
+
+@attrs.frozen
+class HddOptions:
+    path: str
+    block_size: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
+
+
+@attrs.frozen
+class CacheOptions:
+    size: int = 0
+
+
+class FakePlugins:
+    @hookimpl
+    def xv_component_kinds(self) -> list[ComponentKind]:
+        return [ComponentKind("cpu", CpuOptions, factory=object),
+                ComponentKind("hdd", HddOptions, factory=object),
+                ComponentKind("cache", CacheOptions, factory=object, compute=False)]
+
+    @hookimpl
+    def xv_eviction_policies(self) -> list[EvictionPolicySpec]:
+        return [EvictionPolicySpec("lru", object), EvictionPolicySpec("fifo", object)]
+
+    @hookimpl
+    def xv_vram_managers(self) -> list[VramSpec]:
+        return [VramSpec("ram", object)]
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return load_plugins(entry_points=False, extra=[("fakes", FakePlugins())])
+
+
+@pytest.fixture
+def write(tmp_path, monkeypatch):
+    """Write fabric.yaml in a temporary current folder; errors then name 'fabric.yaml'."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(text: str, name: str = "fabric.yaml") -> str:
+        (tmp_path / name).write_text(textwrap.dedent(text))
+        return name
+
+    return write
+
+
+ISSUE_FABRIC = """\
+name: workstation
+vram: {capacity: 256MiB, page_size: 64KiB, eviction: lru}
+components:
+  - {name: alu, kind: cpu, threads: 2}
+  - {name: disk0, kind: hdd, path: .xv/hdd0}
+links:
+  - {name: pcie0, between: [host, alu], profile: pcie4-x16}
+  - {name: sata0, between: [host, disk0], profile: sata3}
+"""
+
+
+def error_of(spec: str, plugins) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_fabric(spec, plugins)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Accepted
+# --------------------------------------------------------------------------
+
+
+def test_the_fabric_of_the_issue_is_accepted_exactly(write, plugins):
+    fabric = load_fabric(write(ISSUE_FABRIC), plugins)
+    assert fabric == FabricConfig(
+        name="workstation",
+        vram=VramConfig(capacity=256 << 20, page_size=64 << 10, eviction="lru", paging=True,
+                        manager="ram"),
+        components=(ComponentConfig("alu", "cpu", CpuOptions(threads=2)),
+                    ComponentConfig("disk0", "hdd", HddOptions(path=".xv/hdd0"))),
+        links=(LinkConfig("pcie0", ("host", "alu"), "pcie4-x16"),
+               LinkConfig("sata0", ("host", "disk0"), "sata3")),
+        source="fabric.yaml",
+    )
+    assert fabric.component("disk0").options.block_size == 4096
+
+
+def test_every_optional_key_and_plain_integer_sizes(write, plugins):
+    fabric = load_fabric(write("""\
+        vram:
+          capacity: 1073741824
+          page_size: 4096
+          eviction: fifo
+          paging: false
+          manager: ram
+        components:
+          - name: alu
+            kind: cpu
+            threads: 4
+            pin: true
+          - {name: c, kind: cache, size: 10}
+        """, "box.yaml"), plugins)
+    assert fabric.name == "box"  # no name: the file's stem
+    assert fabric.vram == VramConfig(1 << 30, 4096, "fifo", False, "ram")
+    assert fabric.components[0].options == CpuOptions(threads=4, pin=True)
+    assert fabric.links == ()
+
+
+def test_vram_defaults_when_left_out(write, plugins):
+    fabric = load_fabric(write("components: [{name: alu, kind: cpu}]\n"), plugins)
+    assert fabric.vram == VramConfig()
+    assert (fabric.vram.capacity, fabric.vram.page_size) == (1 << 30, 64 << 10)
+    assert fabric.vram.eviction == "lru" and fabric.vram.paging and fabric.vram.manager == "ram"
+
+
+def test_the_builtin_default_fabric(plugins):
+    assert "default" in builtin_fabrics()
+    fabric = load_fabric("default", plugins)
+    assert fabric.name == "default" and fabric.source is None
+    assert fabric.components == (ComponentConfig("cpu", "cpu", CpuOptions(threads=0)),)
+    assert fabric.vram.manager == "ram"
+
+
+def test_the_example_fabric_is_the_issue_fabric(plugins):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "fabrics" / "workstation.yaml"
+    fabric = load_fabric(example, plugins)
+    assert [c.name for c in fabric.components] == ["alu", "disk0"]
+
+
+def test_parse_fabric_takes_plain_data_and_reports_without_positions(plugins):
+    fabric = parse_fabric({"name": "n", "components": [{"name": "a", "kind": "cpu"}]},
+                          plugins, "inline")
+    assert fabric.source == "inline" and fabric.components[0].name == "a"
+    with pytest.raises(ConfigError) as info:
+        parse_fabric({"components": [{"name": "a", "kind": "cpu", "threads": -1}]}, plugins,
+                     "inline")
+    assert str(info.value) == "inline: 'threads' must be >= 0: -1 @ $.components[0].threads"
+
+
+def test_later_problems_are_reported_in_the_same_located_format(write, plugins):
+    fabric = load_fabric(write(ISSUE_FABRIC), plugins)
+    error = fabric.error([("$.links[1].profile", "the hdd kind cannot use sata3", "use usb3"),
+                          ("$.components[0]", "no backend")])
+    assert str(error).splitlines() == [
+        "fabric.yaml:4:5: no backend @ $.components[0]",
+        "fabric.yaml:8:52: the hdd kind cannot use sata3 @ $.links[1].profile (hint: use usb3)",
+    ]
+
+
+# --------------------------------------------------------------------------
+# Refused, one exact line each
+# --------------------------------------------------------------------------
+
+BAD_FABRICS = [
+    pytest.param(
+        ("eviction: lru}", "eviction: mru}"),
+        "fabric.yaml:2:54: unknown eviction policy 'mru' (installed: fifo, lru) @ "
+        "$.vram.eviction (hint: did you mean 'lru'?)",
+        id="unknown-eviction"),
+    pytest.param(
+        ("{name: alu, kind: cpu, threads: 2}", "{name: alu, kind: gpu, threads: 2}"),
+        "fabric.yaml:4:23: unknown component kind 'gpu' (installed: cache, cpu, hdd) @ "
+        "$.components[0].kind (hint: did you mean 'cpu'?)",
+        id="unknown-kind"),
+    pytest.param(
+        ("threads: 2", "threads: -2"),
+        "fabric.yaml:4:37: 'threads' must be >= 0: -2 @ $.components[0].threads",
+        id="options-validator"),
+    pytest.param(
+        ("threads: 2", "threads: 5000"),
+        "fabric.yaml:4:37: 5000 threads is more than this machine could use @ "
+        "$.components[0].threads (hint: 0 means one thread per core)",
+        id="options-validator-with-hint"),
+    pytest.param(
+        ("threads: 2", "thread: 2"),
+        "fabric.yaml:4:28: unknown key 'thread' @ $.components[0].thread (hint: did you mean "
+        "'threads'?)",
+        id="unknown-option"),
+    pytest.param(
+        ("threads: 2", "threads: '2'"),
+        "fabric.yaml:4:37: expected an integer, got '2' (a string) @ $.components[0].threads "
+        "(hint: remove the quotes)",
+        id="option-type"),
+    pytest.param(
+        ("{name: disk0, kind: hdd, path: .xv/hdd0}", "{name: disk0, kind: hdd}"),
+        "fabric.yaml:5:5: missing required key 'path' @ $.components[1]",
+        id="missing-option"),
+    pytest.param(
+        ("  - {name: disk0", "  - {name: alu, kind: cpu}\n  - {name: disk0"),
+        "fabric.yaml:5:12: component name 'alu' is already used by $.components[0] @ "
+        "$.components[1].name (hint: give each component its own name)",
+        id="duplicate-component"),
+    pytest.param(
+        ("  - {name: disk0", "  - {name: host, kind: cpu}\n  - {name: disk0"),
+        "fabric.yaml:5:12: 'host' is reserved for the host end of links @ "
+        "$.components[1].name (hint: rename the component)",
+        id="component-named-host"),
+    pytest.param(
+        ("between: [host, alu]", "between: [host, alu0]"),
+        "fabric.yaml:7:35: unknown endpoint 'alu0': neither 'host' nor a component @ "
+        "$.links[0].between[1] (hint: did you mean 'alu'?)",
+        id="unknown-endpoint"),
+    pytest.param(
+        ("between: [host, alu]", "between: [alu, alu]"),
+        "fabric.yaml:7:28: a link joins two different endpoints, got 'alu' twice @ "
+        "$.links[0].between",
+        id="link-to-itself"),
+    pytest.param(
+        ("profile: sata3", "profile: sata-3"),
+        "fabric.yaml:8:52: unknown link profile 'sata-3' (known: pcie3-x16, pcie3-x4, "
+        "pcie4-x16, pcie4-x4, pcie5-x16, pcie5-x4, nvlink, sata3, nvme-gen3, nvme-gen4, "
+        "hdd-7200, usb2, usb3, usb3.2, 1gbe, 10gbe, 100gbe) @ $.links[1].profile (hint: did "
+        "you mean 'sata3'?)",
+        id="unknown-profile"),
+    pytest.param(
+        ("name: sata0", "name: pcie0"),
+        "fabric.yaml:8:12: link name 'pcie0' is already used by $.links[0] @ $.links[1].name "
+        "(hint: give each link its own name)",
+        id="duplicate-link"),
+    pytest.param(
+        ("page_size: 64KiB", "page_size: 65000"),
+        "fabric.yaml:2:37: page_size must be a power of two, got 65000 @ $.vram.page_size "
+        "(hint: try 32KiB or 64KiB)",
+        id="page-not-power-of-two"),
+    pytest.param(
+        ("capacity: 256MiB", "capacity: 32KiB"),
+        "fabric.yaml:2:36: page_size (64KiB) is larger than the capacity (32KiB) @ "
+        "$.vram.page_size (hint: lower page_size or raise capacity)",
+        id="page-larger-than-capacity"),
+    pytest.param(
+        ("capacity: 256MiB", "capacity: 256mb"),
+        "fabric.yaml:2:18: unknown size unit 'mb' in '256mb' @ $.vram.capacity (hint: did "
+        "you mean 256MiB (binary) or 256MB (decimal)?)",
+        id="size-unit"),
+    pytest.param(
+        ("eviction: lru}", "eviction: lru, manager: disk}"),
+        "fabric.yaml:2:68: unknown VRAM manager 'disk' (installed: ram) @ $.vram.manager "
+        "(hint: install the plugin that provides it)",
+        id="unknown-manager"),
+    pytest.param(
+        ("eviction: lru}", "eviction: lru, paging: yes please}"),
+        "fabric.yaml:2:67: expected true or false, got 'yes please' (a string) @ "
+        "$.vram.paging",
+        id="paging-not-bool"),
+    pytest.param(
+        ("components:", "component:"),
+        "fabric.yaml:1:1: missing required key 'components' @ $ (hint: list at least one "
+        "component, like {name: alu, kind: cpu})\n"
+        "fabric.yaml:3:1: unknown key 'component' @ $.component (hint: did you mean "
+        "'components'?)",
+        id="misspelt-top-level-key"),
+    pytest.param(
+        ("name: workstation", "name: workstation\nname: again"),
+        "fabric.yaml:2:1: duplicate key 'name' @ $.name (hint: it is also at line 1; YAML "
+        "keeps only the last)",
+        id="duplicate-yaml-key"),
+]
+
+
+@pytest.mark.parametrize("edit, message", BAD_FABRICS)
+def test_bad_fabrics_give_one_exact_line_per_problem(write, plugins, edit, message):
+    text = ISSUE_FABRIC.replace(*edit)
+    assert text != ISSUE_FABRIC
+    assert error_of(write(text), plugins) == message
+
+
+def test_every_problem_is_reported_at_once_in_file_order(write, plugins):
+    message = error_of(write("""\
+        name: w
+        vram: {capacity: 256MiB, page_size: 3KiB, eviction: mru, pagin: true}
+        components:
+          - {name: alu, kind: cpu, threads: -2, thread: 3}
+          - {name: alu, kind: hdd}
+        links:
+          - {name: l0, between: [host, nope], profile: usb9}
+        """), plugins)
+    assert message.splitlines() == [
+        "fabric.yaml:2:37: page_size must be a power of two, got 3072 @ $.vram.page_size "
+        "(hint: try 2KiB or 4KiB)",
+        "fabric.yaml:2:53: unknown eviction policy 'mru' (installed: fifo, lru) @ "
+        "$.vram.eviction (hint: did you mean 'lru'?)",
+        "fabric.yaml:2:58: unknown key 'pagin' @ $.vram.pagin (hint: did you mean 'paging'?)",
+        "fabric.yaml:4:37: 'threads' must be >= 0: -2 @ $.components[0].threads",
+        "fabric.yaml:4:41: unknown key 'thread' @ $.components[0].thread "
+        "(hint: did you mean 'threads'?)",
+        "fabric.yaml:5:5: missing required key 'path' @ $.components[1]",
+        "fabric.yaml:5:12: component name 'alu' is already used by $.components[0] @ "
+        "$.components[1].name (hint: give each component its own name)",
+        "fabric.yaml:7:32: unknown endpoint 'nope': neither 'host' nor a component @ "
+        "$.links[0].between[1] (hint: endpoints: alu, host)",
+        "fabric.yaml:7:48: unknown link profile 'usb9' (known: pcie3-x16, pcie3-x4, pcie4-x16, "
+        "pcie4-x4, pcie5-x16, pcie5-x4, nvlink, sata3, nvme-gen3, nvme-gen4, hdd-7200, usb2, "
+        "usb3, usb3.2, 1gbe, 10gbe, 100gbe) @ $.links[0].profile (hint: did you mean 'usb3'?)",
+    ]
+
+
+@pytest.mark.parametrize("text, message", [
+    pytest.param("components:\n  - {name: a, kind: cpu\n",
+                 "fabric.yaml:3:1: invalid YAML: expected ',' or '}', but got '<stream end>' "
+                 "(hint: while parsing a flow mapping at line 2)", id="yaml-syntax"),
+    pytest.param("", "fabric.yaml: expected a mapping with keys name, vram, components, links; "
+                 "the fabric is empty @ $", id="empty"),
+    pytest.param("- cpu\n", "fabric.yaml:1:1: expected a mapping with keys name, vram, "
+                 "components, links; got a list @ $", id="not-a-mapping"),
+    pytest.param("components: []\n", "fabric.yaml:1:13: expected a list of components, got an "
+                 "empty list @ $.components (hint: list at least one component, like "
+                 "{name: alu, kind: cpu})", id="no-components"),
+    pytest.param("components: [{name: c, kind: cache}]\n",
+                 "fabric.yaml:1:13: no component can run kernels @ $.components "
+                 "(hint: add a component of a compute kind (cpu, hdd))", id="no-compute"),
+    pytest.param("components: [{kind: cpu}, cpu]\n",
+                 "fabric.yaml:1:14: missing required key 'name' @ $.components[0] "
+                 "(hint: every component needs a name)\n"
+                 "fabric.yaml:1:27: expected a mapping with name and kind, got 'cpu' (a string) "
+                 "@ $.components[1]", id="component-shape"),
+    pytest.param("components: [{name: 2nd, kind: cpu}]\n",
+                 "fabric.yaml:1:21: component name '2nd' must start with a letter or _ and hold "
+                 "only letters, digits, _ and - @ $.components[0].name", id="component-name"),
+    pytest.param("components: [{name: a, kind: cpu}]\nlinks: {name: l}\n",
+                 "fabric.yaml:2:8: expected a list of links, got a mapping @ $.links",
+                 id="links-not-a-list"),
+    pytest.param("name: ''\ncomponents: [{name: a, kind: cpu}]\n",
+                 "fabric.yaml:1:7: expected a non-empty string, got '' (a string) @ $.name",
+                 id="empty-name"),
+])
+def test_badly_shaped_fabrics(write, plugins, text, message):
+    assert error_of(write(text), plugins) == message
+
+
+def test_a_missing_file_and_an_unknown_builtin(write, plugins):
+    assert error_of("nope.yaml", plugins) == \
+        "nope.yaml: no such fabric file (hint: built-in fabrics: default)"
+    assert error_of("defualt", plugins) == (
+        "unknown fabric 'defualt': no such file and no built-in fabric of that name "
+        "(built-in: default) (hint: did you mean 'default'?)")
+
+
+def test_a_name_is_a_file_when_no_builtin_has_it(write, plugins):
+    write("components: [{name: a, kind: cpu}]\n", "myfabric")
+    assert load_fabric("myfabric", plugins).name == "myfabric"
+
+
+def test_the_default_fabric_needs_its_plugins():
+    bare = load_plugins(entry_points=False)
+    lines = error_of("default", bare).splitlines()
+    assert lines[0].startswith("built-in fabric 'default':3:")
+    assert "unknown eviction policy 'lru' (installed: none)" in lines[0]
+    assert any("unknown component kind 'cpu' (installed: none)" in ln for ln in lines)
+
+
+def test_yaml_never_builds_python_objects(write, plugins):
+    text = "components: !!python/object/apply:os.system [echo hacked]\n"
+    message = error_of(write(text), plugins)
+    assert message.startswith("fabric.yaml:1:13: invalid YAML: could not determine a "
+                              "constructor for the tag")
+
+
+def test_a_self_referencing_yaml_alias_is_refused_not_followed(write, plugins):
+    message = error_of(write("components: &c [*c]\n"), plugins)
+    assert message == ("fabric.yaml:1:13: expected a mapping with name and kind, got a list @ "
+                       "$.components[0]")
+
+
+# --------------------------------------------------------------------------
+# Sizes and link profiles
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, nbytes", [
+    ("256MiB", 256 << 20), ("64KiB", 65536), ("1GiB", 1 << 30), ("2TiB", 2 << 40),
+    ("1KB", 1000), ("1MB", 10**6), ("3GB", 3 * 10**9), ("512B", 512), ("4096", 4096),
+    (4096, 4096), (0, 0), ("1.5GiB", 3 << 29), (" 8 KiB ", 8192),
+])
+def test_parse_size_reads_binary_and_decimal_units(text, nbytes):
+    assert parse_size(text) == nbytes
+
+
+@pytest.mark.parametrize("value, message", [
+    ("256mib", "unknown size unit 'mib' in '256mib' "
+               "(hint: did you mean 256MiB (binary) or 256MB (decimal)?)"),
+    ("12 parsecs", "unknown size unit 'parsecs' in '12 parsecs' "
+                   "(hint: units: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"),
+    ("-1MiB", "a size cannot be negative, got '-1MiB'"),
+    (-5, "a size cannot be negative, got -5"),
+    ("0.5B", "'0.5B' is not a whole number of bytes"),
+    ("lots", "'lots' is not a size (hint: write a number and a unit (B, KiB, MiB, GiB, TiB, "
+             "KB, MB, GB, TB), like 256MiB)"),
+    (1.5, "expected a whole number of bytes or a size with a unit, got 1.5 "
+          "(hint: write the unit, like 1.5GiB, or an integer)"),
+    (True, "expected a size, got true (hint: write a number of bytes or a size like 256MiB)"),
+])
+def test_parse_size_errors_say_what_to_write(value, message):
+    with pytest.raises(ValueError) as info:
+        parse_size(value)
+    assert str(info.value) == message
+
+
+def test_format_size_is_the_short_inverse():
+    assert [format_size(n) for n in (256 << 20, 65536, 1000, 0, 3 << 29)] == \
+        ["256MiB", "64KiB", "1000B", "0B", "1536MiB"]
+    assert parse_size(format_size(12345678)) == 12345678
+
+
+REQUIRED_PROFILES = ["pcie3-x16", "pcie3-x4", "pcie4-x16", "pcie4-x4", "pcie5-x16", "pcie5-x4",
+                     "nvlink", "sata3", "nvme-gen3", "nvme-gen4", "hdd-7200", "usb2", "usb3",
+                     "usb3.2", "1gbe", "10gbe", "100gbe"]
+
+
+def test_every_required_link_profile_exists_with_a_source():
+    assert set(REQUIRED_PROFILES) <= set(PROFILES)
+    for name, prof in PROFILES.items():
+        assert isinstance(prof, LinkProfile) and prof.name == name
+        assert prof.bandwidth > 0 and 0 < prof.latency < 1
+        assert prof.description and len(prof.source) > 20
+
+
+def test_link_profiles_have_the_standards_numbers():
+    assert profile("pcie3-x16").bandwidth == pytest.approx(15.75e9, rel=1e-3)
+    assert profile("pcie4-x16").bandwidth == pytest.approx(31.5e9, rel=1e-3)
+    assert profile("pcie5-x4").bandwidth == profile("pcie4-x16").bandwidth / 2
+    assert profile("sata3").bandwidth == 600e6
+    assert profile("1gbe").bandwidth == 125e6
+    assert profile("hdd-7200").latency == pytest.approx(12.7e-3)
+    # Faster standards are faster; storage is slower to answer than any bus.
+    assert profile("usb2").bandwidth < profile("usb3").bandwidth < profile("usb3.2").bandwidth
+    assert profile("hdd-7200").latency > profile("nvme-gen3").latency > profile("pcie3-x4").latency
+    assert profile("pcie4-x16").transfer_time(31_507_692_307) == pytest.approx(1.0 + 1e-6,
+                                                                               rel=1e-6)
+
+
+def test_an_unknown_profile_lists_the_known_ones():
+    from xv_core.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError) as info:
+        profile("pcie6-x16")
+    assert "pcie5-x16" in info.value.message and info.value.hint == "did you mean 'pcie5-x16'?"
