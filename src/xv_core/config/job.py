@@ -339,7 +339,9 @@ def _check_arg(name: str, value: object, path: tuple[PathPart, ...], buffer_name
     try:
         float(value)
         # PyYAML reads 1e-3 (no dot) as text, following YAML 1.1.
-        hint = f"YAML reads {value} as text; write it with a dot, like 1.0e-3"
+        dotted = re.sub(r"^([+-]?\d+)([eE])", r"\1.0\2", value.strip())
+        hint = f"YAML reads {value} as text; write {dotted}" if dotted != value.strip() else \
+            f"YAML reads {value!r} as text; write the number without quotes"
     except ValueError:
         if buffer_names:
             hint = f"{hint} buffers: {names}" if hint else f"buffers: {names}"
