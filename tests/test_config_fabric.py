@@ -19,7 +19,7 @@ from xv_core.config import (
 from xv_core.config.convert import Invalid
 from xv_core.errors import ConfigError
 from xv_core.plugins import load_plugins
-from xv_core.profiles import PROFILES, LinkProfile, profile
+from xv_core.profiles import PROFILES, LinkProfile, get_profile
 from xv_core.registry import ComponentKind, EvictionPolicySpec, VramSpec
 
 
@@ -449,16 +449,16 @@ def test_every_required_link_profile_exists_with_a_source():
 
 
 def test_link_profiles_have_the_standards_numbers():
-    assert profile("pcie3-x16").bandwidth == pytest.approx(15.75e9, rel=1e-3)
-    assert profile("pcie4-x16").bandwidth == pytest.approx(31.5e9, rel=1e-3)
-    assert profile("pcie5-x4").bandwidth == profile("pcie4-x16").bandwidth / 2
-    assert profile("sata3").bandwidth == 600e6
-    assert profile("1gbe").bandwidth == 125e6
-    assert profile("hdd-7200").latency == pytest.approx(12.7e-3)
+    assert get_profile("pcie3-x16").bandwidth == pytest.approx(15.75e9, rel=1e-3)
+    assert get_profile("pcie4-x16").bandwidth == pytest.approx(31.5e9, rel=1e-3)
+    assert get_profile("pcie5-x4").bandwidth == get_profile("pcie4-x16").bandwidth / 2
+    assert get_profile("sata3").bandwidth == 600e6
+    assert get_profile("1gbe").bandwidth == 125e6
+    assert get_profile("hdd-7200").latency == pytest.approx(12.7e-3)
     # Faster standards are faster; storage is slower to answer than any bus.
-    assert profile("usb2").bandwidth < profile("usb3").bandwidth < profile("usb3.2").bandwidth
-    assert profile("hdd-7200").latency > profile("nvme-gen3").latency > profile("pcie3-x4").latency
-    assert profile("pcie4-x16").transfer_time(31_507_692_307) == pytest.approx(1.0 + 1e-6,
+    assert get_profile("usb2").bandwidth < get_profile("usb3").bandwidth < get_profile("usb3.2").bandwidth
+    assert get_profile("hdd-7200").latency > get_profile("nvme-gen3").latency > get_profile("pcie3-x4").latency
+    assert get_profile("pcie4-x16").transfer_time(31_507_692_307) == pytest.approx(1.0 + 1e-6,
                                                                                rel=1e-6)
 
 
@@ -466,5 +466,5 @@ def test_an_unknown_profile_lists_the_known_ones():
     from xv_core.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError) as info:
-        profile("pcie6-x16")
+        get_profile("pcie6-x16")
     assert "pcie5-x16" in info.value.message and info.value.hint == "did you mean 'pcie5-x16'?"

@@ -52,20 +52,21 @@ def error_of(path: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def test_the_architecture_job_is_accepted_with_paths_resolved(folder):
+def test_the_architecture_job_is_accepted_as_written(folder):
     job = load_job(write(folder, ARCHITECTURE_JOB))
     assert job == JobConfig(
-        kernels=(str(folder / "saxpy.xvk"),),
-        buffers={"x": BufferSpec(load=str(folder / "x.npy")),
-                 "y": BufferSpec(load=str(folder / "y.npy")),
+        kernels=("saxpy.xvk",),
+        buffers={"x": BufferSpec(load="x.npy"),
+                 "y": BufferSpec(load="y.npy"),
                  "out": BufferSpec(zeros=(1024,), dtype="f32")},
         steps=(StepSpec(kernel="saxpy", global_size=(1024,), grid=None, block=(256,),
                         args={"a": 2.0, "x": "x", "y": "y"}, path="$.steps[0]"),),
-        outputs={"y": str(folder / "y_out.npy")},
+        outputs={"y": "y_out.npy"},
         base_dir=folder,
         source="job.yaml",
     )
     assert list(job.buffers) == ["x", "y", "out"]  # the file's order
+    assert job.resolve(job.kernels[0]) == folder / "saxpy.xvk"
 
 
 def test_paths_are_relative_to_the_job_file_not_the_current_folder(folder):
@@ -75,10 +76,12 @@ def test_paths_are_relative_to_the_job_file_not_the_current_folder(folder):
           "steps: [{kernel: a, grid: [2, 2]}]\noutputs: {i: out/i.png}\n", "jobs/job.yaml")
     os.chdir(folder / "elsewhere")
     job = load_job(folder / "jobs" / "job.yaml")
-    assert job.kernels == (str(folder / "k" / "a.xvk"), str(folder / "jobs" / "b.xvir"))
-    assert job.buffers["i"].load == str(folder / "jobs" / "img" / "in.png")
-    assert job.outputs == {"i": str(folder / "jobs" / "out" / "i.png")}
     assert job.base_dir == folder / "jobs"
+    assert [job.resolve(k) for k in job.kernels] == [folder / "k" / "a.xvk",
+                                                    folder / "jobs" / "b.xvir"]
+    assert job.resolve(job.buffers["i"].load) == folder / "jobs" / "img" / "in.png"
+    assert job.base_dir / job.outputs["i"] == folder / "jobs" / "out" / "i.png"
+    assert job.resolve("/abs/x.npy") == Path("/abs/x.npy")
 
 
 def test_grid_form_shorthands_and_several_steps(folder):
@@ -103,7 +106,7 @@ def test_grid_form_shorthands_and_several_steps(folder):
 def test_parse_job_takes_plain_data(folder):
     job = parse_job({"kernels": "k.xvk", "steps": [{"kernel": "k", "global": [1]}]}, "inline",
                     base_dir=folder / "sub")
-    assert job.kernels == (str(folder / "sub" / "k.xvk"),) and job.source == "inline"
+    assert job.resolve(job.kernels[0]) == folder / "sub" / "k.xvk" and job.source == "inline"
     with pytest.raises(ConfigError) as info:
         parse_job({"kernels": "k.xvk", "steps": [{"kernel": "k"}]}, "inline")
     assert str(info.value) == ("inline: missing global or grid @ $.steps[0] (hint: global: [N] "
@@ -125,7 +128,7 @@ def test_later_problems_are_reported_in_the_same_located_format(folder):
 
 def test_the_example_job_loads():
     job = load_job(ROOT / "examples" / "jobs" / "saxpy.yaml")
-    assert job.kernels == (str(ROOT / "examples" / "kernels" / "saxpy.xvk"),)
+    assert job.resolve(job.kernels[0]) == ROOT / "examples" / "kernels" / "saxpy.xvk"
     assert job.steps[0].args == {"a": 2.0, "x": "x", "y": "y"}
 
 

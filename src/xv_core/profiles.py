@@ -135,7 +135,7 @@ _PROFILES: tuple[LinkProfile, ...] = (
 PROFILES: Mapping[str, LinkProfile] = MappingProxyType({p.name: p for p in _PROFILES})
 
 
-def profile(name: str) -> LinkProfile:
+def get_profile(name: str) -> LinkProfile:
     """The built-in profile ``name``; UnknownNameError listing the known ones otherwise."""
     try:
         return PROFILES[name]

@@ -43,9 +43,9 @@ Dims = NewType("Dims", tuple)
 
 @attrs.frozen
 class BufferSpec:
-    """A buffer of a job: loaded from a ``.npy``/``.png`` file (``load``, its dtype and shape
-    come from the file) or zero-filled (``zeros`` shape and ``dtype``).  ``load`` is an absolute
-    path once the job is loaded."""
+    """A buffer of a job: loaded from a ``.npy``/``.png`` file (``load``, relative to the job
+    file; its dtype and shape come from the file) or zero-filled (``zeros`` shape and
+    ``dtype``)."""
 
     load: str | None = None
     zeros: tuple[int, ...] | None = None
@@ -69,8 +69,10 @@ class StepSpec:
 
 @attrs.frozen
 class JobConfig:
-    """A checked job.  ``kernels`` and the files of ``buffers`` and ``outputs`` are absolute
-    paths; ``base_dir`` is the job file's folder and ``source`` the job file as it was named.
+    """A checked job.  ``kernels`` and the files of ``buffers`` and ``outputs`` are kept as the
+    file writes them (so messages can quote them); they are relative to ``base_dir``, the job
+    file's folder as an absolute path: :meth:`resolve` gives the file to open.  ``source`` is the
+    job file as it was named.
 
     ``buffers`` and ``outputs`` keep the file's order.  ``locator`` maps ``$.path`` strings to
     positions in the file for :meth:`error`.
@@ -83,6 +85,10 @@ class JobConfig:
     base_dir: Path
     source: str
     locator: Locator | None = attrs.field(default=None, eq=False, repr=False)
+
+    def resolve(self, path: str) -> Path:
+        """A path of the job file (a kernel, a ``load`` or an output) as an absolute path."""
+        return Path(_resolve(self.base_dir, path))
 
     def error(self, problems: Iterable[tuple[str, str] | tuple[str, str, str | None]]
               ) -> ConfigError:
@@ -179,11 +185,8 @@ def _parse(data: object, source: str, base_dir: Path, locator: Locator | None,
     outputs = _parse_outputs(data, buffers, base_dir, problems)
     if problems:
         raise problems.error()
-    return JobConfig(
-        kernels=tuple(_resolve(base_dir, k) for k in kernels),
-        buffers={name: attrs.evolve(spec, load=_resolve(base_dir, spec.load))
-                 if spec.load is not None else spec for name, spec in buffers.items()},
-        steps=tuple(steps), outputs=outputs, base_dir=base_dir, source=source, locator=locator)
+    return JobConfig(kernels=tuple(kernels), buffers=buffers, steps=tuple(steps),
+                     outputs=outputs, base_dir=base_dir, source=source, locator=locator)
 
 
 def _raw_buffer_names(data: dict[Any, Any]) -> set[str]:
@@ -382,7 +385,7 @@ def _parse_outputs(data: dict[Any, Any], buffers: dict[str, BufferSpec], base_di
                          "write each buffer to its own file")
             continue
         written[resolved] = name
-        outputs[name] = resolved
+        outputs[name] = target
     return outputs
 
 
