@@ -157,7 +157,7 @@ def int_divmod(op: Op, a: Value, b: Value) -> Value:
     q = a64 // b64
     r = a64 - q * b64
     # Floor division rounds toward -inf; step back toward zero when the signs differ.
-    q = q + ((r != 0) & ((r < 0) != (b64 < 0)))
+    q = q + ((r != 0) & ((a64 < 0) != (b64 < 0)))
     out = q if op is Op.DIV else a64 - q * b64
     return fix(out.astype(np.int32))
 

@@ -122,6 +122,7 @@ class KernelCompiler:
         self.kernel = kernel
         self.decls: dict[str, Decl] = {d.name: d for d in kernel.all_decls()}
         self.file = kernel.source or f"<kernel {kernel.name}>"
+        self.line = 0  # line of the statement being compiled
         self.constants: dict[str, np.ndarray] = {
             d.name: np.array(d.init, dtype=alu.DTYPES[d.type.elem])
             for d in kernel.decls if d.space == CONSTANT
@@ -129,14 +130,17 @@ class KernelCompiler:
 
     # -- errors ------------------------------------------------------------------
     def where(self, node: Node) -> str:
-        return f"{self.file}:{node.line}" if node.line else self.file
+        """``file:line`` of a node, at compile time: an expression without a line of its
+        own takes the line of the statement it is part of."""
+        line = node.line or self.line
+        return f"{self.file}:{line}" if line else self.file
 
     @staticmethod
     def work_item(frame: Frame, k: int) -> str:
         gid = [int(frame.item_value(f"@global_id.{a}", k)) for a in "xyz"]
         return f"work item global_id=({gid[0]}, {gid[1]}, {gid[2]})"
 
-    def oob(self, node: Node, frame: Frame, k: int, access: str, name: str,
+    def oob(self, loc: str, frame: Frame, k: int, access: str, name: str,
             indices: tuple[Any, ...]) -> KernelRuntimeError:
         values = [int(_at(i, k)) for i in indices]
         decl = self.decls[name]
@@ -152,18 +156,18 @@ class KernelCompiler:
             space = {LOCAL: "private", SHARED: "shared", CONSTANT: "constant"}[decl.space]
             extent = f"{space} array {name!r} is {decl.type}"
         return KernelRuntimeError(
-            f"out-of-bounds {access} {shown} in kernel {self.kernel.name!r}: {extent} "
-            f"({self.work_item(frame, k)})",
-            where=self.where(node),
-            hint="check the index computation, or guard the access with a bounds test",
+            f"out-of-bounds {access} {shown} by {self.work_item(frame, k)} in kernel "
+            f"{self.kernel.name!r}: {extent}",
+            where=loc,
+            hint="check the index, or guard the access with a bounds test",
         )
 
-    def check(self, node: Node, frame: Frame, access: str, name: str,
+    def check(self, loc: str, frame: Frame, access: str, name: str,
               indices: tuple[Any, ...], bounds: tuple[int, ...]) -> None:
         for index, bound in zip(indices, bounds):
             k = _first_bad(frame.batch, index, bound)
             if k is not None:
-                raise self.oob(node, frame, k, access, name, indices)
+                raise self.oob(loc, frame, k, access, name, indices)
 
     # -- expressions -------------------------------------------------------------
     def expr(self, node: Node) -> Expr:
@@ -239,6 +243,8 @@ class KernelCompiler:
         a = self.expr(node.args[0])
         b = self.expr(node.args[1])
         op = node.op
+        loc = self.where(node)
+        what = "division" if op is Op.DIV else "modulo"
 
         def divmod_(f: Frame) -> Any:
             x = a(f)
@@ -246,18 +252,18 @@ class KernelCompiler:
             f.batch.ops += f.n
             if type(y) is np.ndarray:
                 if not y.all():
-                    raise self.div_zero(node, f, int(np.flatnonzero(y == 0)[0]))
+                    raise self.div_zero(loc, f, int(np.flatnonzero(y == 0)[0]), what)
             elif y == 0:
-                raise self.div_zero(node, f, 0)
+                raise self.div_zero(loc, f, 0, what)
             return alu.int_divmod(op, x, y)
 
         return divmod_
 
-    def div_zero(self, node: Node, frame: Frame, k: int) -> KernelRuntimeError:
-        what = "division" if node.op is Op.DIV else "modulo"
+    def div_zero(self, loc: str, frame: Frame, k: int, what: str) -> KernelRuntimeError:
         return KernelRuntimeError(
-            f"integer {what} by zero in kernel {self.kernel.name!r} ({self.work_item(frame, k)})",
-            where=self.where(node), hint="guard the operation where the divisor can be 0")
+            f"integer {what} by zero by {self.work_item(frame, k)} in kernel "
+            f"{self.kernel.name!r}",
+            where=loc, hint="guard the operation where the divisor can be 0")
 
     def _logical(self, node: Node) -> Expr:
         a = self.expr(node.args[0])
@@ -327,6 +333,7 @@ class KernelCompiler:
 
     # -- memory reads ----------------------------------------------------------------
     def _load(self, node: Node) -> Expr:
+        loc = self.where(node)
         name, lane = node.arg
         lanes = self.decls[name].type.lanes
         itemsize = alu.DTYPES[node.type.kind].itemsize
@@ -337,7 +344,7 @@ class KernelCompiler:
             batch = f.batch
             k = _first_bad(batch, i, batch.bind.length[name])
             if k is not None:
-                raise self.oob(node, f, k, "read", name, (i,))
+                raise self.oob(loc, f, k, "read", name, (i,))
             batch.bytes_read += f.n * itemsize
             return _gather(batch, batch.bind.flat[name], i, lanes, lane)
 
@@ -361,6 +368,7 @@ class KernelCompiler:
         return linear
 
     def _iload(self, node: Node) -> Expr:
+        loc = self.where(node)
         name, lane = node.arg
         lanes = self.decls[name].type.lanes
         itemsize = alu.DTYPES[node.type.kind].itemsize
@@ -373,7 +381,7 @@ class KernelCompiler:
             y = yf(f)
             batch = f.batch
             bind = batch.bind
-            self.check(node, f, "read", name, (x, y), (bind.width[name], bind.height[name]))
+            self.check(loc, f, "read", name, (x, y), (bind.width[name], bind.height[name]))
             batch.bytes_read += f.n * itemsize
             return _gather(batch, bind.flat[name], linear(f, x, y), 1, 0)
 
@@ -384,10 +392,11 @@ class KernelCompiler:
         """Evaluates and checks the indices of an array access; returns the linear index
         within the array and whether it is the same for every item."""
         shape = self.decls[name].type.shape
+        loc = self.where(node)
 
         def index(f: Frame) -> tuple[Any, bool]:
             values = tuple(fn(f) for fn in idx)
-            self.check(node, f, access, name, values, shape)
+            self.check(loc, f, access, name, values, shape)
             lin = values[0]
             for v, dim in zip(values[1:], shape[1:]):
                 lin = lin * np.int32(dim) + v
@@ -431,6 +440,14 @@ class KernelCompiler:
 
     # -- statements ----------------------------------------------------------------------
     def stmt(self, node: Node) -> Stmt:
+        outer = self.line
+        self.line = node.line or outer
+        try:
+            return self._stmt(node)
+        finally:
+            self.line = outer
+
+    def _stmt(self, node: Node) -> Stmt:
         op = node.op
         if op is Op.BLOCK:
             return self.block(node)
@@ -495,6 +512,7 @@ class KernelCompiler:
         return assign
 
     def _store(self, node: Node) -> Stmt:
+        loc = self.where(node)
         name, lane = node.arg
         lanes = self.decls[name].type.lanes
         itemsize = alu.DTYPES[node.args[1].type.kind].itemsize
@@ -507,13 +525,14 @@ class KernelCompiler:
             batch = f.batch
             k = _first_bad(batch, i, batch.bind.length[name])
             if k is not None:
-                raise self.oob(node, f, k, "write", name, (i,))
+                raise self.oob(loc, f, k, "write", name, (i,))
             batch.bytes_written += f.n * itemsize
             _scatter(batch, batch.bind.flat[name], i, lanes, lane, v)
 
         return store
 
     def _istore(self, node: Node) -> Stmt:
+        loc = self.where(node)
         name, lane = node.arg
         lanes = self.decls[name].type.lanes
         itemsize = alu.DTYPES[node.args[2].type.kind].itemsize
@@ -528,7 +547,7 @@ class KernelCompiler:
             v = value(f)
             batch = f.batch
             bind = batch.bind
-            self.check(node, f, "write", name, (x, y), (bind.width[name], bind.height[name]))
+            self.check(loc, f, "write", name, (x, y), (bind.width[name], bind.height[name]))
             batch.bytes_written += f.n * itemsize
             lin = linear(f, x, y)
             if type(lin) is int:
@@ -570,6 +589,7 @@ class KernelCompiler:
         return private_store
 
     def _atomic(self, node: Node) -> Stmt:
+        loc = self.where(node)
         kind, name, result = node.arg
         index = self.expr(node.args[0])
         operands = [self.expr(a) for a in node.args[1:]]
@@ -581,7 +601,7 @@ class KernelCompiler:
             batch = f.batch
             k = _first_bad(batch, i, batch.bind.length[name])
             if k is not None:
-                raise self.oob(node, f, k, f"atomic_{kind}", name, (i,))
+                raise self.oob(loc, f, k, f"atomic_{kind}", name, (i,))
             n = f.n
             batch.ops += n
             batch.bytes_read += n * itemsize
@@ -686,6 +706,7 @@ class KernelCompiler:
         return return_
 
     def _barrier(self, node: Node) -> Stmt:
+        loc = self.where(node)
         # Work items run in lockstep, statement by statement, so every item of a group has
         # finished everything before the barrier when it is reached: the barrier itself
         # has nothing to wait for.  What remains is to check that the whole group is here.
@@ -697,14 +718,14 @@ class KernelCompiler:
                 bad = np.flatnonzero((here != 0) & (here != batch.live))
                 if len(bad):
                     g = int(bad[0])
-                    raise self.divergence(node, f, g, int(here[g]), int(batch.live[g]))
+                    raise self.divergence(loc, f, g, int(here[g]), int(batch.live[g]))
             elif f.n != batch.live[int(slot)]:
-                raise self.divergence(node, f, int(slot), f.n, int(batch.live[int(slot)]))
+                raise self.divergence(loc, f, int(slot), f.n, int(batch.live[int(slot)]))
             return None
 
         return barrier
 
-    def divergence(self, node: Node, frame: Frame, slot: int, here: int,
+    def divergence(self, loc: str, frame: Frame, slot: int, here: int,
                    live: int) -> KernelRuntimeError:
         batch = frame.batch
         group = batch.launch.group_coords(batch.first_group
@@ -713,6 +734,6 @@ class KernelCompiler:
             f"barrier divergence in kernel {self.kernel.name!r}: only {here} of the {live} "
             f"work items of workgroup ({group[0]}, {group[1]}, {group[2]}) that have not "
             "returned reached this barrier()",
-            where=self.where(node),
+            where=loc,
             hint="every work item of a workgroup that has not returned must reach the same "
                  "barrier(); move it out of control flow that differs between work items")

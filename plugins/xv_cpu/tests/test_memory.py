@@ -1,0 +1,292 @@
+"""Shared memory and barriers, atomics, images, private and constant arrays."""
+
+import numpy as np
+import pytest
+
+from xv_cpu.interp import InterpBackend
+from xv_cpu_irb import (
+    aload, assign, astore, atomic, barrier, c, for_, height, if_, iload, istore, kernel, land,
+    length, load, loop, ret, run, select, sp, store, var, width,
+)
+
+
+def block_sum_kernel():
+    lid, gid, stride = var("lid"), var("gid"), var("stride")
+    inside = gid.lt(length("x"))
+    return kernel("block_sum", "buffer<f32> x, buffer<f32> partial", [
+        assign("lid", sp("local_id.x")),
+        assign("gid", sp("global_id.x")),
+        astore("s", [lid], select(inside, load("x", gid), c(0.0, "f32"))),
+        barrier(),
+        assign("stride", c(128)),
+        loop("L", stride.gt(0), [
+            if_(lid.lt(stride), [astore("s", [lid], aload("s", lid) + aload("s", lid + stride))]),
+            barrier(),
+        ], [assign("stride", stride / 2)]),
+        if_(lid.eq(0), [store("partial", sp("group_id.x"), aload("s", c(0)))]),
+    ], locals="i32 lid, i32 gid, i32 stride", shared={"s": "f32[256]"}, workgroup=(256, 1, 1))
+
+
+def tree_reference(x, groups):
+    s = np.zeros((groups, 256), np.float32)
+    s.ravel()[: len(x)] = x
+    stride = 128
+    while stride > 0:
+        s[:, :stride] = s[:, :stride] + s[:, stride : 2 * stride]
+        stride //= 2
+    return s[:, 0]
+
+
+@pytest.mark.parametrize("batch_items", [32768, 256, 1000])
+def test_block_sum_tree_reduction_in_shared_memory(batch_items):
+    k = block_sum_kernel()
+    n = 256 * 9 + 77
+    x = np.random.default_rng(3).random(n, dtype=np.float32)
+    groups = 10
+    partial = np.zeros(groups, np.float32)
+    run(k, {"x": x, "partial": partial}, grid=groups, block=256,
+        backend=InterpBackend(batch_items), tile_groups=4)
+    np.testing.assert_array_equal(partial, tree_reference(x, groups))
+    np.testing.assert_allclose(partial.sum(), x.sum(), rtol=1e-5)
+
+
+def matmul_kernel():
+    # The tiled matmul of issue 3, with a barrier inside the loop over tiles.
+    row, col, ly, lx, acc, t, kk, n = (var("row"), var("col"), var("ly"), var("lx"),
+                                       var("acc", "f32"), var("t"), var("k"), var("n"))
+    tile = 8
+    return kernel("matmul", "buffer<f32> a, buffer<f32> b, buffer<f32> c, i32 n", [
+        assign("row", sp("global_id.y")), assign("col", sp("global_id.x")),
+        assign("ly", sp("local_id.y")), assign("lx", sp("local_id.x")),
+        assign("acc", c(0.0, "f32")),
+        *for_("T", "t", 0, n / tile, [
+            astore("ta", [ly, lx], load("a", row * n + t * tile + lx)),
+            astore("tb", [ly, lx], load("b", (t * tile + ly) * n + col)),
+            barrier(),
+            *for_("K", "k", 0, tile, [
+                assign("acc", acc + aload("ta", ly, kk) * aload("tb", kk, lx)),
+            ]),
+            barrier(),
+        ]),
+        store("c", row * n + col, acc),
+    ], locals="i32 row, i32 col, i32 ly, i32 lx, f32 acc, i32 t, i32 k",
+        shared={"ta": "f32[8][8]", "tb": "f32[8][8]"}, workgroup=(8, 8, 1))
+
+
+@pytest.mark.parametrize("batch_items", [32768, 64, 200])
+def test_tiled_matmul_with_barriers_inside_a_loop(batch_items):
+    n = 32
+    rng = np.random.default_rng(5)
+    a = rng.integers(-4, 5, (n, n)).astype(np.float32)
+    b = rng.integers(-4, 5, (n, n)).astype(np.float32)
+    out = np.zeros(n * n, np.float32)
+    run(matmul_kernel(), {"a": a.ravel(), "b": b.ravel(), "c": out, "n": np.int32(n)},
+        grid=(n // 8, n // 8), block=(8, 8), backend=InterpBackend(batch_items), tile_groups=3)
+    np.testing.assert_array_equal(out.reshape(n, n), a @ b)
+
+
+def histogram_kernel():
+    i, b = var("i"), var("b")
+    return kernel("histogram", "buffer<f32> values, buffer<i32> bins, f32 lo, f32 hi", [
+        assign("i", sp("global_id.x")),
+        if_(i.ge(length("values")), [ret()]),
+        assign("b", ((load("values", i) - var("lo", "f32")) / (var("hi", "f32") - var("lo", "f32"))
+                     * length("bins").cast("f32")).cast("i32")),
+        assign("b", select(b.lt(0), c(0), select(b.gt(length("bins") - 1), length("bins") - 1, b))),
+        atomic("add", "bins", b, c(1)),
+    ], locals="i32 i, i32 b")
+
+
+@pytest.mark.parametrize("batch_items", [32768, 500])
+def test_histogram_atomics_match_bincount(batch_items):
+    rng = np.random.default_rng(11)
+    values = np.concatenate([rng.normal(0.5, 0.2, 20000), [-5.0, 5.0]]).astype(np.float32)
+    bins = np.zeros(16, np.int32)
+    run(histogram_kernel(), {"values": values, "bins": bins, "lo": np.float32(0),
+                             "hi": np.float32(1)},
+        grid=-(-len(values) // 256), block=256, backend=InterpBackend(batch_items),
+        tile_groups=7)
+    b = np.floor((values - np.float32(0)) / np.float32(1) * np.float32(16))
+    expected = np.bincount(np.clip(b, 0, 15).astype(np.int64), minlength=16)
+    np.testing.assert_array_equal(bins, expected)
+    assert bins.sum() == len(values)
+
+
+@pytest.mark.parametrize("kind", ["add", "sub", "min", "max", "exchange"])
+@pytest.mark.parametrize("t", ["i32", "u32", "f32"])
+@pytest.mark.parametrize("spread", [1, 3, 1000])
+def test_atomics_return_old_values_in_work_item_order(kind, t, spread):
+    # Every item applies op(target[i % spread], v[i]) in item order and records the old value.
+    i = var("i")
+    k = kernel("atom", f"buffer<{t}> target, buffer<{t}> v, buffer<{t}> old", [
+        assign("i", sp("global_id.x")),
+        atomic(kind, "target", i % spread, load("v", i, t), result="r"),
+        store("old", i, var("r", t)),
+    ], locals=f"i32 i, {t} r")
+    n = 600
+    dtype = {"i32": np.int32, "u32": np.uint32, "f32": np.float32}[t]
+    rng = np.random.default_rng(7)
+    v = (rng.integers(0, 50, n) if t != "f32" else rng.random(n) * 10).astype(dtype)
+    target = np.full(spread, 20, dtype)
+    old = np.zeros(n, dtype)
+    ref_target = target.copy()
+    ref_old = np.zeros(n, dtype)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            e = j % spread
+            ref_old[j] = ref_target[e]
+            ref_target[e] = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b,
+                             "min": min, "max": max, "exchange": lambda a, b: b}[kind](
+                ref_target[e], v[j])
+    run(k, {"target": target, "v": v, "old": old}, grid=n // 100, block=100)
+    np.testing.assert_array_equal(old, ref_old)
+    np.testing.assert_array_equal(target, ref_target)
+
+
+@pytest.mark.parametrize("spread", [1, 4, 1000])
+def test_compare_exchange_sequential_semantics(spread):
+    # cmpxchg(target[i % spread], expected = i // 2, value = i): succeeds only when the
+    # element happens to hold i // 2.
+    i = var("i")
+    k = kernel("cas", "buffer<i32> target, buffer<i32> old", [
+        assign("i", sp("global_id.x")),
+        atomic("cmpxchg", "target", i % spread, i / 2, i, result="r"),
+        store("old", i, var("r")),
+    ], locals="i32 i, i32 r")
+    n = 400
+    target = np.zeros(spread, np.int32)
+    old = np.zeros(n, np.int32)
+    ref, ref_old = target.copy(), np.zeros(n, np.int32)
+    for j in range(n):
+        e = j % spread
+        ref_old[j] = ref[e]
+        if ref[e] == j // 2:
+            ref[e] = j
+    run(k, {"target": target, "old": old}, grid=4, block=100)
+    np.testing.assert_array_equal(old, ref_old)
+    np.testing.assert_array_equal(target, ref)
+
+
+def test_atomic_with_a_uniform_index_counts_every_item():
+    k = kernel("count", "buffer<u32> counter", [atomic("add", "counter", c(0), c(1, "u32"))])
+    counter = np.zeros(1, np.uint32)
+    work = run(k, {"counter": counter}, grid=50, block=128, tile_groups=7)
+    assert counter[0] == 50 * 128
+    assert work.ops == 50 * 128
+
+
+def clamp(v, lo, hi):
+    return select(v.lt(lo), lo, select(v.gt(hi), hi, v))
+
+
+def gauss5_kernel():
+    x, y, acc, dx, dy = var("x"), var("y"), var("acc", "f32"), var("dx"), var("dy")
+    return kernel("gauss5", "image<f32> src, image<f32> dst", [
+        assign("x", sp("global_id.x")), assign("y", sp("global_id.y")),
+        if_(x.ge(width("src")).__or__(y.ge(height("src"))), [ret()]),
+        assign("acc", c(0.0, "f32")),
+        *for_("DY", "dy", -2, 3, [
+            *for_("DX", "dx", -2, 3, [
+                assign("acc", acc + aload("W", dx + 2) * aload("W", dy + 2)
+                       * iload("src", clamp(x + dx, c(0), width("src") - 1),
+                               clamp(y + dy, c(0), height("src") - 1))),
+            ]),
+        ]),
+        istore("dst", x, y, acc / 256.0),
+    ], locals="i32 x, i32 y, f32 acc, i32 dx, i32 dy",
+        consts={"W": ("f32[5]", [1, 4, 6, 4, 1])}, workgroup=(16, 16, 1))
+
+
+def gauss5_reference(src):
+    w = np.array([1, 4, 6, 4, 1], np.float32)
+    h, wd = src.shape
+    pad = np.pad(src, 2, mode="edge")
+    acc = np.zeros_like(src)
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            acc = acc + w[dx + 2] * w[dy + 2] * pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + wd]
+    return acc / np.float32(256)
+
+
+@pytest.mark.parametrize("shape", [(37, 50), (16, 16), (5, 3)])
+def test_image_blur_with_clamped_borders(shape):
+    src = np.random.default_rng(2).random(shape, dtype=np.float32)
+    dst = np.zeros_like(src)
+    h, w = shape
+    run(gauss5_kernel(), {"src": src, "dst": dst}, grid=(-(-w // 16), -(-h // 16)),
+        block=(16, 16), backend=InterpBackend(300), tile_groups=2)
+    np.testing.assert_array_equal(dst, gauss5_reference(src))
+
+
+def test_vec4_images_and_buffers_per_lane():
+    # out[x, y] = (r, g, b, a) of img[x, y] swizzled to (b, g, r, 1); buffer<vec4> gets lane sums.
+    x, y = var("x"), var("y")
+    lanes = [iload("img", x, y, lane=k) for k in range(4)]
+    k = kernel("vec4", "image<vec4> img, image<vec4> out, buffer<vec4> sums", [
+        assign("x", sp("global_id.x")), assign("y", sp("global_id.y")),
+        if_(land(x.lt(width("img")), y.lt(height("img"))), [
+            istore("out", x, y, lanes[2], lane=0), istore("out", x, y, lanes[1], lane=1),
+            istore("out", x, y, lanes[0], lane=2), istore("out", x, y, c(1.0, "f32"), lane=3),
+            *[store("sums", y * width("img") + x,
+                    load("sums", y * width("img") + x, lane=k) + lanes[k], lane=k)
+              for k in range(4)],
+        ]),
+    ], locals="i32 x, i32 y")
+    img = np.random.default_rng(4).random((6, 9, 4), dtype=np.float32)
+    out = np.zeros_like(img)
+    sums = np.ones((54, 4), np.float32)
+    run(k, {"img": img, "out": out, "sums": sums}, grid=(3, 2), block=(4, 4))
+    np.testing.assert_array_equal(out[..., 0], img[..., 2])
+    np.testing.assert_array_equal(out[..., 2], img[..., 0])
+    np.testing.assert_array_equal(out[..., 3], 1.0)
+    np.testing.assert_array_equal(sums, img.reshape(54, 4) + 1)
+
+
+def test_private_arrays_are_per_work_item():
+    # Each item fills tmp[k] = i * k (k < 8), then reverses it through a data-dependent index.
+    i, kk = var("i"), var("k")
+    k = kernel("private", "buffer<i32> out", [
+        assign("i", sp("global_id.x")),
+        *for_("A", "k", 0, 8, [astore("tmp", [kk], i * kk)]),
+        *for_("B", "k", 0, 8, [
+            if_((i % 2).eq(0), [store("out", i * 8 + kk, aload("tmp", c(7) - kk, t="i32"))],
+                [store("out", i * 8 + kk, aload("tmp", (kk + i) % 8, t="i32"))]),
+        ]),
+    ], locals="i32 i, i32 k, i32[8] tmp")
+    out = np.zeros(40 * 8, np.int32)
+    run(k, {"out": out}, grid=5, block=8, backend=InterpBackend(16))
+    idx = np.arange(40)[:, None]
+    kk_ = np.arange(8)[None, :]
+    expected = np.where(idx % 2 == 0, idx * (7 - kk_), idx * ((kk_ + idx) % 8))
+    np.testing.assert_array_equal(out.reshape(40, 8), expected)
+
+
+def test_constant_arrays_with_uniform_and_varying_indices():
+    i = var("i")
+    k = kernel("consts", "buffer<f32> out", [
+        assign("i", sp("global_id.x")),
+        store("out", i, aload("M", i % 2, i % 3) + aload("M", c(1), c(2))),
+    ], locals="i32 i", consts={"M": ("f32[2][3]", [[1, 2, 3], [4, 5, 6]])})
+    out = np.zeros(12, np.float32)
+    run(k, {"out": out}, grid=1, block=12)
+    m = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
+    idx = np.arange(12)
+    np.testing.assert_array_equal(out, m[idx % 2, idx % 3] + 6)
+
+
+def test_shared_memory_is_per_workgroup_and_zeroed():
+    # Each group counts its items into s[0] (in lockstep order), reads a neighbour's slot.
+    lid = var("lid")
+    k = kernel("shared", "buffer<i32> out", [
+        assign("lid", sp("local_id.x")),
+        astore("s", [lid + 1], lid * 10 + sp("group_id.x")),
+        barrier(),
+        store("out", sp("global_id.x"), aload("s", (lid + 1) % 5, t="i32")),
+    ], locals="i32 lid", shared={"s": "i32[5]"})
+    out = np.zeros(12, np.int32)
+    run(k, {"out": out}, grid=3, block=4, backend=InterpBackend(8))
+    lid_ = np.arange(12) % 4
+    g = np.arange(12) // 4
+    slot = (lid_ + 1) % 5
+    expected = np.where(slot == 0, 0, (slot - 1) * 10 + g)
+    np.testing.assert_array_equal(out, expected)
