@@ -7,6 +7,7 @@ the options of the real cpu or hdd plugins.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import attrs
 import pytest
@@ -154,8 +155,6 @@ def test_the_builtin_default_fabric(plugins):
 
 
 def test_the_example_fabric_is_the_issue_fabric(plugins):
-    from pathlib import Path
-
     example = Path(__file__).resolve().parents[1] / "examples" / "fabrics" / "workstation.yaml"
     fabric = load_fabric(example, plugins)
     assert [c.name for c in fabric.components] == ["alu", "disk0"]
@@ -456,8 +455,11 @@ def test_link_profiles_have_the_standards_numbers():
     assert get_profile("1gbe").bandwidth == 125e6
     assert get_profile("hdd-7200").latency == pytest.approx(12.7e-3)
     # Faster standards are faster; storage is slower to answer than any bus.
-    assert get_profile("usb2").bandwidth < get_profile("usb3").bandwidth < get_profile("usb3.2").bandwidth
-    assert get_profile("hdd-7200").latency > get_profile("nvme-gen3").latency > get_profile("pcie3-x4").latency
+    bandwidth = {name: p.bandwidth for name, p in PROFILES.items()}
+    latency = {name: p.latency for name, p in PROFILES.items()}
+    assert bandwidth["usb2"] < bandwidth["usb3"] < bandwidth["usb3.2"]
+    assert bandwidth["1gbe"] < bandwidth["10gbe"] < bandwidth["100gbe"]
+    assert latency["hdd-7200"] > latency["nvme-gen3"] > latency["pcie3-x4"]
     assert get_profile("pcie4-x16").transfer_time(31_507_692_307) == pytest.approx(1.0 + 1e-6,
                                                                                rel=1e-6)
 
@@ -468,3 +470,30 @@ def test_an_unknown_profile_lists_the_known_ones():
     with pytest.raises(UnknownNameError) as info:
         get_profile("pcie6-x16")
     assert "pcie5-x16" in info.value.message and info.value.hint == "did you mean 'pcie5-x16'?"
+
+
+# --------------------------------------------------------------------------
+# docs/fabric.md says what the code does
+# --------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "fabric.md"
+
+
+def _doc_row(p: LinkProfile) -> str:
+    bandwidth = f"{p.bandwidth / 1e9:.4g} GB/s" if p.bandwidth >= 1e9 else \
+        f"{p.bandwidth / 1e6:.4g} MB/s"
+    latency = f"{p.latency * 1e3:.3g} ms" if p.latency >= 1e-3 else f"{p.latency * 1e6:.3g} us"
+    return f"| `{p.name}` | {bandwidth} | {latency} | {p.description} |"
+
+
+def test_the_docs_list_every_link_profile_with_its_numbers():
+    rows = [ln for ln in DOCS.read_text().splitlines() if ln.startswith("| `")]
+    documented = [ln for ln in rows if any(ln.startswith(f"| `{n}` |") for n in PROFILES)]
+    assert documented == [_doc_row(p) for p in PROFILES.values()]
+
+
+def test_the_docs_show_the_default_fabric_as_shipped():
+    from importlib import resources
+
+    shipped = (resources.files("xv_core") / "fabrics" / "default.yaml").read_text()
+    assert f"```yaml\n{shipped}```" in DOCS.read_text()

@@ -13,21 +13,23 @@ from xv_core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The job of ARCHITECTURE.md ("Job files"), word for word.
-ARCHITECTURE_JOB = """\
-kernels: saxpy.xvk                 # .xvk source or compiled .xvir, relative to the job file
-buffers:
-  x:   {load: x.npy}               # .npy (dtype and shape from the file) or .png
-  y:   {load: y.npy}
-  out: {zeros: [1024], dtype: f32}
-steps:                             # run in order; later steps see earlier results
-  - kernel: saxpy
-    global: [1024]                 # total work items, rounded up to whole workgroups; or grid: [...] in workgroups
-    block: [256]                   # workgroup size; may be left out when the kernel declares @workgroup
-    args: {a: 2.0, x: x, y: y}     # scalars inline, buffers by name
-outputs:
-  y: y_out.npy                     # .npy or .png, relative to the job file
-"""
+# The job of ARCHITECTURE.md ("Job files"), word for word (two lines split at 100 columns).
+ARCHITECTURE_JOB = (
+    "kernels: saxpy.xvk                 # .xvk source or compiled .xvir, relative to the job file\n"
+    "buffers:\n"
+    "  x:   {load: x.npy}               # .npy (dtype and shape from the file) or .png\n"
+    "  y:   {load: y.npy}\n"
+    "  out: {zeros: [1024], dtype: f32}\n"
+    "steps:                             # run in order; later steps see earlier results\n"
+    "  - kernel: saxpy\n"
+    "    global: [1024]                 # total work items, rounded up to whole workgroups; "
+    "or grid: [...] in workgroups\n"
+    "    block: [256]                   # workgroup size; may be left out when the kernel "
+    "declares @workgroup\n"
+    "    args: {a: 2.0, x: x, y: y}     # scalars inline, buffers by name\n"
+    "outputs:\n"
+    "  y: y_out.npy                     # .npy or .png, relative to the job file\n"
+)
 
 
 @pytest.fixture
@@ -336,3 +338,13 @@ def test_a_yaml_syntax_error_is_located(folder):
     assert error_of(write(folder, "kernels: k.xvk\nsteps:\n  - kernel: k\n global: [1]\n")) == (
         "job.yaml:4:2: invalid YAML: expected <block end>, but found '<block mapping start>' "
         "(hint: while parsing a block mapping at line 1)")
+
+
+def test_the_docs_name_every_dtype_and_key():
+    from xv_core.config.job import DTYPE_NAMES
+
+    docs = (ROOT / "docs" / "jobs.md").read_text()
+    assert f"`{' '.join(DTYPE_NAMES)}`" in docs
+    for key in ("kernels", "buffers", "steps", "outputs", "load", "zeros", "dtype", "kernel",
+                "global", "grid", "block", "args"):
+        assert f"| `{key}` |" in docs or f"{{{key}: " in docs or f", {key}: " in docs, key

@@ -267,7 +267,7 @@ def _check_buffer(fields: dict[str, Any], raw: dict[Any, Any], path: tuple[PathP
     if load is not None:
         if not load.strip():
             problems.add(path + ("load",), "expected a file name, got ''")
-        elif Path(load).suffix.lower() not in ARRAY_SUFFIXES:
+        elif Path(load).suffix not in ARRAY_SUFFIXES:
             problems.add(path + ("load",), f"cannot load {load!r}: expected a .npy or .png "
                          "file", "save arrays with numpy.save")
     if has_load and raw.get("dtype") is not None:
@@ -376,7 +376,7 @@ def _parse_outputs(data: dict[Any, Any], buffers: dict[str, BufferSpec], base_di
         if not isinstance(target, str) or not target.strip():
             problems.add(path, f"expected a file name, got {describe(target)}")
             continue
-        if Path(target).suffix.lower() not in ARRAY_SUFFIXES:
+        if Path(target).suffix not in ARRAY_SUFFIXES:
             problems.add(path, f"cannot write {target!r}: expected a .npy or .png file")
             continue
         resolved = _resolve(base_dir, target)
