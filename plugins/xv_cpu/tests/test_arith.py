@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from xv_cpu_irb import E, Node, T, assign, c, kernel, load, run, sp, store, var
 
 from xv_core.ir import Op
-from xv_cpu_irb import E, Node, T, assign, c, kernel, load, run, sp, store, var
 
 I32_EDGES = np.array([0, 1, -1, 2, -2, 7, -7, 3, -3, 2**31 - 1, -2**31, 123456789, -987654321],
                      dtype=np.int32)
@@ -30,7 +30,7 @@ def uniform_binary_kernel(op, t, out_t=None):
 
 
 def apply(op, t, a, b, out_t=None):
-    """Run op on arrays (one item per pair) and on scalars (one launch per pair); both must agree."""
+    """Run op on arrays (one item per pair) and on scalars (one launch per pair): both agree."""
     dtype = np.dtype({"i32": np.int32, "u32": np.uint32, "f32": np.float32, "f64": np.float64,
                       "bool": np.bool_}[out_t or t])
     out = np.zeros(len(a), dtype)

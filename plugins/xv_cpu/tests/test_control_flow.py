@@ -2,11 +2,29 @@
 
 import numpy as np
 import pytest
-
 from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import (
-    Op, assign, bin_, block, brk, c, cont, for_, if_, kernel, land, length, load, loop, lor, ret,
-    run, select, sp, store, var,
+    Op,
+    assign,
+    bin_,
+    block,
+    brk,
+    c,
+    cont,
+    for_,
+    if_,
+    kernel,
+    land,
+    length,
+    load,
+    loop,
+    lor,
+    ret,
+    run,
+    select,
+    sp,
+    store,
+    var,
 )
 
 BATCHES = [32768, 64, 7]  # one batch per tile, several, and batches splitting groups
@@ -212,7 +230,8 @@ def test_division_by_zero_only_where_taken():
         assign("d", load("den", i, "i32")),
         if_(dv.ne(0), [store("q", i, load("num", i, "i32") / dv)], [store("q", i, c(0))]),
         store("m", i, select(dv.eq(0), c(-1), load("num", i, "i32") % dv)),
-        store("q", i, select(land(dv.ne(0), (c(100) / dv).gt(10)), c(1), c(0)) + load("q", i, "i32")),
+        store("q", i, select(land(dv.ne(0), (c(100) / dv).gt(10)), c(1), c(0))
+              + load("q", i, "i32")),
     ], locals="i32 i, i32 d")
     num = np.array([7, -7, 7, -7, 5, 0, 9, 100], dtype=np.int32)
     den = np.array([2, 2, -2, -2, 0, 3, 0, 7], dtype=np.int32)

@@ -2,13 +2,28 @@
 
 import numpy as np
 import pytest
-
-from xv_core.errors import JobError, KernelRuntimeError
 from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import (
-    aload, assign, astore, barrier, brk, c, for_, if_, iload, istore, kernel, load, ret, run,
-    sp, store, var,
+    aload,
+    assign,
+    astore,
+    barrier,
+    brk,
+    c,
+    for_,
+    if_,
+    iload,
+    istore,
+    kernel,
+    load,
+    ret,
+    run,
+    sp,
+    store,
+    var,
 )
+
+from xv_core.errors import JobError, KernelRuntimeError
 
 HINT = " (hint: check the index, or guard the access with a bounds test)"
 

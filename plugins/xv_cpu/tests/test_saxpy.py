@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
 from xv_cpu.interp import InterpBackend
-from xv_cpu_irb import assign, c, if_, kernel, length, load, run, sp, store, var
+from xv_cpu_irb import assign, if_, kernel, length, load, run, sp, store, var
 
 
 def saxpy_kernel():

@@ -13,7 +13,18 @@ from typing import Any
 import numpy as np
 
 from xv_core.ir import (
-    BOOL, CONSTANT, LOCAL, PARAM, SHARED, VOID, Decl, Kernel, Node, Op, Type, verify_kernel,
+    BOOL,
+    CONSTANT,
+    LOCAL,
+    PARAM,
+    SHARED,
+    VOID,
+    Decl,
+    Kernel,
+    Node,
+    Op,
+    Type,
+    verify_kernel,
 )
 from xv_core.runtime.interfaces import Launch, Tile, TileWork
 
@@ -202,7 +213,8 @@ def barrier(line: int = 0) -> Node:
 
 
 def kernel(name: str, params: str, body: Iterable[Node], *, locals: str = "",
-           shared: Mapping[str, str] | None = None, consts: Mapping[str, tuple[str, Any]] | None = None,
+           shared: Mapping[str, str] | None = None,
+           consts: Mapping[str, tuple[str, Any]] | None = None,
            workgroup: tuple[int, int, int] | None = None, source: str | None = SOURCE) -> Kernel:
     """params / locals: "f32 a, buffer<f32> x"; shared: {"s": "f32[256]"};
     consts: {"W": ("f32[5]", [1, 4, 6, 4, 1])}.  The kernel is verified."""

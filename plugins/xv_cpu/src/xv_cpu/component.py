@@ -10,22 +10,24 @@ from typing import Any
 import attrs
 import structlog
 
+from xv_core.config.convert import Invalid
 from xv_core.ir import Kernel
 from xv_core.runtime.interfaces import ComponentContext, Tile, TileWork
 
 log = structlog.get_logger("xv.cpu")
 
 
-def _non_negative(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
+def _threads(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{attribute.name} must be an integer (got {value!r})")
+        raise Invalid(f"threads must be an integer (got {value!r})")
     if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0 (got {value}; 0 means every CPU core)")
+        raise Invalid(f"threads must be >= 0 (got {value})", hint="0 means one per CPU core")
 
 
-def _backend_name(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
+def _backend(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{attribute.name} must be the name of a backend (got {value!r})")
+        raise Invalid(f"backend must be the name of an IR backend (got {value!r})",
+                      hint="interp is always installed with the cpu component")
 
 
 @attrs.frozen
@@ -37,8 +39,8 @@ class CpuOptions:
     tiles (``interp``); the run's ``--backend`` overrides it.
     """
 
-    threads: int = attrs.field(default=0, validator=_non_negative)
-    backend: str = attrs.field(default="interp", validator=_backend_name)
+    threads: int = attrs.field(default=0, validator=_threads)
+    backend: str = attrs.field(default="interp", validator=_backend)
 
 
 class CpuComponent:
@@ -67,4 +69,5 @@ class CpuComponent:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __repr__(self) -> str:
-        return f"CpuComponent({self.name!r}, threads={self.workers}, backend={self.options.backend!r})"
+        return (f"CpuComponent({self.name!r}, threads={self.workers}, "
+                f"backend={self.options.backend!r})")

@@ -28,7 +28,8 @@ ATOMICS_LOCK = threading.Lock()
 _ACCUMULATE = {"add": np.add, "sub": np.subtract, "min": np.minimum, "max": np.maximum}
 
 
-def _combine(kind: str, cur: np.ndarray, val: np.ndarray, expected: np.ndarray | None) -> np.ndarray:
+def _combine(kind: str, cur: np.ndarray, val: np.ndarray,
+             expected: np.ndarray | None) -> np.ndarray:
     if kind == "add":
         return cur + val
     if kind == "sub":

@@ -22,7 +22,16 @@ import numpy as np
 
 from xv_core.errors import KernelRuntimeError
 from xv_core.ir import (
-    BINARY, COMPARE, CONSTANT, LOCAL, SHARED, UNARY, Decl, Kernel, Node, Op,
+    BINARY,
+    COMPARE,
+    CONSTANT,
+    LOCAL,
+    SHARED,
+    UNARY,
+    Decl,
+    Kernel,
+    Node,
+    Op,
 )
 from xv_cpu.interp import alu
 from xv_cpu.interp.atomics import apply_atomic
