@@ -18,7 +18,8 @@ def test_options_parse_sizes():
 
 
 def test_options_validation():
-    with pytest.raises(ValueError, match=r"capacity \(1KiB\) must hold at least one page \(64KiB\)"):
+    with pytest.raises(ValueError,
+                       match=r"capacity \(1KiB\) must hold at least one page \(64KiB\)"):
         NvmeOptions(path="p", capacity="1KiB")
     with pytest.raises(ValueError, match="path must not be empty"):
         NvmeOptions(path=" ", capacity="1MiB")

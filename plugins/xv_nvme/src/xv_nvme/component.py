@@ -28,13 +28,16 @@ def _non_empty(_instance: object, attribute: attrs.Attribute, value: object) -> 
         raise ValueError(f"{attribute.name} must not be empty")
 
 
-def _at_least_one_page(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    capacity, page = parse_size(instance.capacity), parse_size(instance.page_size)
-    if page < 1:
-        raise ValueError("page_size must be at least 1 byte")
-    if capacity < page:
-        raise ValueError(f"capacity ({format_size(capacity)}) must hold at least one page "
-                         f"({format_size(page)})")
+def _positive(_instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1 byte")
+
+
+def _at_least_one_page(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    # attrs runs validators once every field is set, so page_size is known here.
+    if 1 <= instance.page_size and value < instance.page_size:
+        raise ValueError(f"capacity ({format_size(value)}) must hold at least one page "
+                         f"({format_size(instance.page_size)})")
 
 
 @attrs.frozen
@@ -49,9 +52,8 @@ class NvmeOptions:
     """
 
     path: str = attrs.field(validator=_non_empty)
-    capacity: Size = attrs.field(converter=parse_size)
-    page_size: Size = attrs.field(default=64 << 10, converter=parse_size,
-                                  validator=_at_least_one_page)
+    capacity: Size = attrs.field(converter=parse_size, validator=_at_least_one_page)
+    page_size: Size = attrs.field(default=64 << 10, converter=parse_size, validator=_positive)
     keep: bool = False
 
 

@@ -1,0 +1,55 @@
+"""The nvme kind in a fabric file, through the core's loader and the runtime API."""
+
+import pytest
+
+import xv_core as xv
+from xv_core.config import load_fabric
+from xv_core.errors import ConfigError
+from xv_core.plugins import load_plugins
+
+
+def write(tmp_path, components):
+    path = tmp_path / "fabric.yaml"
+    path.write_text("name: t\nvram: {capacity: 16MiB, page_size: 64KiB, eviction: lru}\n"
+                    "components:\n" + "".join(f"  - {c}\n" for c in components))
+    return path
+
+
+def at(path, line, token):
+    """``path:line:col`` of the first ``token`` on ``line`` of the file (1-based)."""
+    text = path.read_text().splitlines()[line - 1]
+    return f"{path}:{line}:{text.index(token) + 1}"
+
+
+def test_bad_options_are_located(tmp_path):
+    path = write(tmp_path, ["{name: n0, kind: nvme, path: p.bin, capacity: 1KiB}",
+                            "{name: n1, kind: nvme, path: p.bin, capacity: lots}",
+                            "{name: n2, kind: nvme, capacity: 1MiB, keep: yes please}"])
+    with pytest.raises(ConfigError) as err:
+        load_fabric(path, load_plugins())
+    assert str(err.value).splitlines() == [
+        f"{path}:4:3: no component can run kernels @ $.components (hint: add a component of a "
+        f"compute kind (cpu, hdd, net))",
+        f"{at(path, 4, '1KiB')}: capacity (1KiB) must hold at least one page (64KiB) "
+        f"@ $.components[0].capacity",
+        f"{at(path, 5, 'lots')}: 'lots' is not a size @ $.components[1].capacity "
+        f"(hint: write a number and "
+        f"a unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), like 256MiB)",
+        f"{path}:6:5: missing required key 'path' @ $.components[2]",
+        f"{at(path, 6, 'yes')}: expected true or false, got 'yes please' (a string) "
+        f"@ $.components[2].keep",
+    ]
+
+
+def test_the_tier_opens_and_closes_with_the_fabric(tmp_path):
+    plugins = load_plugins()
+    if "cpu" not in plugins.components:
+        pytest.skip("a fabric needs a compute component: xenovectra-cpu is not installed")
+    path = write(tmp_path, ["{name: alu, kind: cpu, threads: 1}",
+                            "{name: n0, kind: nvme, path: cache/pages.bin, capacity: 1MiB}"])
+    with xv.open_fabric(path, plugins=plugins) as fabric:
+        tier = fabric.components["n0"]
+        assert fabric.compute == ["alu"]
+        assert tier.path == tmp_path / "cache" / "pages.bin" and tier.path.exists()
+        assert tier.pages.slots == 16
+    assert not (tmp_path / "cache" / "pages.bin").exists()
