@@ -153,7 +153,7 @@ def load_fabric(spec: str | os.PathLike[str], plugins: Plugins) -> FabricConfig:
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"no such fabric file" + _hint(
+        raise ConfigError(["no such fabric file" + _hint(
             f"built-in fabrics: {', '.join(builtin_fabrics())}")], source=text_spec) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read the fabric file: {exc}"], source=text_spec) from None
@@ -267,7 +267,8 @@ def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problem
         if name is not None:
             if name in first_index:
                 problems.add(path + ("name",), f"component name {name!r} is already used by "
-                             f"$.components[{first_index[name]}]", "give each component its own name")
+                             f"$.components[{first_index[name]}]",
+                             "give each component its own name")
             else:
                 first_index[name] = i
         kind_name = item.get("kind")
@@ -286,8 +287,9 @@ def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problem
         any_compute = any_compute or kind.compute
         options_data = {k: v for k, v in item.items() if k not in ("name", "kind")}
         if not attrs.has(kind.options):
-            problems.add(path + ("kind",), f"the plugin {plugins.components.plugin_of(kind_name)!r} "
-                         f"gives kind {kind_name!r} an options class that is not an attrs class",
+            plugin = plugins.components.plugin_of(kind_name)
+            problems.add(path + ("kind",), f"the plugin {plugin!r} gives kind {kind_name!r} an "
+                         "options class that is not an attrs class",
                          "report this to the plugin's authors")
             continue
         found: list[Any] = []
@@ -298,8 +300,9 @@ def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problem
             components.append(ComponentConfig(name=name, kind=kind_name, options=options))
     if kinds_known and not any_compute:
         compute = [k for k in plugins.components if plugins.components.get(k).compute]
+        installed = ", ".join(compute) or "none installed"
         problems.add(("components",), "no component can run kernels",
-                     f"add a component of a compute kind ({', '.join(compute) or 'none installed'})")
+                     f"add a component of a compute kind ({installed})")
     return components, set(first_index)
 
 
@@ -380,5 +383,5 @@ def _parse_links(data: dict[Any, Any], names: set[str] | None, conv: Any,
 
 __all__ = [
     "HOST", "ComponentConfig", "FabricConfig", "LinkConfig", "VramConfig", "builtin_fabrics",
-    "format_size", "load_fabric", "parse_fabric",
+    "load_fabric", "parse_fabric",
 ]
