@@ -89,7 +89,8 @@ def _structure_str(value: object, _type: object) -> str:
 
 def _structure_path(value: object, _type: object) -> pathlib.Path:
     if not isinstance(value, str) or not value:
-        raise _expect("a path", value, "quote it" if isinstance(value, (bool, int, float)) else None)
+        hint = "quote it" if isinstance(value, (bool, int, float)) else None
+        raise _expect("a path", value, hint)
     return pathlib.Path(value)
 
 
