@@ -188,6 +188,8 @@ class Checker:
         for item in self.program.items:
             if isinstance(item, ast.VarDecl):
                 self.global_const(item)
+        for info in self.kernels:  # after the constants: sizes may name them
+            self.kernel_attributes(info)
         for item in self.program.items:
             if isinstance(item, ast.Function) and item.name in self.functions \
                     and self.functions[item.name].node is item:
@@ -275,8 +277,10 @@ class Checker:
 
     def declare_kernel(self, k: ast.KernelDef) -> None:
         self.claim_top_name(k.name, k.name_span, "kernel")
-        info = KernelInfo(k, self.param_symbols(k.params, kernel=True))
-        for a in k.attributes:
+        self.kernels.append(KernelInfo(k, self.param_symbols(k.params, kernel=True)))
+
+    def kernel_attributes(self, info: KernelInfo) -> None:
+        for a in info.node.attributes:
             if a.name != "workgroup":
                 hint = did_you_mean(a.name, ["workgroup"])
                 self.error(a.span, f"unknown attribute @{a.name}", hint)
@@ -284,7 +288,6 @@ class Checker:
                 self.error(a.span, "@workgroup is given twice")
             else:
                 info.workgroup = self.workgroup(a)
-        self.kernels.append(info)
 
     def workgroup(self, a: ast.Attribute) -> tuple[int, int, int] | None:
         if not 1 <= len(a.args) <= 3:

@@ -199,6 +199,12 @@ class _KernelLowering:
         out.append(Node(Op.ASSIGN, IR_VOID, (node,), name, line))
         return Node(Op.VAR, node.type, (), name, line)
 
+    def copy(self, node: Node, out: list[Node], line: int) -> Node:
+        """A temporary holding ``node``'s value now (even a variable's)."""
+        name = self.local("_t", node.type)
+        out.append(Node(Op.ASSIGN, IR_VOID, (node,), name, line))
+        return Node(Op.VAR, node.type, (), name, line)
+
     def spill_all(self, nodes: Sequence[Node], out: list[Node], line: int) -> list[Node]:
         return [self.spill(n, out, line) for n in nodes]
 
@@ -273,8 +279,7 @@ class _KernelLowering:
         elif isinstance(s, ast.Assign):
             self.assign(s.target, s.op, s.value, out, line)
         elif isinstance(s, ast.IncDec):
-            one = ast.IntLit(s.span, 1)
-            self.assign(s.target, "+=" if s.op == "++" else "-=", one, out, line)
+            self.assign(s.target, "+=" if s.op == "++" else "-=", None, out, line)
         elif isinstance(s, ast.ExprStmt):
             e = s.expr
             if isinstance(e, ast.Call):
@@ -425,8 +430,9 @@ class _KernelLowering:
         out.extend(inner)
 
     # ---- assignment ----------------------------------------------------------------
-    def assign(self, target: ast.Expr, op: str, value: ast.Expr, out: list[Node],
+    def assign(self, target: ast.Expr, op: str, value: ast.Expr | None, out: list[Node],
                line: int) -> None:
+        """``target op value``; a None value is the 1 of ``++`` and ``--``."""
         place = self.place(target, out)
         target_t = self.type_of(target)
         n = len(place.lanes) if place.kind != "locals" else len(place.names)
@@ -435,16 +441,23 @@ class _KernelLowering:
             place = self.stable(place, out, line)
         if compound:
             old = self.read(place, line)
-            rhs = self.expr(value, out)
+            if value is None:
+                one_t = ir_type(target_t)
+                rhs = [Node(Op.CONST, one_t, (), 1.0 if one_t.is_float else 1, line)]
+                value_t = target_t
+            else:
+                rhs = self.expr(value, out)
+                value_t = self.type_of(value)
             bop = _COMPOUND[op]
-            values = self.arith(bop, old, rhs, target_t, self.type_of(value), target_t, line, out)
+            values = self.arith(bop, old, rhs, target_t, value_t, target_t, line, out)
         else:
+            assert value is not None
             values = self.expr(value, out)
         if n > 1:
             # Lanes are written one by one: a lane that reads what an earlier lane
             # writes (v = v.yx) must read the old value.
             written = self.place_names(place)
-            values = [self.spill(v, out, line) if _reads(v) & written else v for v in values]
+            values = [self.copy(v, out, line) if _reads(v) & written else v for v in values]
         self.write(place, values, out, line)
 
     def stable(self, place: _Place, out: list[Node], line: int) -> _Place:
