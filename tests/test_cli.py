@@ -111,33 +111,33 @@ def test_the_example_job_runs_from_any_folder(tmp_path, monkeypatch):
     "edit, message",
     [
         (("kernel: saxpy", "kernel: saxpi"),
-         "unknown kernel 'saxpi' (defined: saxpy) @ $.steps[0].kernel (hint: did you mean 'saxpy'?)"),
+         "6:13: unknown kernel 'saxpi' (defined: saxpy) @ $.steps[0].kernel (hint: did you mean 'saxpy'?)"),
         (("args: {a: 2.0, x: x, y: y}", "args: {x: x, y: y}"),
-         "missing argument 'a' for kernel saxpy(f32 a, buffer<f32> x, buffer<f32> y) @ $.steps[0].args"),
+         "9:11: missing argument 'a' for kernel saxpy(f32 a, buffer<f32> x, buffer<f32> y) @ $.steps[0].args"),
         (("args: {a: 2.0, x: x, y: y}", "args: {a: x, x: x, y: y}"),
-         "parameter 'a' is f32, got buffer 'x' @ $.steps[0].args.a"),
+         "9:15: parameter 'a' is f32, got buffer 'x' @ $.steps[0].args.a"),
         (("args: {a: 2.0, x: x, y: y}", "args: {a: 2.0, x: 1.5, y: y}"),
-         "parameter 'x' is buffer<f32>, got the scalar 1.5 @ $.steps[0].args.x "
+         "9:23: parameter 'x' is buffer<f32>, got the scalar 1.5 @ $.steps[0].args.x "
          "(hint: pass the name of a buffer)"),
         (("args: {a: 2.0, x: x, y: y}", "args: {a: 2.0, x: x, y: y, z: 1}"),
-         "kernel saxpy(f32 a, buffer<f32> x, buffer<f32> y) has no parameter 'z' @ $.steps[0].args.z"),
+         "9:35: kernel saxpy(f32 a, buffer<f32> x, buffer<f32> y) has no parameter 'z' @ $.steps[0].args.z"),
         (("y: {load: data/saxpy_y.npy}", "y: {zeros: [10, 10], dtype: f32}"),
-         "buffer 'y' does not fit parameter 'y': buffer<f32> needs a 1-D array, got f32 array of "
+         "9:29: buffer 'y' does not fit parameter 'y': buffer<f32> needs a 1-D array, got f32 array of "
          "shape [10, 10] @ $.steps[0].args.y"),
         (("y: {load: data/saxpy_y.npy}", "y: {zeros: [1000], dtype: i32}"),
-         "buffer 'y' does not fit parameter 'y': buffer<f32> needs f32 elements, got i32 array of "
+         "9:29: buffer 'y' does not fit parameter 'y': buffer<f32> needs f32 elements, got i32 array of "
          "shape [1000] @ $.steps[0].args.y"),
         (("block: [256]", "block: [2048]"),
-         "a workgroup of 2048 work items is more than 1024 @ $.steps[0]"),
+         "6:5: a workgroup of 2048 work items is more than 1024 @ $.steps[0]"),
         (("kernels: saxpy.xvk", "kernels: nothere.xvk"),
-         "kernel file 'nothere.xvk' does not exist @ $.kernels"),
+         "1:10: kernel file 'nothere.xvk' does not exist @ $.kernels"),
     ],
 )
 def test_bad_jobs_give_one_located_line_and_write_nothing(job_dir, edit, message):
     job = write_job(job_dir, SAXPY_JOB.replace(*edit))
     result = xv("fabric", "run", "default", str(job))
     assert result.exit_code == 1
-    assert result.output.strip() == f"error: {job}: {message}"
+    assert result.output.strip() == f"error: {job}:{message}"
     assert "Traceback" not in result.output
     assert not (job_dir / "out").exists()
 

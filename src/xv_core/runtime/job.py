@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 
 from xv_core.arrays import read_array, write_array
-from xv_core.errors import ConfigError, XvError
+from xv_core.errors import XvError
 from xv_core.ir import Kernel
 from xv_core.runtime.api import Buffer, DispatchResult, Fabric, launch_geometry
 from xv_core.runtime.args import BufferShape, check_args, dtype_name
@@ -52,25 +52,21 @@ class _Plan:
     launches: tuple[Launch, ...]
 
 
-def _problem(message: str, path: str, hint: str | None = None) -> str:
-    return f"{message} @ {path}" + (f" (hint: {hint})" if hint else "")
-
-
 def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
     """Load and check everything a job needs; raise one ConfigError listing every problem."""
-    problems: list[str] = []
+    problems: list[tuple[str, str, str | None]] = []
     kernels: dict[str, Kernel] = {}
     t0 = time.perf_counter()
     for i, rel in enumerate(job.kernels):
         path = job.base_dir / rel
         where = f"$.kernels[{i}]" if len(job.kernels) > 1 else "$.kernels"
         if not path.is_file():
-            problems.append(_problem(f"kernel file {str(rel)!r} does not exist", where))
+            problems.append((where, f"kernel file {str(rel)!r} does not exist", None))
             continue
         module = fabric.load_module(path)  # a source error is reported as it is: file:line:col
         for k in module.kernels:
             if k.name in kernels:
-                problems.append(_problem(f"kernel {k.name!r} is defined in two kernel files", where))
+                problems.append((where, f"kernel {k.name!r} is defined in two kernel files", None))
             kernels[k.name] = k
     compile_s = time.perf_counter() - t0
 
@@ -82,12 +78,12 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
             try:
                 array = read_array(job.base_dir / spec.load)
             except XvError as exc:
-                problems.append(_problem(exc.message, where + ".load"))
+                problems.append((where + ".load", exc.message, exc.hint))
                 continue
             if array.dtype not in set(DTYPES.values()):
-                problems.append(_problem(
-                    f"{spec.load} holds {array.dtype}, which kernels cannot use", where + ".load",
-                    "save it as bool, int32, uint32, float32 or float64"))
+                problems.append((where + ".load",
+                                 f"{spec.load} holds {array.dtype}, which kernels cannot use",
+                                 "save it as bool, int32, uint32, float32 or float64"))
                 continue
             inputs[name] = array
             shapes[name] = BufferShape(name, array.dtype, tuple(array.shape))
@@ -102,21 +98,22 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
         if kernel is None:
             if kernels or not problems:
                 close = difflib.get_close_matches(step.kernel, list(kernels), n=1)
-                problems.append(_problem(
+                problems.append((
+                    where + ".kernel",
                     f"unknown kernel {step.kernel!r} (defined: {', '.join(sorted(kernels)) or 'none'})",
-                    where + ".kernel", f"did you mean {close[0]!r}?" if close else None))
+                    f"did you mean {close[0]!r}?" if close else None))
             continue
         try:
             launches.append(launch_geometry(kernel, global_size=step.global_size, grid=step.grid,
                                             block=step.block))
         except XvError as exc:
-            problems.append(_problem(exc.message, where, exc.hint))
+            problems.append((where, exc.message, exc.hint))
         args = {k: shapes.get(v, v) if isinstance(v, str) else v for k, v in step.args.items()}
         for p in check_args(kernel, args):
             path = f"{where}.args.{p.param}" if p.param else f"{where}.args"
-            problems.append(_problem(p.message, path, p.hint))
+            problems.append((path, p.message, p.hint))
     if problems:
-        raise ConfigError(problems, source=job.source)
+        raise job.error(problems)
     return _Plan(kernels, inputs, shapes, tuple(launches)), compile_s
 
 
