@@ -117,11 +117,12 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    typer.echo(f"ran {job} on fabric {result.fabric}: {len(result.steps)} steps")
+    n = len(result.steps)
+    typer.echo(f"ran {job} on fabric {result.fabric}: {n} step{'' if n == 1 else 's'}")
     for s in summary["steps"]:
         where = ", ".join(f"{n} {c}" for n, c in s["tiles_per_component"].items())
         typer.echo(f"  step {s['index']}  {s['kernel']:<14} grid {s['grid']} block {s['block']}  "
-                   f"{s['tiles']} tiles ({where})  {s['wall_s'] * 1e3:.2f} ms")
+                   f"{s['tiles']} tile{'' if s['tiles'] == 1 else 's'} ({where})  {s['wall_s'] * 1e3:.2f} ms")
     typer.echo(f"  kernels loaded in {result.compile_s * 1e3:.1f} ms; "
                f"wall time {result.wall_s * 1e3:.1f} ms")
     typer.echo("outputs:")
