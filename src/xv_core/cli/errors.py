@@ -36,6 +36,11 @@ def handle_errors(fn: F) -> F:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
+        except BrokenPipeError:
+            # The reader of our output went away (`xv ... | head`): not an error of ours.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
