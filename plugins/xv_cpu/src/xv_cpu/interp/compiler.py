@@ -76,6 +76,18 @@ def _ramp(batch: Any, index: np.ndarray) -> int | None:
     return first if ok else None
 
 
+def _fresh(node: Node) -> bool:
+    """True when ``node`` evaluates to a new array (or a scalar) that no variable holds, so
+    the operation consuming it may overwrite it.  Identity conversions and the lazy
+    operators may hand back an operand, so they are not fresh."""
+    op = node.op
+    if op is Op.CAST:
+        return node.type != node.args[0].type
+    if op is Op.ABS:
+        return node.type.kind != "u32"
+    return op in UNARY or op in BINARY or op in COMPARE or op in _MEMORY_READS
+
+
 def _first_bad(batch: Any, index: Any, bound: int) -> int | None:
     """Position of the first item whose index is outside 0..bound-1, or None."""
     if type(index) is np.ndarray:
@@ -229,6 +241,14 @@ class KernelCompiler:
 
     def _unary(self, fn: Callable[[Any], Any], node: Node) -> Expr:
         a = self.expr(node.args[0])
+        if isinstance(fn, np.ufunc) and _fresh(node.args[0]):
+            # The operand is a temporary nobody else holds: compute in place.
+            def unary_inplace(f: Frame) -> Any:
+                f.batch.ops += f.n
+                x = a(f)
+                return fn(x, out=x) if type(x) is np.ndarray else fn(x)
+
+            return unary_inplace
 
         def unary(f: Frame) -> Any:
             f.batch.ops += f.n
@@ -239,6 +259,21 @@ class KernelCompiler:
     def _binary(self, fn: Callable[[Any, Any], Any], node: Node) -> Expr:
         a = self.expr(node.args[0])
         b = self.expr(node.args[1])
+        if isinstance(fn, np.ufunc) and node.op not in COMPARE:
+            # Result and operands have one dtype: a temporary operand can hold the result.
+            fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
+            if fresh_a or fresh_b:
+                def binary_inplace(f: Frame) -> Any:
+                    x = a(f)
+                    y = b(f)
+                    f.batch.ops += f.n
+                    if fresh_a and type(x) is np.ndarray:
+                        return fn(x, y, out=x)
+                    if fresh_b and type(y) is np.ndarray:
+                        return fn(x, y, out=y)
+                    return fn(x, y)
+
+                return binary_inplace
 
         def binary(f: Frame) -> Any:
             x = a(f)
