@@ -4,27 +4,8 @@ import numpy as np
 import pytest
 from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import (
-    Op,
-    assign,
-    bin_,
-    block,
-    brk,
-    c,
-    cont,
-    for_,
-    if_,
-    kernel,
-    land,
-    length,
-    load,
-    loop,
-    lor,
-    ret,
-    run,
-    select,
-    sp,
-    store,
-    var,
+    Op, assign, bin_, block, brk, c, cont, for_, if_, kernel, land, length, load, loop, lor, ret,
+    run, select, sp, store, var,
 )
 
 BATCHES = [32768, 64, 7]  # one batch per tile, several, and batches splitting groups

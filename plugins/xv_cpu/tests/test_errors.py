@@ -4,23 +4,8 @@ import numpy as np
 import pytest
 from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import (
-    aload,
-    assign,
-    astore,
-    barrier,
-    brk,
-    c,
-    for_,
-    if_,
-    iload,
-    istore,
-    kernel,
-    load,
-    ret,
-    run,
-    sp,
-    store,
-    var,
+    aload, assign, astore, barrier, brk, c, for_, if_, iload, istore, kernel, load, ret, run, sp,
+    store, var,
 )
 
 from xv_core.errors import JobError, KernelRuntimeError

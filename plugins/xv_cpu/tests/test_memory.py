@@ -4,32 +4,11 @@ import numpy as np
 import pytest
 from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import (
-    aload,
-    assign,
-    astore,
-    atomic,
-    barrier,
-    c,
-    for_,
-    height,
-    if_,
-    iload,
-    istore,
-    kernel,
-    land,
-    load,
-    run,
-    sp,
-    store,
-    var,
-    width,
+    aload, assign, astore, atomic, barrier, c, for_, height, if_, iload, istore, kernel, land, load,
+    run, sp, store, var, width,
 )
 from xv_cpu_kernels import (
-    block_sum_kernel,
-    gauss5_kernel,
-    gauss5_reference,
-    histogram_kernel,
-    matmul_kernel,
+    block_sum_kernel, gauss5_kernel, gauss5_reference, histogram_kernel, matmul_kernel,
     tree_reference,
 )
 

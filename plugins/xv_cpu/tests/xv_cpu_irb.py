@@ -13,18 +13,7 @@ from typing import Any
 import numpy as np
 
 from xv_core.ir import (
-    BOOL,
-    CONSTANT,
-    LOCAL,
-    PARAM,
-    SHARED,
-    VOID,
-    Decl,
-    Kernel,
-    Node,
-    Op,
-    Type,
-    verify_kernel,
+    BOOL, CONSTANT, LOCAL, PARAM, SHARED, VOID, Decl, Kernel, Node, Op, Type, verify_kernel,
 )
 from xv_core.runtime.interfaces import Launch, Tile, TileWork
 

@@ -2,27 +2,8 @@
 
 import numpy as np
 from xv_cpu_irb import (
-    aload,
-    assign,
-    astore,
-    atomic,
-    barrier,
-    c,
-    for_,
-    height,
-    if_,
-    iload,
-    istore,
-    kernel,
-    length,
-    load,
-    loop,
-    ret,
-    select,
-    sp,
-    store,
-    var,
-    width,
+    aload, assign, astore, atomic, barrier, c, for_, height, if_, iload, istore, kernel, length,
+    load, loop, ret, select, sp, store, var, width,
 )
 
 

@@ -65,7 +65,8 @@ class Batch:
     """
 
     __slots__ = ("kernel", "bind", "launch", "first_group", "t0", "n", "groups", "shared",
-                 "live", "ops", "bytes_read", "bytes_written", "_cache", "locals", "ramps")
+                 "live", "ops", "bytes_read", "bytes_written", "_cache", "locals", "ramps",
+                 "invariants")
 
     def __init__(self, kernel: Kernel, bind: Bindings, launch: Launch, first_group: int,
                  t0: int, n: int, groups: int | None, shared_decls: tuple[Any, ...],
@@ -84,6 +85,8 @@ class Batch:
         self._cache: dict[str, Any] = {}
         # id(array) -> (array, first) for index arrays found to be first, first + 1, ...
         self.ramps: dict[int, tuple[np.ndarray, int | None]] = {}
+        # Values of batch-invariant expressions (see KernelCompiler._once_per_batch).
+        self.invariants: dict[str, Any] = {}
         self.shared: dict[str, np.ndarray] = {}
         self.live: np.ndarray | None = None
         if groups is not None:

@@ -22,16 +22,7 @@ import numpy as np
 
 from xv_core.errors import KernelRuntimeError
 from xv_core.ir import (
-    BINARY,
-    COMPARE,
-    CONSTANT,
-    LOCAL,
-    SHARED,
-    UNARY,
-    Decl,
-    Kernel,
-    Node,
-    Op,
+    BINARY, COMPARE, CONSTANT, LOCAL, PARAM, SHARED, UNARY, Decl, Kernel, Node, Op,
 )
 from xv_cpu.interp import alu
 from xv_cpu.interp.atomics import apply_atomic
@@ -68,11 +59,14 @@ def _ramp(batch: Any, index: np.ndarray) -> int | None:
         return first
     if int(index[-1]) - first != m - 1:
         return None
-    hit = batch.ramps.get(id(index))
+    ramps = batch.ramps
+    hit = ramps.get(id(index))
     if hit is not None and hit[0] is index:
         return hit[1]
     ok = bool((index - index.dtype.type(first) == arange32(m)).all())
-    batch.ramps[id(index)] = (index, first if ok else None)
+    if len(ramps) >= 16:
+        ramps.clear()  # the cache keeps its arrays alive: keep it small
+    ramps[id(index)] = (index, first if ok else None)
     return first if ok else None
 
 
@@ -192,6 +186,42 @@ class KernelCompiler:
 
     # -- expressions -------------------------------------------------------------
     def expr(self, node: Node) -> Expr:
+        if node.op in _ALU and self._invariant(node):
+            return self._once_per_batch(node)
+        return self._expr(node)
+
+    def _invariant(self, node: Node) -> bool:
+        """True when ``node``'s value is the same for every item and every evaluation in a
+        batch: built only from constants, scalar parameters, sizes and launch dimensions."""
+        op = node.op
+        if op is Op.VAR:
+            return self.decls[node.arg].space == PARAM
+        if op is Op.SPECIAL:
+            return node.arg.startswith(("group_size.", "num_groups."))
+        if op in _ALU:
+            return all(self._invariant(a) for a in node.args)
+        return op in (Op.CONST, Op.LENGTH, Op.WIDTH, Op.HEIGHT)
+
+    def _once_per_batch(self, node: Node) -> Expr:
+        """An invariant expression (``x.length - 1``, ``n / TILE``), computed at its first
+        evaluation in a batch and then reused; its operations are still counted per item."""
+        compute = self._expr(node)
+        ops = _alu_count(node)
+        key = f"={id(node)}"
+
+        def cached(f: Frame) -> Any:
+            batch = f.batch
+            v = batch.invariants.get(key)
+            if v is None:
+                saved = batch.ops
+                v = batch.invariants[key] = compute(f)
+                batch.ops = saved
+            batch.ops += ops * f.n
+            return v
+
+        return cached
+
+    def _expr(self, node: Node) -> Expr:
         op = node.op
         if op is Op.CONST:
             value = alu.scalar(node.arg, node.type.kind)
@@ -207,7 +237,7 @@ class KernelCompiler:
         if op is Op.ALOAD:
             return self._aload(node)
         if op is Op.CAST:
-            return self._unary(alu.cast(node.args[0].type.kind, node.type.kind), node)
+            return self._unary((alu.cast(node.args[0].type.kind, node.type.kind), None), node)
         if op in UNARY:
             return self._unary(alu.unary(op, node.type.kind), node)
         if op in (Op.DIV, Op.MOD) and node.type.is_int:
@@ -239,14 +269,15 @@ class KernelCompiler:
 
         return size
 
-    def _unary(self, fn: Callable[[Any], Any], node: Node) -> Expr:
+    def _unary(self, how: alu.Unary, node: Node) -> Expr:
+        fn, ufunc = how
         a = self.expr(node.args[0])
-        if isinstance(fn, np.ufunc) and _fresh(node.args[0]):
+        if ufunc is not None and _fresh(node.args[0]):
             # The operand is a temporary nobody else holds: compute in place.
             def unary_inplace(f: Frame) -> Any:
                 f.batch.ops += f.n
                 x = a(f)
-                return fn(x, out=x) if type(x) is np.ndarray else fn(x)
+                return ufunc(x, out=x) if type(x) is np.ndarray else fn(x)
 
             return unary_inplace
 
@@ -256,24 +287,24 @@ class KernelCompiler:
 
         return unary
 
-    def _binary(self, fn: Callable[[Any, Any], Any], node: Node) -> Expr:
+    def _binary(self, how: alu.Binary, node: Node) -> Expr:
+        fn, ufunc = how
         a = self.expr(node.args[0])
         b = self.expr(node.args[1])
-        if isinstance(fn, np.ufunc) and node.op not in COMPARE:
+        fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
+        if ufunc is not None and (fresh_a or fresh_b):
             # Result and operands have one dtype: a temporary operand can hold the result.
-            fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
-            if fresh_a or fresh_b:
-                def binary_inplace(f: Frame) -> Any:
-                    x = a(f)
-                    y = b(f)
-                    f.batch.ops += f.n
-                    if fresh_a and type(x) is np.ndarray:
-                        return fn(x, y, out=x)
-                    if fresh_b and type(y) is np.ndarray:
-                        return fn(x, y, out=y)
-                    return fn(x, y)
+            def binary_inplace(f: Frame) -> Any:
+                x = a(f)
+                y = b(f)
+                f.batch.ops += f.n
+                if fresh_a and type(x) is np.ndarray:
+                    return ufunc(x, y, out=x)
+                if fresh_b and type(y) is np.ndarray:
+                    return ufunc(x, y, out=y)
+                return fn(x, y)
 
-                return binary_inplace
+            return binary_inplace
 
         def binary(f: Frame) -> Any:
             x = a(f)
