@@ -141,6 +141,12 @@ _COMPOUND = {"+=": "+", "-=": "-", "*=": "*", "/=": "/", "%=": "%", "&=": "&", "
              "^=": "^", "<<=": "<<", ">>=": ">>"}
 
 
+def _a(t: object) -> str:
+    """``t`` with its indefinite article: "an f32", "a u32", "a vec3"."""
+    word = str(t)
+    return ("an " if word[:1] in "aeiof" else "a ") + word
+
+
 def _src(text_lines: list[str], span: SourceSpan) -> str | None:
     """The source text of a one-line span, for hints like ``f32(i)``."""
     if span.end_col is None or not 1 <= span.line <= len(text_lines):
@@ -247,7 +253,7 @@ class Checker:
             elif len(p.name) > MAX_NAME:
                 self.error(p.span, f"name is longer than {MAX_NAME} characters")
             if kernel and ty.is_vec:
-                self.error(p.type.span, f"a kernel parameter cannot be a {ty}",
+                self.error(p.type.span, f"a kernel parameter cannot be {_a(ty)}",
                            "kernel parameters are scalars, buffers or images; pass the "
                            "components as separate f32 parameters")
                 ty = ERROR
@@ -269,7 +275,7 @@ class Checker:
         ok = self.claim_top_name(f.name, f.name_span, "function")
         ret = self.type_ref(f.ret, allow_void=True)
         if ret.kind in ("buffer", "image"):
-            self.error(f.ret.span, f"a function cannot return a {ret}")
+            self.error(f.ret.span, f"a function cannot return {_a(ret)}")
             ret = ERROR
         info = FunctionInfo(f, self.param_symbols(f.params, kernel=False), ret)
         if ok:
@@ -335,7 +341,7 @@ class Checker:
         if base.is_error:
             return None
         if not base.is_scalar:
-            self.error(d.type.span, f"a constant cannot be a {base}",
+            self.error(d.type.span, f"a constant cannot be {_a(base)}",
                        "constants are scalars or arrays of scalars")
             return None
         if decl.init is None:
@@ -454,8 +460,8 @@ class Checker:
         self._owner = None
         if info.ret.kind not in ("void", "error") and not _always_returns(info.node.body):
             self.error(info.node.name_span,
-                       f"function '{info.node.name}' can reach its end without returning a "
-                       f"{info.ret}", "end every path with 'return <value>;'")
+                       f"function '{info.node.name}' can reach its end without returning "
+                       f"{_a(info.ret)}", "end every path with 'return <value>;'")
 
     def kernel_body(self, info: KernelInfo) -> None:
         scope = Scope(self.globals)
@@ -536,7 +542,7 @@ class Checker:
         ret = info.ret
         if s.value is None:
             if ret.kind not in ("void", "error"):
-                self.error(s.span, f"function '{info.node.name}' must return a {ret}")
+                self.error(s.span, f"function '{info.node.name}' must return {_a(ret)}")
             return
         t = self.value(s.value, scope)
         if t.is_error or ret.is_error:
@@ -588,7 +594,7 @@ class Checker:
         if base.is_error:
             return None
         if base.kind in ("buffer", "image"):
-            self.error(d.type.span, f"a variable cannot be a {base}",
+            self.error(d.type.span, f"a variable cannot be {_a(base)}",
                        "buffers and images are kernel or function parameters")
             return None
         if d.space == "shared":
@@ -691,7 +697,7 @@ class Checker:
                        "assign to its elements, e.g. a[i] = ...")
             return None
         if not t.is_value:
-            self.error(e.span, f"cannot assign to a {t}", "index it down to one element")
+            self.error(e.span, f"cannot assign to {_a(t)}", "index it down to one element")
             return None
         sym.assigned = True
         return t
@@ -741,7 +747,7 @@ class Checker:
             self.error(e.span, f"an array ({t}) cannot be used as a value",
                        "index it down to one element")
         else:
-            self.error(e.span, f"a {t} cannot be used as a value",
+            self.error(e.span, f"{_a(t)} cannot be used as a value",
                        "index it: x[i] for a buffer, img[x, y] for an image")
         self.types[id(e)] = ERROR
         return ERROR
@@ -851,10 +857,10 @@ class Checker:
         text = self.text_of(e) or "..."
         hint = None
         if got.kind == FLOAT_LIT and want.is_int:
-            msg = f"cannot {doing}: a float constant is not an {want}"
+            msg = f"cannot {doing}: a float constant is not {_a(want)}"
             hint = f"convert it explicitly: {want.kind}({text})"
         elif got.is_lit and want.is_vec:
-            msg = f"cannot {doing}: a {want} needs a vector, got a number"
+            msg = f"cannot {doing}: {_a(want)} needs a vector, got a number"
             hint = f"build one: {want.kind}({text})"
         elif (got.is_scalar or got.is_lit) and want.is_scalar and got != BOOL and want != BOOL:
             got_t = default_of(got)
@@ -999,7 +1005,7 @@ class Checker:
             if lit_t.kind == FLOAT_LIT and other_t.is_int:
                 text = self.text_of(other) or "x"
                 self.error(span, f"cannot mix {other_t} and a float constant in '{op}'",
-                           f"convert the integer side explicitly: f32({text})")
+                           f"write an integer constant, or convert the other side: f32({text})")
             else:
                 self.error(span, f"'{op}' cannot combine {other_t} with a number")
             return ERROR
@@ -1129,7 +1135,7 @@ class Checker:
                 if t.is_error:
                     ok = False
                 elif t != p.ty:
-                    self.error(a.span, f"argument {i} of '{e.name}' must be a {p.ty}, got {t}")
+                    self.error(a.span, f"argument {i} of '{e.name}' must be {_a(p.ty)}, got {t}")
                     ok = False
                 continue
             t = self.value(a, scope)
@@ -1229,7 +1235,7 @@ class Checker:
         if target.is_error or any(t.is_error for t in types):
             return self.record(e, ERROR)
         if target.kind in ("buffer", "image"):
-            self.error(e.span, f"cannot construct a {target}")
+            self.error(e.span, f"cannot construct {_a(target)}")
             return self.record(e, ERROR)
         if target.is_scalar:
             if len(e.args) != 1:
@@ -1253,7 +1259,7 @@ class Checker:
         n = target.lanes
         if len(types) == 1 and (types[0] == F32 or types[0].is_lit):
             if not self.coerce(e.args[0], F32):
-                self.mismatch(e.args[0], types[0], F32, f"build a {target}")
+                self.mismatch(e.args[0], types[0], F32, f"build {_a(target)}")
                 return self.record(e, ERROR)
             return self.record(e, target)
         if len(types) == 1 and types[0].is_vec and types[0].lanes >= n:
@@ -1328,7 +1334,7 @@ class Checker:
             return self.record(e, Ty("array", base_t.elem, rest) if rest else base_t.elem_ty)
         if base_t.is_vec:
             if n != 1:
-                self.error(e.span, f"a {base_t} takes one index")
+                self.error(e.span, f"{_a(base_t)} takes one index")
                 return self.record(e, ERROR)
             i = e.indices[0]
             if id(i) not in self.consts:
@@ -1339,7 +1345,7 @@ class Checker:
                 self.error(i.span, f"index {self.consts[id(i)]} is out of bounds for {base_t}")
                 return self.record(e, ERROR)
             return self.record(e, F32)
-        self.error(e.span, f"a {default_of(base_t)} cannot be indexed")
+        self.error(e.span, f"{_a(default_of(base_t))} cannot be indexed")
         return self.record(e, ERROR)
 
     def member(self, e: ast.Member, scope: Scope) -> Ty:
@@ -1363,7 +1369,7 @@ class Checker:
         if base_t.is_vec:
             return self.swizzle(e, base_t)
         if base_t.is_lit or base_t.is_scalar:
-            self.error(e.name_span, f"a {default_of(base_t)} has no member '{name}'")
+            self.error(e.name_span, f"{_a(default_of(base_t))} has no member '{name}'")
         else:
             self.error(e.name_span, f"{base_t} has no member '{name}'")
         return self.record(e, ERROR)
@@ -1383,7 +1389,7 @@ class Checker:
         for c in name:
             if letters.index(c) >= base_t.lanes:
                 self.error(e.name_span, f"{base_t} has no component '{c}'",
-                           f"a {base_t} has {', '.join('.' + x for x in letters[:base_t.lanes])}")
+                           f"{_a(base_t)} has {', '.join('.' + x for x in letters[:base_t.lanes])}")
                 return self.record(e, ERROR)
         return self.record(e, F32 if len(name) == 1 else vec(len(name)))
 

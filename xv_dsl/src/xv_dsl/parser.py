@@ -14,8 +14,8 @@ from importlib import resources
 from typing import Any
 
 import lark
-from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from xv_core.errors import Diagnostic, SourceError, SourceSpan
 from xv_dsl import ast
@@ -83,11 +83,7 @@ def parse(text: str, path: str) -> ast.Program:
         raise SourceError([_syntax_diagnostic(exc, text, path)], text) from None
     _check_nesting(tree, reporter)
     reporter.raise_if_any()
-    builder = _AstBuilder(path, reporter)
-    try:
-        program = builder.transform(tree)
-    except VisitError as exc:  # pragma: no cover - a builder bug, not a user error
-        raise exc.orig_exc from None
+    program = _AstBuilder(path, reporter).build(tree)
     reporter.raise_if_any()
     return program
 
@@ -252,12 +248,33 @@ def _check_nesting(tree: lark.Tree, reporter: Reporter) -> None:
 # --------------------------------------------------------------------------
 
 
-@v_args(meta=True, inline=True)
-class _AstBuilder(Transformer_NonRecursive):
+class _AstBuilder:
+    """Builds AST nodes bottom-up: ``rule(meta, *children)`` for each tree node.
+
+    The walk is iterative (deep trees cannot overflow the stack), and it calls
+    the rule methods directly, which is much cheaper than lark's transformers.
+    """
+
     def __init__(self, path: str, reporter: Reporter):
-        super().__init__()
         self.path = path
         self.reporter = reporter
+
+    def build(self, tree: lark.Tree) -> ast.Program:
+        results: list[Any] = []
+        stack: list[tuple[Any, bool]] = [(tree, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if not isinstance(node, lark.Tree):
+                results.append(node)
+            elif expanded:
+                n = len(node.children)
+                args = results[len(results) - n:] if n else []
+                del results[len(results) - n:]
+                results.append(getattr(self, node.data)(node.meta, *args))
+            else:
+                stack.append((node, True))
+                stack.extend((child, False) for child in reversed(node.children))
+        return results[0]
 
     def span(self, meta: Any) -> SourceSpan:
         if getattr(meta, "empty", True):
