@@ -268,3 +268,78 @@ def test_bin_helper_unused_ops():
     launch(k, {"out": out}, 8, block_size=8)
     idx = np.arange(8)
     np.testing.assert_array_equal(out, ((idx < 3) ^ (idx > 1)).astype(np.int32))
+
+
+@pytest.mark.parametrize("batch_items", BATCHES)
+def test_break_continue_and_labelled_block_in_one_loop_body(batch_items):
+    # Per iteration j: items with (i + j) % 5 == 0 continue, those with j > i // 3 break,
+    # items with (i * j) % 7 == 3 leave an inner labelled block early; the rest count.
+    i, j, a, b = var("i"), var("j"), var("a"), var("b")
+    k = kernel("mixed", "buffer<i32> out", [
+        assign("i", sp("global_id.x")),
+        assign("a", c(0)), assign("b", c(0)),
+        *for_("L", "j", 0, 30, [
+            assign("b", b + 1),
+            if_(((i + j) % 5).eq(0), [cont("L")]),
+            if_(j.gt(i / 3), [brk("L")]),
+            block(
+                if_(((i * j) % 7).eq(3), [brk("B")]),
+                assign("a", a + j),
+                label="B",
+            ),
+            assign("a", a + 1000),
+        ]),
+        store("out", i, a * 100 + b),
+    ], locals="i32 i, i32 j, i32 a, i32 b")
+
+    def reference(i):
+        a = b = 0
+        for j in range(30):
+            b += 1
+            if (i + j) % 5 == 0:
+                continue
+            if j > i // 3:
+                break
+            if (i * j) % 7 != 3:
+                a += j
+            a += 1000
+        return a * 100 + b
+
+    n = 96
+    out = np.zeros(n, np.int32)
+    launch(k, {"out": out}, n, block_size=32, batch_items=batch_items)
+    np.testing.assert_array_equal(out, [reference(i) for i in range(n)])
+
+
+@pytest.mark.parametrize("batch_items", BATCHES)
+def test_items_leaving_a_loop_in_different_iterations_keep_their_values(batch_items):
+    # Like mandelbrot: a per-item escape test breaks; state after the loop is per item.
+    i, x, it = var("i"), var("x", "f32"), var("it")
+    k = kernel("escape", "buffer<f32> seed, buffer<i32> iters, buffer<f32> last", [
+        assign("i", sp("global_id.x")),
+        assign("x", load("seed", i)),
+        assign("it", c(0)),
+        loop("L", it.lt(50), [
+            assign("x", x * x + 0.25),
+            if_(x.gt(2.0), [brk("L")]),
+            assign("it", it + 1),
+        ]),
+        store("iters", i, it),
+        store("last", i, x),
+    ], locals="i32 i, f32 x, i32 it")
+    seed = np.linspace(0, 1.2, 200).astype(np.float32)
+    iters, last = np.zeros(200, np.int32), np.zeros(200, np.float32)
+    launch(k, {"seed": seed, "iters": iters, "last": last}, 200, block_size=40,
+           batch_items=batch_items)
+    ref_it, ref_x = [], []
+    for s in seed:
+        x, it = np.float32(s), 0
+        while it < 50:
+            x = x * x + np.float32(0.25)
+            if x > 2:
+                break
+            it += 1
+        ref_it.append(it)
+        ref_x.append(x)
+    np.testing.assert_array_equal(iters, ref_it)
+    np.testing.assert_array_equal(last, np.array(ref_x, np.float32))

@@ -552,10 +552,25 @@ class KernelCompiler:
     def block(self, node: Node, final: bool = False) -> Stmt:
         """A statement list.  Items that leave (break, continue, return) are dropped
         for the statements after; ``final`` skips giving values back (kernel body)."""
+        run = self.block_keep(node, final)
+
+        def block(f: Frame) -> Exits | None:
+            exits, rest = run(f)
+            if rest is not None and rest is not f:
+                rest.write_back()
+            return exits
+
+        return block
+
+    def block_keep(self, node: Node, final: bool = False
+                   ) -> Callable[[Frame], tuple[Exits | None, Frame | None]]:
+        """Like :meth:`block`, but returns the frame of the items that completed the
+        block instead of giving its values back: ``f`` itself, a child of ``f`` holding
+        the items that remain (values not yet given back), or None when none remain."""
         stmts = [self.stmt(s) for s in node.args]
         label = node.arg
 
-        def block(f: Frame) -> Exits | None:
+        def block_keep(f: Frame) -> tuple[Exits | None, Frame | None]:
             cur: Frame | None = f
             exits: Exits | None = None
             for s in stmts:
@@ -569,13 +584,14 @@ class KernelCompiler:
                         cur = None
                         break
                     cur = cur.without(gone, f)
-            if cur is not None and cur is not f and not final:
-                cur.write_back()
-            if exits and label is not None:
-                exits.pop(label, None)
-            return exits or None
+            if exits and label is not None and exits.pop(label, None) is not None:
+                # Items that broke out of this block complete it too: all are back in f.
+                if cur is not None and cur is not f and not final:
+                    cur.write_back()
+                cur = f
+            return exits or None, cur
 
-        return block
+        return block_keep
 
     def _assign(self, node: Node) -> Stmt:
         name = node.arg
@@ -726,11 +742,13 @@ class KernelCompiler:
         label = node.arg
         cont = ("continue", label)
         cond = self.expr(node.args[0])
-        parts = [self.block(node.args[1])]
+        parts = [self.block_keep(node.args[1])]
         if node.args[2].args:
-            parts.append(self.block(node.args[2]))
+            parts.append(self.block_keep(node.args[2]))
 
         def loop(f: Frame) -> Exits | None:
+            """Runs until no item is left in the loop.  ``cur`` (``f`` or a child of it)
+            holds the items still looping; leaving items give their values back to ``f``."""
             cur = f
             exits: Exits | None = None
             while True:
@@ -745,10 +763,15 @@ class KernelCompiler:
                     if count < cur.n:
                         cur = cur.without(np.flatnonzero(~c), f)
                 for part in parts:
-                    ex = part(cur)
+                    ex, rest = part(cur)
                     if not ex:
                         continue
-                    ex.pop(cont, None)  # continuing items go on to the step and the condition
+                    continuing = ex.pop(cont, None)  # these go on to the step and condition
+                    if continuing is not None or rest is None and not ex:
+                        # Continuing items are not in ``rest``: everything back into cur.
+                        if rest is not None and rest is not cur:
+                            rest.write_back()
+                        rest = cur
                     if not ex:
                         continue
                     gone = all_exits(ex)
@@ -756,11 +779,17 @@ class KernelCompiler:
                     if ex:
                         exits = merge_exits(exits, remap_exits(ex, cur.sel) if cur is not f
                                             else ex)
-                    if len(gone) == cur.n:
+                    if rest is None:  # every item left (``part`` gave its values to cur)
                         if cur is not f:
                             cur.write_back()
                         return exits
-                    cur = cur.without(gone, f)
+                    if rest is cur:
+                        cur = cur.without(gone, f)
+                    elif cur is f:
+                        cur = rest
+                    else:
+                        cur.write_back_items(gone)
+                        cur = rest.lift()
             if cur is not f:
                 cur.write_back()
             return exits

@@ -141,6 +141,29 @@ class Frame:
         new.dirty = set(self.dirty)
         return new
 
+    def lift(self) -> Frame:
+        """This frame, a child of a child P of F, as an equivalent child of F.
+
+        Used when a loop body ended with fewer items than the loop frame P: the
+        body's frame becomes the loop frame instead of giving its values back to P
+        and having P gather them again.  P's assigned values for this frame's items
+        come along; P's unassigned ones are re-read from F when needed.
+        """
+        mid = self.parent
+        new = Frame(self.batch, self.n, mid.parent, mid.sel[self.sel])
+        new.vars = dict(self.vars)
+        new.owned = set(self.owned)
+        new.dirty = mid.dirty | self.dirty
+        for name in mid.dirty:
+            if name not in new.vars:
+                v = mid.vars[name]
+                if type(v) is np.ndarray:
+                    new.vars[name] = v[self.sel]
+                    new.owned.add(name)
+                else:
+                    new.vars[name] = v
+        return new
+
     def to_base(self, positions: np.ndarray, base: Frame) -> np.ndarray:
         """Positions in this frame as positions in ``base`` (self is base or its child)."""
         return positions if self is base else self.sel[positions]
