@@ -43,14 +43,22 @@ def _combine(kind: str, cur: np.ndarray, val: np.ndarray,
     return np.where(cur == expected, val, cur)  # cmpxchg
 
 
+_AT = {"add": np.add.at, "sub": np.subtract.at, "min": np.minimum.at, "max": np.maximum.at}
+
+
 def apply_atomic(kind: str, flat: np.ndarray, idx: np.ndarray, val: np.ndarray,
-                 expected: np.ndarray | None = None) -> np.ndarray:
-    """Apply ``kind`` for items ``0..m-1`` in order; return each item's old value.
+                 expected: np.ndarray | None = None, need_old: bool = True) -> np.ndarray | None:
+    """Apply ``kind`` for items ``0..m-1`` in order; return each item's old value
+    (None when ``need_old`` is False and the old values were not computed).
 
     ``idx`` holds in-range element indices; ``val`` (and ``expected`` for
     cmpxchg) one value per item, of ``flat``'s dtype.
     """
     with ATOMICS_LOCK:
+        if not need_old and kind in _AT:
+            # ufunc.at applies the items one by one in order: the sequential semantics.
+            _AT[kind](flat, idx, val)
+            return None
         return _apply(kind, flat, idx, val, expected)
 
 

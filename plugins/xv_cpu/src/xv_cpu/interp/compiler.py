@@ -699,10 +699,11 @@ class KernelCompiler:
             batch.bytes_written += n * itemsize
             idx = i if type(i) is np.ndarray else np.full(n, i, dtype=np.int32)
             vals = [v if type(v) is np.ndarray else np.full(n, v) for v in values]
+            flat = batch.bind.flat[name]
             if kind == "cmpxchg":
-                old = apply_atomic(kind, batch.bind.flat[name], idx, vals[1], vals[0])
+                old = apply_atomic(kind, flat, idx, vals[1], vals[0])
             else:
-                old = apply_atomic(kind, batch.bind.flat[name], idx, vals[0])
+                old = apply_atomic(kind, flat, idx, vals[0], need_old=result is not None)
             if result is not None:
                 f.assign(result, old)
 
