@@ -200,3 +200,29 @@ def test_shared_memory_is_per_workgroup_and_zeroed():
     slot = (lid_ + 1) % 5
     expected = np.where(slot == 0, 0, (slot - 1) * 10 + g)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_images_too_large_for_int32_indexing_use_wide_indices(monkeypatch):
+    # Images of 2**31 elements or more index in intp; force that path on a small image.
+    from xv_cpu.interp import batch
+
+    original = batch.Bindings.__init__
+
+    def wide(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.small = {name: False for name in self.small}
+
+    monkeypatch.setattr(batch.Bindings, "__init__", wide)
+    src = np.random.default_rng(9).random((40, 33), dtype=np.float32)
+    dst = np.zeros_like(src)
+    run(gauss5_kernel(), {"src": src, "dst": dst}, grid=(3, 3), block=(16, 16))
+    np.testing.assert_array_equal(dst, gauss5_reference(src))
+    x = var("x")
+    k = kernel("v4", "image<vec4> img, image<vec4> out", [
+        assign("x", sp("global_id.x")),
+        istore("out", x, c(1), iload("img", x, c(1), lane=2), lane=1),
+    ], locals="i32 x")
+    img = np.random.default_rng(10).random((3, 8, 4), dtype=np.float32)
+    out = np.zeros_like(img)
+    run(k, {"img": img, "out": out}, grid=1, block=8)
+    np.testing.assert_array_equal(out[1, :, 1], img[1, :, 2])

@@ -433,11 +433,16 @@ class KernelCompiler:
                 return (int(y) * w + int(x)) * lanes + lane
             if bind.small[name]:
                 # In range and smaller than 2**31 elements: int32 arithmetic cannot overflow.
-                lin = y * np.int32(w) + x
+                if type(y) is np.ndarray:
+                    lin = y * np.int32(w)
+                    lin += x
+                else:
+                    lin = x + y * np.int32(w)
             else:
-                lin = np.asarray(y, np.intp) * w + x
+                lin = np.add(np.multiply(y, w, dtype=np.intp), x, dtype=np.intp)
             if lanes != 1:
-                lin = lin * lanes + lane
+                lin *= lanes
+                lin += lane
             return lin
 
         return linear
