@@ -18,8 +18,10 @@ from xv_cpu.interp.frame import Frame
 #: Work items per batch: large enough that numpy's per-call cost is small, small
 #: enough that a batch's values stay in the CPU caches.
 BATCH_ITEMS = 32768
-#: At most this many bytes of private arrays per batch (they take one row per item).
+#: At most this many bytes of private arrays per batch (they take one row per item),
+#: and of shared arrays (one copy per workgroup of the batch).
 PRIVATE_BUDGET = 64 << 20
+SHARED_BUDGET = 64 << 20
 
 
 def _uses(node: Node, op: Op) -> bool:
@@ -41,13 +43,16 @@ class PreparedInterpKernel:
         private_bytes = sum(math.prod(d.type.shape) * DTYPES[d.type.elem].itemsize
                             for d in self.locals.values() if d.type.kind == "array")
         self.batch_items = max(1, min(batch_items, PRIVATE_BUDGET // max(1, private_bytes)))
+        self.shared_bytes = sum(math.prod(d.type.shape) * DTYPES[d.type.elem].itemsize
+                                for d in self.shared)
         self.body = KernelCompiler(kernel).block(kernel.body, final=True)
 
     def batches(self, tile: Tile) -> Iterator[tuple[int, int, int | None]]:
         """(first item, item count, groups or None) of each batch of the tile."""
         per_group = tile.launch.group_items
         if self.grouped:
-            step = max(1, self.batch_items // per_group)
+            step = max(1, min(self.batch_items // per_group,
+                              SHARED_BUDGET // max(1, self.shared_bytes)))
             for g in range(0, tile.group_count, step):
                 count = min(step, tile.group_count - g)
                 yield g * per_group, count * per_group, count
