@@ -186,3 +186,27 @@ def test_bad_arguments_are_job_errors():
         run(k, {"a": 1.0, "x": np.zeros(4, np.float64)}, grid=1, block=1)
     assert str(info.value) == ("kernel k: argument 'x' of kernel 'k' is a float64 array of shape "
                                "(4,), but the parameter is buffer<f32>")
+
+
+def test_clamped_indices_skip_checks_but_never_wrongly():
+    # min(max(v, 0), 4) is in range for a 5-element buffer; adding 10 afterwards (computed in
+    # place into the same array) is not, and neither is a clamp from one side only.
+    from xv_core.ir import Op
+    from xv_cpu_irb import bin_
+    v = sp("global_id.x") - 3
+    clamped = bin_(Op.MIN, bin_(Op.MAX, v, c(0)), c(4))
+    ok = kernel("ok", "buffer<i32> x, buffer<i32> out", [
+        store("out", sp("global_id.x"), load("x", clamped, "i32")),
+    ])
+    x = np.arange(5, dtype=np.int32) * 10
+    out = np.zeros(12, np.int32)
+    run(ok, {"x": x, "out": out}, grid=1, block=12)
+    np.testing.assert_array_equal(out, x[np.clip(np.arange(12) - 3, 0, 4)])
+    for index, offender in ((clamped + 10, "x[10]"), (bin_(Op.MAX, v, c(0)), "x[5]"),
+                            (bin_(Op.MIN, v, c(4)), "x[-3]"),
+                            (bin_(Op.MIN, bin_(Op.MAX, v, c(0)), c(5)), "x[5]")):
+        bad = kernel("bad", "buffer<i32> x, buffer<i32> out", [
+            store("out", sp("global_id.x"), load("x", index, "i32"), line=3),
+        ])
+        text = error_of(bad, {"x": x, "out": np.zeros(12, np.int32)}, grid=1, block=12)
+        assert text.startswith(f"tests/kernel.xvk:3: out-of-bounds read {offender} by work item")

@@ -66,7 +66,7 @@ class Batch:
 
     __slots__ = ("kernel", "bind", "launch", "first_group", "t0", "n", "groups", "shared",
                  "live", "ops", "bytes_read", "bytes_written", "_cache", "locals", "ramps",
-                 "invariants")
+                 "invariants", "bounds")
 
     def __init__(self, kernel: Kernel, bind: Bindings, launch: Launch, first_group: int,
                  t0: int, n: int, groups: int | None, shared_decls: tuple[Any, ...],
@@ -84,7 +84,9 @@ class Batch:
         self.bytes_written = 0
         self._cache: dict[str, Any] = {}
         # id(array) -> (array, first) for index arrays found to be first, first + 1, ...
-        self.ramps: dict[int, tuple[np.ndarray, int | None]] = {}
+        self.ramps: dict[int, tuple[Any, int | None]] = {}
+        # id(array) -> (array, lo, hi): known bounds of clamped integer arrays.
+        self.bounds: dict[int, tuple[Any, float, float]] = {}
         # Values of batch-invariant expressions (see KernelCompiler._once_per_batch).
         self.invariants: dict[str, Any] = {}
         self.shared: dict[str, np.ndarray] = {}

@@ -15,6 +15,7 @@ node; bytes for every buffer and image element read or written.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,9 @@ def _pure(node: Node) -> bool:
 
 def _ramp(batch: Any, index: np.ndarray) -> int | None:
     """``first`` when the index array is first, first + 1, ... (an access that can be a
-    slice instead of a gather or scatter), else None.  Cached per array for the batch."""
+    slice instead of a gather or scatter), else None.  Cached per array for the batch,
+    through a weak reference: holding temporaries alive would stop numpy from reusing
+    their memory, and fresh memory for every temporary costs more than the cache saves."""
     m = len(index)
     first = int(index[0])
     if m == 1:
@@ -61,12 +64,12 @@ def _ramp(batch: Any, index: np.ndarray) -> int | None:
         return None
     ramps = batch.ramps
     hit = ramps.get(id(index))
-    if hit is not None and hit[0] is index:
+    if hit is not None and hit[0]() is index:
         return hit[1]
     ok = bool((index - index.dtype.type(first) == arange32(m)).all())
-    if len(ramps) >= 16:
-        ramps.clear()  # the cache keeps its arrays alive: keep it small
-    ramps[id(index)] = (index, first if ok else None)
+    if len(ramps) >= 64:
+        ramps.clear()
+    ramps[id(index)] = (weakref.ref(index), first if ok else None)
     return first if ok else None
 
 
@@ -85,6 +88,9 @@ def _fresh(node: Node) -> bool:
 def _first_bad(batch: Any, index: Any, bound: int) -> int | None:
     """Position of the first item whose index is outside 0..bound-1, or None."""
     if type(index) is np.ndarray:
+        known = batch.bounds.get(id(index))
+        if known is not None and known[0]() is index and 0 <= known[1] and known[2] < bound:
+            return None  # a clamped index: in range without looking
         u = index.view(np.uint32)  # negative indices become huge
         first = _ramp(batch, index)
         if first is not None:
@@ -94,6 +100,39 @@ def _first_bad(batch: Any, index: Any, bound: int) -> int | None:
             return None
         return int(np.flatnonzero(u >= bound)[0])
     return None if 0 <= index < bound else 0
+
+
+def _no_bounds(batch: Any, result: Any, x: Any, y: Any) -> Any:
+    return result
+
+
+def _clamp_bounds(op: Op) -> Callable[[Any, Any, Any, Any], Any]:
+    """For integer MIN and MAX: remember the bounds a scalar operand puts on the result array
+    (``min(max(i, 0), n - 1)`` is within 0..n-1), so that an index computed that way needs
+    no bounds check.  Bounds are kept per array object (weakly, as ramps) for the batch; any
+    other in-place operation on an array forgets its bounds (see ``binary_inplace``)."""
+    is_min = op is Op.MIN
+
+    def track(batch: Any, result: Any, x: Any, y: Any) -> Any:
+        if type(result) is not np.ndarray:
+            return result
+        arr, s = (x, y) if type(x) is np.ndarray else (y, x)
+        bounds = batch.bounds
+        if type(s) is np.ndarray:
+            if bounds:
+                bounds.pop(id(result), None)  # may have been computed in place
+            return result
+        known = bounds.get(id(arr))
+        lo, hi = (known[1], known[2]) if known is not None and known[0]() is arr else (
+            -np.inf, np.inf)
+        s = int(s)
+        lo, hi = (min(lo, s), min(hi, s)) if is_min else (max(lo, s), max(hi, s))
+        if len(bounds) >= 64:
+            bounds.clear()
+        bounds[id(result)] = (weakref.ref(result), lo, hi)
+        return result
+
+    return track
 
 
 def _gather(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int) -> Any:
@@ -275,9 +314,14 @@ class KernelCompiler:
         if ufunc is not None and _fresh(node.args[0]):
             # The operand is a temporary nobody else holds: compute in place.
             def unary_inplace(f: Frame) -> Any:
-                f.batch.ops += f.n
+                batch = f.batch
+                batch.ops += f.n
                 x = a(f)
-                return ufunc(x, out=x) if type(x) is np.ndarray else fn(x)
+                if type(x) is not np.ndarray:
+                    return fn(x)
+                if batch.bounds:
+                    batch.bounds.pop(id(x), None)  # its values change
+                return ufunc(x, out=x)
 
             return unary_inplace
 
@@ -291,26 +335,34 @@ class KernelCompiler:
         fn, ufunc = how
         a = self.expr(node.args[0])
         b = self.expr(node.args[1])
+        minmax = node.op in (Op.MIN, Op.MAX) and node.type.is_int
+        track = _clamp_bounds(node.op) if minmax else _no_bounds
         fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
         if ufunc is not None and (fresh_a or fresh_b):
             # Result and operands have one dtype: a temporary operand can hold the result.
             def binary_inplace(f: Frame) -> Any:
                 x = a(f)
                 y = b(f)
-                f.batch.ops += f.n
+                batch = f.batch
+                batch.ops += f.n
                 if fresh_a and type(x) is np.ndarray:
-                    return ufunc(x, y, out=x)
-                if fresh_b and type(y) is np.ndarray:
-                    return ufunc(x, y, out=y)
-                return fn(x, y)
+                    out = x
+                elif fresh_b and type(y) is np.ndarray:
+                    out = y
+                else:
+                    return track(batch, fn(x, y), x, y)
+                if batch.bounds and not minmax:
+                    batch.bounds.pop(id(out), None)  # its values change
+                return track(batch, ufunc(x, y, out=out), x, y)
 
             return binary_inplace
 
         def binary(f: Frame) -> Any:
             x = a(f)
             y = b(f)
-            f.batch.ops += f.n
-            return fn(x, y)
+            batch = f.batch
+            batch.ops += f.n
+            return track(batch, fn(x, y), x, y)
 
         return binary
 
