@@ -32,6 +32,7 @@ import structlog
 from xv_core import ir
 from xv_core.errors import XvError
 from xv_core.ir import Kernel, Module
+from xv_core.runtime.atomics import ATOMICS_LOCK
 from xv_core.runtime.interfaces import Tile, TileWork
 
 from xv_net.remote import merge, run_tile, written_buffers
@@ -74,7 +75,6 @@ class NetComponent:
         self._client: Any = None
         self._kernels: dict[int, tuple[Kernel, str, dict[str, str]]] = {}
         self._lock = threading.Lock()
-        self._merge_lock = threading.Lock()
         self._keys = itertools.count()
         self._closed = False
         self._connect()
@@ -143,7 +143,7 @@ class NetComponent:
         def finish(fut: Any) -> None:
             try:
                 result = fut.result()
-                with self._merge_lock:
+                with ATOMICS_LOCK:  # shared with every backend's atomics in this process
                     for name, (mode, index, values) in result["writes"].items():
                         target = args[name]
                         if isinstance(target, np.ndarray):
