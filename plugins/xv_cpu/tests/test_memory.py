@@ -226,3 +226,36 @@ def test_images_too_large_for_int32_indexing_use_wide_indices(monkeypatch):
     out = np.zeros_like(img)
     run(k, {"img": img, "out": out}, grid=1, block=8)
     np.testing.assert_array_equal(out[1, :, 1], img[1, :, 2])
+
+
+@pytest.mark.parametrize("batch_items", [32768, 10])
+def test_private_arrays_written_under_divergence_and_after_break(batch_items):
+    # hist[k] counts digits of i in base 4 (loop with a per-item trip count and a break),
+    # odd items then double one cell in a branch; the array survives every frame change.
+    from xv_cpu_irb import brk, loop
+    i, n, kk = var("i"), var("n"), var("k")
+    k = kernel("digits", "buffer<i32> out", [
+        assign("i", sp("global_id.x")),
+        assign("n", i),
+        loop("L", n.gt(0), [
+            astore("hist", [n % 4], aload("hist", n % 4, t="i32") + 1),
+            if_((n % 4).eq(3) & (i % 5).eq(0), [brk("L")]),
+            assign("n", n / 4),
+        ]),
+        if_((i % 2).eq(1), [astore("hist", [i % 4], aload("hist", i % 4, t="i32") * 2)]),
+        *for_("W", "k", 0, 4, [store("out", i * 4 + kk, aload("hist", kk, t="i32"))]),
+    ], locals="i32 i, i32 n, i32 k, i32[4] hist")
+    count = 100
+    out = np.zeros(count * 4, np.int32)
+    run(k, {"out": out}, grid=10, block=10, backend=InterpBackend(batch_items))
+    expected = np.zeros((count, 4), np.int32)
+    for item in range(count):
+        m = item
+        while m > 0:
+            expected[item, m % 4] += 1
+            if m % 4 == 3 and item % 5 == 0:
+                break
+            m //= 4
+        if item % 2 == 1:
+            expected[item, item % 4] *= 2
+    np.testing.assert_array_equal(out.reshape(count, 4), expected)
