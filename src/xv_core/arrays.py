@@ -40,33 +40,43 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
     raise JobError("only .npy and .png files can be loaded", where=str(path))
 
 
-def write_array(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    path = Path(path)
+def encode_array(path: Path, array: np.ndarray) -> bytes:
+    """The bytes of ``array`` in the format ``path``'s suffix names."""
     if path.suffix == ".npy":
         import io
 
         buf = io.BytesIO()
         np.save(buf, array, allow_pickle=False)
-        data = buf.getvalue()
-    elif path.suffix == ".png":
-        data = encode_png(array, str(path))
-    else:
-        raise JobError("outputs must be .npy or .png files", where=str(path))
-    atomic_write(path, data)
+        return buf.getvalue()
+    if path.suffix == ".png":
+        return encode_png(array, str(path))
+    raise JobError("outputs must be .npy or .png files", where=str(path))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_array(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    write_arrays([(Path(path), array)])
+
+
+def write_arrays(items: list[tuple[Path, np.ndarray]]) -> None:
+    """Write every file or none: all are encoded and written to temporary files
+    first, then renamed into place; a failure before the renames leaves no trace."""
+    encoded = [(Path(path), encode_array(Path(path), array)) for path, array in items]
+    staged: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        for path, data in encoded:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
 
 
 def read_png(data: bytes, where: str) -> np.ndarray:

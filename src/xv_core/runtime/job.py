@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from xv_core.arrays import read_array, write_array
+from xv_core.arrays import read_array, write_arrays
 from xv_core.errors import XvError
 from xv_core.ir import Kernel
 from xv_core.runtime.api import Buffer, DispatchResult, Fabric, launch_geometry
@@ -138,11 +138,9 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
     finally:
         for buf in buffers.values():
             buf.free()
-    outputs: dict[str, str] = {}
-    for name, rel in job.outputs.items():
-        path = job.base_dir / rel
-        write_array(path, results[name])
-        outputs[name] = _display(path)
+    paths = {name: job.base_dir / rel for name, rel in job.outputs.items()}
+    write_arrays([(paths[name], results[name]) for name in job.outputs])
+    outputs = {name: _display(path) for name, path in paths.items()}
     wall = time.perf_counter() - start
     return JobResult(job.source, fabric.config.name, tuple(steps), outputs, compile_s, wall)
 
