@@ -3,8 +3,11 @@ reference (one item at a time, Python control flow); both must write the same re
 
 The generator mixes assignments, if/else, counted loops with break and continue to inner and
 outer loops, labelled blocks, early returns and guarded loads, on per-item data, so that items
-diverge everywhere.  Arithmetic goes through the interpreter's own ALU functions (tested on
-their own in test_arith.py): what is compared here is control flow, frames and memory.
+diverge everywhere.  A second family adds barriers between top-level phases and shared
+memory that each phase writes and later phases read; the reference runs every item of a
+group through one phase before the next.  Arithmetic goes through the interpreter's own ALU
+functions (tested on their own in test_arith.py): what is compared here is control flow,
+frames, barriers and memory.
 """
 
 import random
@@ -16,8 +19,8 @@ from xv_core.ir import Op
 from xv_cpu.interp import InterpBackend
 from xv_cpu.interp import alu
 from xv_cpu_irb import (
-    assign, block, brk, c, cont, if_, kernel, land, length, load, loop, lor, ret, run, select, sp,
-    store, var,
+    aload, assign, astore, barrier, block, brk, c, cont, if_, kernel, land, length, load, loop, lor,
+    ret, run, select, sp, store, var,
 )
 
 INTS = ["a", "b", "d"]
@@ -25,8 +28,11 @@ SLOTS = 4
 
 
 class Gen:
-    def __init__(self, seed):
+    def __init__(self, seed, phase=None):
         self.r = random.Random(seed)
+        # In a kernel with barriers: the phase (0, 1, ...) being generated; phase p writes only
+        # its own slot of shared array s<p> and reads only arrays of earlier phases.
+        self.phase = phase
         self.loops = []  # labels of enclosing loops (innermost last)
         self.blocks = []  # labels of enclosing labelled blocks
         self.counters = 0
@@ -43,6 +49,9 @@ class Gen:
                 lambda: sp("local_id.x"),
             ])()
         if choice < 0.4:
+            if self.phase and self.r.random() < 0.5:
+                p = self.r.randrange(self.phase)
+                return aload(f"s{p}", (self.int_expr(depth + 1) & c(15)), t="i32")
             return self.guarded_load(depth)
         if choice < 0.5:
             return select(self.cond(depth + 1), self.int_expr(depth + 1), self.int_expr(depth + 1))
@@ -77,6 +86,8 @@ class Gen:
         if depth > 3 or x < 0.35:
             return [assign(r.choice(INTS), self.int_expr())]
         if x < 0.45:
+            if self.phase is not None and r.random() < 0.5:
+                return [astore(f"s{self.phase}", [sp("local_id.x")], self.int_expr())]
             slot = r.randrange(SLOTS)
             return [store("out", sp("global_id.x") * SLOTS + slot, self.int_expr())]
         if x < 0.65:
@@ -114,14 +125,20 @@ class Gen:
         return [assign(counter, c(0)),
                 loop(label, t.lt(bound), body, [assign(counter, t + 1)])]
 
-    def kernel(self):
+    def kernel(self, phases=0):
         body = [assign(v, sp("global_id.x") * (i + 2)) for i, v in enumerate(INTS)]
+        if phases:
+            for p in range(phases):
+                self.phase = p
+                body += self.stmts(0, 4) + [barrier()]
+            self.phase = phases
         body += self.stmts(0, 6)
         body += [store("out", sp("global_id.x") * SLOTS + s, var(v))
                  for s, v in enumerate(INTS[:SLOTS])]
         counters = "".join(f", i32 t{k}" for k in range(1, self.counters + 1))
+        shared = {f"s{p}": "i32[16]" for p in range(phases + 1)} if phases else None
         return kernel("random", "buffer<i32> data, buffer<i32> out", body,
-                      locals="i32 a, i32 b, i32 d" + counters)
+                      locals="i32 a, i32 b, i32 d" + counters, shared=shared)
 
 
 # -- the reference: one work item at a time ---------------------------------------------
@@ -149,6 +166,8 @@ def reference(kernel_, data, out, groups, block_size):
             i = int(ev(node.args[0], env))
             assert 0 <= i < len(data), "the guard let an out-of-range read through"
             return data[i]
+        if op is Op.ALOAD:
+            return env["@shared"][node.arg][int(ev(node.args[0], env))]
         if op is Op.LAND:
             return ev(node.args[1], env) if ev(node.args[0], env) else np.bool_(False)
         if op is Op.LOR:
@@ -171,6 +190,8 @@ def reference(kernel_, data, out, groups, block_size):
             env[node.arg] = ev(node.args[0], env)
         elif op is Op.STORE:
             out[int(ev(node.args[0], env))] = ev(node.args[1], env)
+        elif op is Op.ASTORE:
+            env["@shared"][node.arg][int(ev(node.args[0], env))] = ev(node.args[1], env)
         elif op is Op.IF:
             ex(node.args[1] if ev(node.args[0], env) else node.args[2], env)
         elif op is Op.LOOP:
@@ -190,17 +211,36 @@ def reference(kernel_, data, out, groups, block_size):
         elif op is Op.RETURN:
             raise Leave("<return>")
 
-    for item in range(groups * block_size):
-        env = {d.name: np.int32(0) for d in decls.values() if d.space == "local"}
-        env["@global_id.x"] = np.int32(item)
-        env["@local_id.x"] = np.int32(item % block_size)
-        try:
-            ex(kernel_.body, env)
-        except Leave as leave:
-            assert leave.target == "<return>"
+    # Barriers only stand at the top level: run the kernel phase by phase, every item of a
+    # group through one phase before any starts the next.
+    phases = [[]]
+    for s in kernel_.body.args:
+        if s.op is Op.BARRIER:
+            phases.append([])
+        else:
+            phases[-1].append(s)
+    for group in range(groups):
+        shared = {d.name: np.zeros(16, np.int32) for d in decls.values() if d.space == "shared"}
+        envs = []
+        for lid in range(block_size):
+            env = {d.name: np.int32(0) for d in decls.values() if d.space == "local"}
+            item = group * block_size + lid
+            env.update({"@global_id.x": np.int32(item), "@local_id.x": np.int32(lid),
+                        "@shared": shared, "@done": False})
+            envs.append(env)
+        for phase in phases:
+            for env in envs:
+                if env["@done"]:
+                    continue
+                try:
+                    for s in phase:
+                        ex(s, env)
+                except Leave as leave:
+                    assert leave.target == "<return>"
+                    env["@done"] = True
 
 
-@pytest.mark.parametrize("seed", range(80))
+@pytest.mark.parametrize("seed", range(60))
 def test_random_divergent_kernels_match_the_per_item_reference(seed):
     k = Gen(seed).kernel()
     rng = np.random.default_rng(seed)
@@ -210,7 +250,24 @@ def test_random_divergent_kernels_match_the_per_item_reference(seed):
     expected = np.full(n * SLOTS, -99, np.int32)
     with np.errstate(all="ignore"):
         reference(k, data, expected, groups, block_size)
-    for batch_items, tile_groups in ((32768, None), (24, 2), (7, 3)):
+    for batch_items, tile_groups in ((32768, None), (7, 3)):
+        out = np.full(n * SLOTS, -99, np.int32)
+        run(k, {"data": data, "out": out}, grid=groups, block=block_size,
+            backend=InterpBackend(batch_items), tile_groups=tile_groups)
+        np.testing.assert_array_equal(out, expected, err_msg=f"batch {batch_items}")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_kernels_with_barriers_and_shared_memory(seed):
+    k = Gen(1000 + seed).kernel(phases=2)
+    rng = np.random.default_rng(seed)
+    groups, block_size = 4, 16
+    n = groups * block_size
+    data = rng.integers(-20, 60, n - 5).astype(np.int32)
+    expected = np.full(n * SLOTS, -99, np.int32)
+    with np.errstate(all="ignore"):
+        reference(k, data, expected, groups, block_size)
+    for batch_items, tile_groups in ((32768, None), (16, 1)):
         out = np.full(n * SLOTS, -99, np.int32)
         run(k, {"data": data, "out": out}, grid=groups, block=block_size,
             backend=InterpBackend(batch_items), tile_groups=tile_groups)
