@@ -210,3 +210,7 @@ def test_clamped_indices_skip_checks_but_never_wrongly():
         ])
         text = error_of(bad, {"x": x, "out": np.zeros(12, np.int32)}, grid=1, block=12)
         assert text.startswith(f"tests/kernel.xvk:3: out-of-bounds read {offender} by work item")
+    k = kernel("u", "u32 n, buffer<f32> x", [])
+    with pytest.raises(JobError) as info:
+        run(k, {"n": -1, "x": np.zeros(4, np.float32)}, grid=1, block=1)
+    assert str(info.value) == "kernel u: argument 'n' of kernel 'u' must be a u32 (got -1)"

@@ -36,7 +36,12 @@ class Bindings:
             value = args[p.name]
             t = p.type
             if t.is_scalar:
-                self.scalars[p.name] = scalar(value, t.kind)
+                try:
+                    self.scalars[p.name] = scalar(value, t.kind)
+                except (OverflowError, TypeError, ValueError):
+                    raise JobError(f"argument {p.name!r} of kernel {kernel.name!r} must be a "
+                                   f"{t.kind} (got {value!r})",
+                                   where=f"kernel {kernel.name}") from None
                 continue
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
             want = DTYPES["f32" if t.elem == "vec4" else t.elem]
