@@ -220,3 +220,39 @@ def test_constants_keep_their_type():
     out = np.zeros(1, np.uint32)
     run(k, {"out": out}, grid=1, block=1)
     assert out[0] == (4500000000 % 2**32)
+
+
+@pytest.mark.parametrize("t", ["i32", "f32"])
+def test_min_max_and_clamps_in_every_operand_shape(t):
+    # Arrays and uniform values on either side, and clamps written both ways round, also with
+    # lo > hi (where max(min(a, hi), lo) is lo but min(max(a, lo), hi) is hi) and NaN.
+    from xv_cpu_irb import bin_
+    dtype = np.int32 if t == "i32" else np.float32
+    a = np.array([-7, -1, 0, 3, 5, 9, 12, 40], dtype)
+    if t == "f32":
+        a[1] = np.nan
+    i = var("i")
+    x = load("a", i, t)
+    lo, hi = var("lo", t), var("hi", t)
+    exprs = [
+        bin_(Op.MIN, x, hi), bin_(Op.MAX, lo, x), bin_(Op.MIN, x, x * 2),
+        bin_(Op.MIN, bin_(Op.MAX, x, lo), hi), bin_(Op.MIN, hi, bin_(Op.MAX, lo, x)),
+        bin_(Op.MAX, bin_(Op.MIN, x, hi), lo), bin_(Op.MAX, lo, bin_(Op.MIN, hi, x + 1)),
+        bin_(Op.MIN, bin_(Op.MAX, x, x - 3), hi), bin_(Op.MIN, bin_(Op.MAX, lo, hi), x),
+    ]
+    k = kernel("mm", f"buffer<{t}> a, buffer<{t}> out, {t} lo, {t} hi", [
+        assign("i", sp("global_id.x")),
+        *[store("out", i * len(exprs) + e, ex) for e, ex in enumerate(exprs)],
+    ], locals="i32 i")
+    for lo_v, hi_v in ((0, 10), (10, 0), (3, 3)) + (((np.nan, 5),) if t == "f32" else ()):
+        lo_s, hi_s = dtype(lo_v), dtype(hi_v)
+        out = np.zeros(len(a) * len(exprs), dtype)
+        run(k, {"a": a, "out": out, "lo": lo_s, "hi": hi_s}, grid=1, block=len(a))
+        mn, mx = np.minimum, np.maximum
+        expected = np.stack([
+            mn(a, hi_s), mx(lo_s, a), mn(a, a * 2),
+            mn(mx(a, lo_s), hi_s), mn(hi_s, mx(lo_s, a)),
+            mx(mn(a, hi_s), lo_s), mx(lo_s, mn(hi_s, a + 1)),
+            mn(mx(a, a - 3), hi_s), mn(np.full_like(a, mx(lo_s, hi_s)), a),
+        ], axis=1).ravel()
+        np.testing.assert_array_equal(out, expected, err_msg=f"lo={lo_v} hi={hi_v}")

@@ -71,7 +71,7 @@ class Batch:
 
     __slots__ = ("kernel", "bind", "launch", "first_group", "t0", "n", "groups", "shared",
                  "live", "ops", "bytes_read", "bytes_written", "_cache", "locals", "ramps",
-                 "invariants", "bounds")
+                 "invariants", "bounds", "_fulls")
 
     def __init__(self, kernel: Kernel, bind: Bindings, launch: Launch, first_group: int,
                  t0: int, n: int, groups: int | None, shared_decls: tuple[Any, ...],
@@ -92,6 +92,7 @@ class Batch:
         self.ramps: dict[int, tuple[Any, int | None]] = {}
         # id(array) -> (array, lo, hi): known bounds of clamped integer arrays.
         self.bounds: dict[int, tuple[Any, float, float]] = {}
+        self._fulls: dict[tuple[str, bytes, int], np.ndarray] = {}
         # Values of batch-invariant expressions (see KernelCompiler._once_per_batch).
         self.invariants: dict[str, Any] = {}
         self.shared: dict[str, np.ndarray] = {}
@@ -101,6 +102,17 @@ class Batch:
                 self.shared[d.name] = np.zeros(groups * math.prod(d.type.shape),
                                                dtype=DTYPES[d.type.elem])
             self.live = np.full(groups, launch.group_items, dtype=np.int64)
+
+    def full(self, value: np.generic, n: int) -> np.ndarray:
+        """``value`` repeated n times (read-only, cached for the batch)."""
+        key = (value.dtype.char, value.tobytes(), n)
+        arr = self._fulls.get(key)
+        if arr is None:
+            if len(self._fulls) >= 16:
+                self._fulls.clear()
+            arr = self._fulls[key] = np.full(n, value)
+            arr.flags.writeable = False
+        return arr
 
     def arange(self, n: int) -> np.ndarray:
         """Positions 0..n-1 (a read-only view)."""

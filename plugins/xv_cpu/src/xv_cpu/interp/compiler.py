@@ -102,37 +102,22 @@ def _first_bad(batch: Any, index: Any, bound: int) -> int | None:
     return None if 0 <= index < bound else 0
 
 
-def _no_bounds(batch: Any, result: Any, x: Any, y: Any) -> Any:
-    return result
+def _known_bounds(batch: Any, arr: np.ndarray) -> tuple[float, float]:
+    known = batch.bounds.get(id(arr))
+    if known is not None and known[0]() is arr:
+        return known[1], known[2]
+    return -np.inf, np.inf
 
 
-def _clamp_bounds(op: Op) -> Callable[[Any, Any, Any, Any], Any]:
-    """For integer MIN and MAX: remember the bounds a scalar operand puts on the result array
-    (``min(max(i, 0), n - 1)`` is within 0..n-1), so that an index computed that way needs
-    no bounds check.  Bounds are kept per array object (weakly, as ramps) for the batch; any
-    other in-place operation on an array forgets its bounds (see ``binary_inplace``)."""
-    is_min = op is Op.MIN
-
-    def track(batch: Any, result: Any, x: Any, y: Any) -> Any:
-        if type(result) is not np.ndarray:
-            return result
-        arr, s = (x, y) if type(x) is np.ndarray else (y, x)
-        bounds = batch.bounds
-        if type(s) is np.ndarray:
-            if bounds:
-                bounds.pop(id(result), None)  # may have been computed in place
-            return result
-        known = bounds.get(id(arr))
-        lo, hi = (known[1], known[2]) if known is not None and known[0]() is arr else (
-            -np.inf, np.inf)
-        s = int(s)
-        lo, hi = (min(lo, s), min(hi, s)) if is_min else (max(lo, s), max(hi, s))
-        if len(bounds) >= 64:
-            bounds.clear()
-        bounds[id(result)] = (weakref.ref(result), lo, hi)
-        return result
-
-    return track
+def _set_bounds(batch: Any, arr: np.ndarray, lo: float, hi: float) -> None:
+    """Remember that the integer array ``arr`` lies within lo..hi (``min(max(i, 0), n - 1)``
+    is within 0..n-1), so that an index computed that way needs no bounds check.  Bounds
+    are kept per array object (weakly, as ramps) for the batch; an in-place operation on an
+    array forgets them."""
+    bounds = batch.bounds
+    if len(bounds) >= 64:
+        bounds.clear()
+    bounds[id(arr)] = (weakref.ref(arr), lo, hi)
 
 
 def _gather(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int) -> Any:
@@ -162,6 +147,35 @@ def _scatter(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int, va
         flat[index] = value
     else:
         flat[index.astype(np.intp) * lanes + lane] = value
+
+
+def _min_max_values(is_min: bool, ints: bool, kind: str) -> Callable[..., Any]:
+    """min or max of two evaluated operands (see ``KernelCompiler._min_max``)."""
+    scalar_fn, _ = alu.binary(Op.MIN if is_min else Op.MAX, kind)
+    ufunc = np.minimum if is_min else np.maximum
+
+    def apply(batch: Any, x: Any, y: Any, fresh_x: bool, fresh_y: bool) -> Any:
+        x_array, y_array = type(x) is np.ndarray, type(y) is np.ndarray
+        if not x_array and not y_array:
+            return scalar_fn(x, y)
+        if x_array and y_array:
+            out = x if fresh_x else (y if fresh_y else None)
+            if out is not None and batch.bounds:
+                batch.bounds.pop(id(out), None)
+            return ufunc(x, y, out=out)
+        arr, s, fresh = (x, y, fresh_x) if x_array else (y, x, fresh_y)
+        lo, hi = _known_bounds(batch, arr) if ints else (0, 0)
+        out = arr if fresh else None
+        if out is not None and batch.bounds:
+            batch.bounds.pop(id(out), None)
+        result = ufunc(arr, batch.full(s, len(arr)), out=out)  # both are commutative
+        if ints:
+            v = int(s)
+            lo, hi = (min(lo, v), min(hi, v)) if is_min else (max(lo, v), max(hi, v))
+            _set_bounds(batch, result, lo, hi)
+        return result
+
+    return apply
 
 
 def _at(value: Any, k: int) -> Any:
@@ -332,11 +346,11 @@ class KernelCompiler:
         return unary
 
     def _binary(self, how: alu.Binary, node: Node) -> Expr:
+        if node.op in (Op.MIN, Op.MAX):
+            return self._min_max(node)
         fn, ufunc = how
         a = self.expr(node.args[0])
         b = self.expr(node.args[1])
-        minmax = node.op in (Op.MIN, Op.MAX) and node.type.is_int
-        track = _clamp_bounds(node.op) if minmax else _no_bounds
         fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
         if ufunc is not None and (fresh_a or fresh_b):
             # Result and operands have one dtype: a temporary operand can hold the result.
@@ -350,21 +364,84 @@ class KernelCompiler:
                 elif fresh_b and type(y) is np.ndarray:
                     out = y
                 else:
-                    return track(batch, fn(x, y), x, y)
-                if batch.bounds and not minmax:
+                    return fn(x, y)
+                if batch.bounds:
                     batch.bounds.pop(id(out), None)  # its values change
-                return track(batch, ufunc(x, y, out=out), x, y)
+                return ufunc(x, y, out=out)
 
             return binary_inplace
 
         def binary(f: Frame) -> Any:
             x = a(f)
             y = b(f)
-            batch = f.batch
-            batch.ops += f.n
-            return track(batch, fn(x, y), x, y)
+            f.batch.ops += f.n
+            return fn(x, y)
 
         return binary
+
+    def _min_max(self, node: Node) -> Expr:
+        """MIN and MAX, and the clamp ``min(max(a, lo), hi)`` fused into one ``np.clip``.
+
+        numpy's minimum/maximum are about three times slower with a scalar operand than
+        with an array one, so a uniform operand is given as a (cached) full array; a clamp
+        is one pass instead of two.  Integer results remember their bounds (see
+        :func:`_set_bounds`).
+        """
+        is_min = node.op is Op.MIN
+        ints = node.type.is_int
+        apply = _min_max_values(is_min, ints, node.type.kind)
+        inner_op = Op.MAX if is_min else Op.MIN
+        inner_at = next((k for k in (0, 1) if node.args[k].op is inner_op), None)
+        if inner_at is None:
+            a = self.expr(node.args[0])
+            b = self.expr(node.args[1])
+            fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
+
+            def min_max(f: Frame) -> Any:
+                x = a(f)
+                y = b(f)
+                f.batch.ops += f.n
+                return apply(f.batch, x, y, fresh_a, fresh_b)
+
+            return min_max
+
+        inner = node.args[inner_at]
+        pf, qf = self.expr(inner.args[0]), self.expr(inner.args[1])
+        fresh_p, fresh_q = _fresh(inner.args[0]), _fresh(inner.args[1])
+        hf = self.expr(node.args[1 - inner_at])
+        fresh_h = _fresh(node.args[1 - inner_at])
+        apply_inner = _min_max_values(not is_min, ints, node.type.kind)
+
+        def clamp(f: Frame) -> Any:
+            # Operands in the order of the unfused tree: the inner operation's, then the other.
+            if inner_at == 0:
+                p = pf(f)
+                q = qf(f)
+                h = hf(f)
+            else:
+                h = hf(f)
+                p = pf(f)
+                q = qf(f)
+            batch = f.batch
+            batch.ops += 2 * f.n
+            if type(h) is not np.ndarray and (type(p) is np.ndarray) != (type(q) is np.ndarray):
+                arr, s, fresh = (p, q, fresh_p) if type(p) is np.ndarray else (q, p, fresh_q)
+                lo, hi = (s, h) if is_min else (h, s)
+                # max(min(a, hi), lo) is a clip only when lo <= hi; NaN bounds are not clips.
+                if lo == lo and hi == hi and (is_min or lo <= hi):
+                    out = arr if fresh else None
+                    if out is not None and batch.bounds:
+                        batch.bounds.pop(id(out), None)
+                    result = np.clip(arr, lo, hi, out=out)
+                    if ints:
+                        _set_bounds(batch, result, min(int(lo), int(hi)), int(hi))
+                    return result
+            first = apply_inner(batch, p, q, fresh_p, fresh_q)
+            if inner_at == 0:
+                return apply(batch, first, h, True, fresh_h)
+            return apply(batch, h, first, fresh_h, True)
+
+        return clamp
 
     def _int_divmod(self, node: Node) -> Expr:
         a = self.expr(node.args[0])
