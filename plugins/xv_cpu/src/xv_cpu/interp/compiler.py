@@ -121,7 +121,10 @@ def _set_bounds(batch: Any, arr: np.ndarray, lo: float, hi: float) -> None:
 
 
 def _gather(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int) -> Any:
-    """flat[index * lanes + lane] for in-range indices (a copy, never a view)."""
+    """flat[index * lanes + lane] for in-range indices (a copy, never a view).
+
+    Indices are checked before every gather, so ``take`` runs in ``wrap`` mode, which
+    skips numpy's own per-element check and is faster than the default."""
     if type(index) is not np.ndarray:
         return flat[int(index) * lanes + lane]
     first = _ramp(batch, index)
@@ -129,8 +132,8 @@ def _gather(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int) -> 
         start = first * lanes + lane
         return flat[start:start + len(index) * lanes:lanes].copy()
     if lanes == 1:
-        return flat.take(index)
-    return flat.take(index.astype(np.intp) * lanes + lane)
+        return flat.take(index, mode="wrap")
+    return flat.take(index.astype(np.intp) * lanes + lane, mode="wrap")
 
 
 def _scatter(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int, value: Any) -> None:
@@ -623,7 +626,7 @@ class KernelCompiler:
 
             def const_load(f: Frame) -> Any:
                 lin, uniform = index(f)
-                return table[int(lin)] if uniform else table.take(lin)
+                return table[int(lin)] if uniform else table.take(lin, mode="wrap")
 
             return const_load
         if decl.space == SHARED:
@@ -633,8 +636,8 @@ class KernelCompiler:
                 slot = f.get("@slot")
                 if type(slot) is not np.ndarray:
                     return store[int(slot) * size + int(lin)] if uniform else \
-                        store.take(lin + slot * np.int32(size))
-                return store.take(slot * np.int32(size) + lin)
+                        store.take(lin + slot * np.int32(size), mode="wrap")
+                return store.take(slot * np.int32(size) + lin, mode="wrap")
 
             return shared_load
 
@@ -643,7 +646,7 @@ class KernelCompiler:
             rows = f.get(name)
             if uniform:
                 return rows[:, int(lin)].copy()
-            return rows.reshape(-1).take(arange(f.n) * size + lin)
+            return rows.reshape(-1).take(arange(f.n) * size + lin, mode="wrap")
 
         return private_load
 
