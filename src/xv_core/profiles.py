@@ -30,13 +30,20 @@ from xv_core.errors import UnknownNameError
 
 @attrs.frozen
 class LinkProfile:
-    """One kind of link: ``bandwidth`` in bytes/s per direction, ``latency`` in seconds."""
+    """One kind of link: ``bandwidth`` in bytes/s per direction, ``latency`` in seconds.
+
+    ``full_duplex`` links carry ``bandwidth`` each way at once; on a half-duplex link (SATA,
+    USB 2.0, a disk's head) both directions share it.  A fabric defines a link of its own by
+    constructing one: ``LinkProfile("my-link", 2e9, 5e-6, "what it is", "where the numbers come
+    from")``.
+    """
 
     name: str
     bandwidth: float
     latency: float
     description: str
     source: str
+    full_duplex: bool = True
 
     def transfer_time(self, nbytes: int) -> float:
         """Seconds to move ``nbytes`` over an otherwise idle link: latency + size / bandwidth."""
@@ -80,29 +87,34 @@ _PROFILES: tuple[LinkProfile, ...] = (
         "sata3", 600 * _MB, 10e-6,
         "SATA revision 3 (6 Gb/s), half duplex",
         "SATA-IO, Serial ATA Revision 3.0: 6 Gb/s line rate with 8b/10b encoding = 600 MB/s; "
-        "latency: AHCI command overhead of the order of 10 us (assumed; the drive adds its own)"),
+        "latency: AHCI command overhead of the order of 10 us (assumed; the drive adds its own)",
+        full_duplex=False),
     LinkProfile(
         "nvme-gen3", 3.5 * _GB, 52e-6,
         "an NVMe SSD on PCIe 3.0 x4 (Samsung 970 EVO Plus class)",
         "Samsung 970 EVO Plus data sheet: 3,500 MB/s sequential read; 4 KB random read at "
-        "queue depth 1 about 19,000 IOPS, i.e. about 52 us per request"),
+        "queue depth 1 about 19,000 IOPS, i.e. about 52 us per request",
+        full_duplex=False),
     LinkProfile(
         "nvme-gen4", 7.0 * _GB, 45e-6,
         "an NVMe SSD on PCIe 4.0 x4 (Samsung 980 PRO class)",
         "Samsung 980 PRO data sheet: 7,000 MB/s sequential read; 4 KB random read at queue "
-        "depth 1 about 22,000 IOPS, i.e. about 45 us per request"),
+        "depth 1 about 22,000 IOPS, i.e. about 45 us per request",
+        full_duplex=False),
     LinkProfile(
         "hdd-7200", 200 * _MB, 12.7e-3,
         "a 7200 rpm hard disk: sequential 200 MB/s, a seek and half a turn per random access",
         "Seagate BarraCuda 3.5-inch data sheet: up to 220 MB/s sustained (200 MB/s taken as "
         "typical across the platter), 8.5 ms average seek; 7200 rpm gives 4.17 ms average "
-        "rotational latency; 8.5 + 4.17 = 12.7 ms per random access"),
+        "rotational latency; 8.5 + 4.17 = 12.7 ms per random access",
+        full_duplex=False),
     LinkProfile(
         "usb2", 40 * _MB, 125e-6,
         "USB 2.0 Hi-Speed (480 Mb/s), half duplex",
         "USB 2.0 Specification: 480 Mb/s signalling, at most 53 MB/s of bulk payload "
         "(13 x 512-byte packets per 125 us microframe); about 40 MB/s in practice, taken here; "
-        "latency: one 125 us microframe"),
+        "latency: one 125 us microframe",
+        full_duplex=False),
     LinkProfile(
         "usb3", 500 * _MB, 20e-6,
         "USB 3.2 Gen 1, formerly USB 3.0 (5 Gb/s)",

@@ -1,0 +1,884 @@
+"""The discrete-event engine behind virtual time: transfers over links, tiles on components.
+
+A :class:`Timeline` holds a fabric's links (each with a link profile and a bus model) and its
+components (each with a device profile).  The runtime submits activities — :meth:`transfer`
+(bytes over a route) and :meth:`compute` (a tile's counted work on a component) — each with a
+start time, optional activities it must wait for, a tag and an optional callback, then calls
+:meth:`run`.  Each activity's ``start`` and ``end`` are then known, and :meth:`report` gives the
+numbers ``xv fabric run`` prints.
+
+How time is computed (``docs/timing.md`` derives each case):
+
+* A transfer's route is cut into *stages*: consecutive ``fluid`` links form one flow,
+  each ``fifo`` link is a stage of its own, ``ideal`` links cost nothing.
+* A fluid stage waits its latency without loading any link, then flows.  Flowing transfers get
+  max-min fair rates over the resources of their routes (one per link direction; one per link
+  if it is half duplex), found by progressive filling (water-filling) and found again whenever
+  a flow starts or ends — but only for the flows and resources connected, through shared
+  resources, to the one that changed (SimGrid's selective update).
+* Transfers with the same stage signature (same resources, same bound and weight) always get
+  the same rate, so the engine keeps one *class* per signature: the solver works on classes, and
+  a class keeps a virtual byte counter ``W`` (bytes each of its flows has received) so that a
+  flow's completion is ``W`` reaching its target, and the class needs one pending event for
+  its earliest flow, not one per flow.
+* A fifo stage waits for its link (arrival order, then tag), transmits for ``size / bandwidth``
+  and arrives ``latency`` later.
+* A compute activity waits in its component's queue (arrival order, then tag) until enough
+  lanes are free, then runs for its roofline time (:mod:`xv_core.timing.devices`).
+
+Determinism: events at the same virtual time are processed as one batch (every state change of
+the batch is applied before rates are solved again); the event queue orders ties by tag, the
+solver visits resources and classes in an order that depends only on the fabric and the
+signatures, and the event log is sorted by (time, kind, tag).  The same activities give the
+same timeline, event for event, in whatever order they were submitted — as long as tags are
+unique (activities with equal tags fall back to submission order).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from xv_core.errors import UnknownNameError, XvError
+from xv_core.timing.devices import DeviceProfile
+from xv_core.timing.models import BUILTIN_MODELS, BusModel
+from xv_core.timing.topology import Link, Route, explicit_route, shortest_route
+
+_INF = math.inf
+
+# Event kinds in the queue.
+_BEGIN = 0        # a transfer's first stage begins (its start time has come)
+_ACTIVATE = 1     # a fluid stage has paid its latency: the flow joins its class
+_FLOW_END = 2     # a class's earliest flow has received all its bytes
+_STAGE_DONE = 3   # a stage's bytes have arrived: the next stage begins
+_FIFO_DONE = 4    # a fifo link finished transmitting
+_COMPUTE_READY = 5
+_COMPUTE_END = 6
+
+# Kinds of the event log, in the order they sort at equal times.
+LOG_KINDS = ("transfer_end", "compute_end", "transfer_start", "compute_start")
+_LOG_RANK = {kind: rank for rank, kind in enumerate(LOG_KINDS)}
+_T_END, _C_END, _T_START, _C_START = range(4)
+
+# A flow whose remaining bytes fall below this fraction of its target (or 1e-9 bytes) when its
+# class's earliest flow completes completes with it: rounding, not bytes.
+_SAME_FINISH = 1e-12
+
+
+class TimelineEvent(NamedTuple):
+    """One line of the event log.  ``where`` is a transfer's links joined by ``+`` or a
+    compute's component; ``nbytes`` a transfer's size or a tile's bytes read and written."""
+
+    time: float
+    kind: str
+    tag: str
+    where: str
+    nbytes: int
+
+
+class Activity:
+    """A transfer or a compute submitted to a :class:`Timeline`.
+
+    ``start`` is when it became ready (a transfer: its start time and dependencies met) or began
+    running (a compute: lanes granted); ``end`` when it completed.  Both are None until the
+    timeline has run that far.
+    """
+
+    __slots__ = ("kind", "tag", "where", "nbytes", "start_at", "start", "end", "duration",
+                 "lanes", "ops", "on_done", "_seq", "_waiting", "_dependents", "_stages",
+                 "_links", "_component")
+
+    def __init__(self, kind: str, tag: str, where: str, nbytes: int, start_at: float, seq: int):
+        self.kind = kind
+        self.tag = tag
+        self.where = where
+        self.nbytes = nbytes
+        self.start_at = start_at
+        self.start: float | None = None
+        self.end: float | None = None
+        self.duration = 0.0
+        self.lanes = 0
+        self.ops = 0
+        self.on_done: Callable[[Activity], Any] | None = None
+        self._seq = seq
+        self._waiting = 0
+        self._dependents: list[Activity] | None = None
+        self._stages: tuple[Any, ...] = ()
+        self._links: tuple[int, ...] = ()
+        self._component: _Component | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.end is not None
+
+    def __repr__(self) -> str:
+        return (f"Activity({self.kind} {self.tag!r} on {self.where!r}, start={self.start}, "
+                f"end={self.end})")
+
+
+class _FlowClass:
+    """Every flowing transfer with one stage signature: same resources and coefficients, same
+    rate bound, same sharing weight.  Max-min gives them all the same rate."""
+
+    __slots__ = ("order", "terms", "first", "links", "bound", "penalty", "n", "heap", "W",
+                 "last", "rate", "version", "mark")
+
+    def __init__(self, signature: tuple[Any, ...], links: tuple[int, ...]):
+        terms, bound, penalty = signature
+        # Ordering by a hash of the signature (ints, floats: no per-process randomisation) makes
+        # the solver's visiting order independent of which flow came first.
+        self.order = (hash(signature), signature)
+        self.terms: tuple[tuple[int, float], ...] = terms
+        self.first = terms[0][0]
+        self.links = links
+        self.bound: float = bound
+        self.penalty: float = penalty
+        self.n = 0
+        # (target W, tag, sequence, transfer, stage index) of each flowing transfer.
+        self.heap: list[tuple[float, str, int, Activity, int]] = []
+        self.W = 0.0
+        self.last = 0.0
+        self.rate = 0.0
+        self.version = 0
+        self.mark = 0
+
+
+class _FluidStage:
+    __slots__ = ("latency", "cls")
+
+    def __init__(self, latency: float, cls: _FlowClass | None):
+        self.latency = latency
+        self.cls = cls  # None when the stage has no resource (only its latency)
+
+
+class _FifoStage:
+    __slots__ = ("latency", "server")
+
+    def __init__(self, latency: float, server: _Server):
+        self.latency = latency
+        self.server = server
+
+
+class _Server:
+    """One direction of a fifo link (both directions when it is half duplex)."""
+
+    __slots__ = ("index", "link", "capacity", "queue", "busy")
+
+    def __init__(self, index: int, link: int, capacity: float):
+        self.index = index
+        self.link = link
+        self.capacity = capacity
+        self.queue: list[tuple[float, str, int, Activity, int]] = []
+        self.busy = False
+
+
+class _Component:
+    __slots__ = ("index", "name", "profile", "free", "queue", "busy_since", "busy_s", "lane_s",
+                 "tiles", "ops", "nbytes")
+
+    def __init__(self, index: int, name: str, profile: DeviceProfile):
+        self.index = index
+        self.name = name
+        self.profile = profile
+        self.free = profile.lanes
+        self.queue: list[tuple[float, str, int, Activity]] = []
+        self.busy_since = 0.0
+        self.busy_s = 0.0
+        self.lane_s = 0.0
+        self.tiles = 0
+        self.ops = 0
+        self.nbytes = 0
+
+
+class Timeline:
+    """Virtual time of one fabric: see the module docstring.
+
+    ``links`` are the fabric's links; ``components`` maps component names to device profiles;
+    ``bus`` is the model of links that name none (a :class:`BusModel` or the name of one in
+    ``models``, which defaults to the core's built-ins: ideal, shared, fifo, tcp).
+    """
+
+    def __init__(self, links: Sequence[Link] = (),
+                 components: Mapping[str, DeviceProfile] | None = None, *,
+                 bus: str | BusModel = "shared", models: Mapping[str, BusModel] | None = None):
+        self._models = dict(BUILTIN_MODELS if models is None else models)
+        self.links: tuple[Link, ...] = tuple(links)
+        names = [ln.name for ln in self.links]
+        duplicate = sorted({n for n in names if names.count(n) > 1})
+        if duplicate:
+            raise XvError(f"link {duplicate[0]!r} is declared twice", where="timeline",
+                          hint="give each link its own name")
+        self.default_model = self._model(bus, "the timeline's bus")
+        self.link_models: tuple[BusModel, ...] = tuple(
+            self.default_model if ln.model is None else self._model(ln.model, f"link {ln.name!r}")
+            for ln in self.links)
+        self._link_index = {ln.name: i for i, ln in enumerate(self.links)}
+
+        # Resources of fluid links and servers of fifo links, per link and direction.
+        self._cap: list[float] = []
+        self._res_classes: list[dict[_FlowClass, None]] = []
+        self._fluid_res: list[tuple[int, int] | None] = []
+        self._servers: list[tuple[_Server, _Server] | None] = []
+        for i, (link, model) in enumerate(zip(self.links, self.link_models)):
+            profile = link.profile
+            if not (profile.bandwidth > 0 and profile.latency >= 0):
+                raise XvError(f"link {link.name!r} needs a positive bandwidth and a latency of "
+                              f"zero or more (got {profile.bandwidth}, {profile.latency})",
+                              where="timeline")
+            capacity = profile.bandwidth * model.bandwidth_factor
+            full = getattr(profile, "full_duplex", True)
+            self._fluid_res.append(None)
+            self._servers.append(None)
+            if model.discipline == "fluid":
+                fwd = self._new_resource(capacity)
+                self._fluid_res[i] = (fwd, self._new_resource(capacity) if full else fwd)
+            elif model.discipline == "fifo":
+                fwd_server = _Server(2 * i, i, capacity)
+                back = _Server(2 * i + 1, i, capacity) if full else fwd_server
+                self._servers[i] = (fwd_server, back)
+
+        self.components: dict[str, _Component] = {}
+        for name, profile in (components or {}).items():
+            self.components[name] = _Component(len(self.components), name, profile)
+
+        self.now = 0.0
+        self.end = 0.0  # latest completion so far
+        self._seq = 0
+        self._heap: list[tuple[float, str, int, int, Any, Any]] = []
+        self._log: list[tuple[float, int, str, str, int]] = []
+        self._classes: dict[tuple[Any, ...], _FlowClass] = {}
+        self._routes: dict[tuple[str, str], tuple[Route, tuple[Any, ...]]] = {}
+        self._explicit: dict[tuple[tuple[int, int], ...], tuple[Any, ...]] = {}
+        self._mark = 0
+        # Set while a batch of simultaneous events is being applied.
+        self._touched: set[int] = set()
+        self._kick_servers: set[_Server] = set()
+        self._kick_components: set[_Component] = set()
+        self._link_active = [0] * len(self.links)
+        self._link_since = [0.0] * len(self.links)
+        self._link_busy = [0.0] * len(self.links)
+        self._link_bytes = [0] * len(self.links)
+        self._link_transfers = [0] * len(self.links)
+        self.transfers = 0
+        self.computes = 0
+
+    # ------------------------------------------------------------------
+    # Building
+    # ------------------------------------------------------------------
+
+    def _model(self, model: str | BusModel, what: str) -> BusModel:
+        if isinstance(model, BusModel):
+            return model
+        if model not in self._models:
+            import difflib
+
+            close = difflib.get_close_matches(str(model), list(self._models), n=1)
+            raise UnknownNameError(
+                f"unknown bus model {model!r} for {what} (installed: "
+                f"{', '.join(sorted(self._models))})", where="timeline",
+                hint=f"did you mean {close[0]!r}?" if close else "install the plugin that "
+                                                                  "provides it")
+        return self._models[model]
+
+    def _new_resource(self, capacity: float) -> int:
+        self._cap.append(capacity)
+        self._res_classes.append({})
+        return len(self._cap) - 1
+
+    def route(self, src: str, dst: str) -> Route:
+        """The route with the fewest links from ``src`` to ``dst`` (ties: declaration order)."""
+        return self._route_stages(src, dst)[0]
+
+    def route_through(self, src: str, links: Sequence[str]) -> Route:
+        """The route from ``src`` over the named ``links``, in that order."""
+        return explicit_route(self.links, src, links)
+
+    def _route_stages(self, src: str, dst: str) -> tuple[Route, tuple[Any, ...]]:
+        key = (src, dst)
+        cached = self._routes.get(key)
+        if cached is None:
+            route = shortest_route(self.links, src, dst)
+            cached = self._routes[key] = (route, self._stages(route))
+        return cached
+
+    def _stages_of(self, route: Route) -> tuple[Any, ...]:
+        stages = self._explicit.get(route.hops)
+        if stages is None:
+            stages = self._explicit[route.hops] = self._stages(route)
+        return stages
+
+    def _stages(self, route: Route) -> tuple[Any, ...]:
+        """Cut a route into stages (module docstring)."""
+        stages: list[Any] = []
+        run: list[tuple[int, int]] = []
+
+        def flush() -> None:
+            if run:
+                stages.append(self._fluid_stage(run))
+                run.clear()
+
+        for index, direction in route.hops:
+            model = self.link_models[index]
+            if model.discipline == "fluid":
+                run.append((index, direction))
+            elif model.discipline == "fifo":
+                flush()
+                servers = self._servers[index]
+                assert servers is not None
+                latency = self.links[index].profile.latency * model.latency_factor
+                stages.append(_FifoStage(latency, servers[direction]))
+        flush()
+        return tuple(stages)
+
+    def _fluid_stage(self, hops: list[tuple[int, int]]) -> _FluidStage:
+        terms: dict[int, float] = {}
+        latency = raw_latency = 0.0
+        gammas: list[float] = []
+        weighted = False
+        weight = 0.0
+        for index, direction in hops:
+            model = self.link_models[index]
+            profile = self.links[index].profile
+            resources = self._fluid_res[index]
+            assert resources is not None
+            terms[resources[direction]] = terms.get(resources[direction], 0.0) + 1.0
+            if model.cross_traffic:
+                back = resources[1 - direction]
+                terms[back] = terms.get(back, 0.0) + model.cross_traffic
+            latency += profile.latency * model.latency_factor
+            raw_latency += profile.latency
+            if model.tcp_gamma is not None:
+                gammas.append(model.tcp_gamma)
+            if model.weight_s is not None:
+                weighted = True
+                weight += model.weight_s / profile.bandwidth
+        bound = _INF
+        if gammas and raw_latency > 0:
+            bound = min(gammas) / (2.0 * raw_latency)
+        # SimGrid's penalty: route latency plus weight-S terms; a route without latency keeps
+        # the neutral weight, as SimGrid's variables do.
+        penalty = raw_latency + weight if weighted and raw_latency > 0 else 1.0
+        signature = (tuple(sorted(terms.items())), bound, penalty)
+        cls = self._classes.get(signature)
+        if cls is None:
+            links = tuple(sorted({i for i, _ in hops}))
+            cls = self._classes[signature] = _FlowClass(signature, links)
+        return _FluidStage(latency, cls)
+
+    # ------------------------------------------------------------------
+    # Submitting
+    # ------------------------------------------------------------------
+
+    def _activity(self, kind: str, tag: str | None, where: str, nbytes: int,
+                  start_at: float | None, after: Iterable[Activity],
+                  on_done: Callable[[Activity], Any] | None) -> Activity:
+        self._seq += 1
+        when = self.now if start_at is None else float(start_at)
+        if when < self.now:
+            raise ValueError(f"cannot start an activity at {when} s: virtual time is already "
+                             f"{self.now} s")
+        activity = Activity(kind, f"{kind[0]}{self._seq}" if tag is None else str(tag),
+                            where, nbytes, when, self._seq)
+        activity.on_done = on_done
+        for dep in after:
+            if dep.end is None:
+                activity._waiting += 1
+                if dep._dependents is None:
+                    dep._dependents = []
+                dep._dependents.append(activity)
+            elif dep.end > when:
+                when = activity.start_at = dep.end
+        return activity
+
+    def transfer(self, route: Route | tuple[str, str], nbytes: int, *,
+                 start_at: float | None = None, tag: str | None = None,
+                 after: Iterable[Activity] = (),
+                 on_done: Callable[[Activity], Any] | None = None) -> Activity:
+        """Move ``nbytes`` over ``route`` (a :class:`Route` or a ``(src, dst)`` pair), starting
+        at ``start_at`` (default: now) or when every activity in ``after`` has ended, whichever
+        is later.  ``on_done(activity)`` is called at its end, in virtual time order; it may
+        submit further activities."""
+        if nbytes < 0:
+            raise ValueError(f"a transfer cannot move {nbytes} bytes")
+        if isinstance(route, Route):
+            stages = self._stages_of(route)
+        else:
+            route, stages = self._route_stages(*route)
+        activity = self._activity("transfer", tag, route.label, int(nbytes), start_at, after,
+                                  on_done)
+        activity._stages = stages
+        activity._links = tuple(i for i, _ in route.hops)
+        self.transfers += 1
+        if activity._waiting == 0:
+            self._ready_transfer(activity, activity.start_at)
+        return activity
+
+    def compute(self, component: str, work: Any = None, *, ops: int = 0, nbytes: int = 0,
+                lanes: int | None = None, duration: float | None = None,
+                start_at: float | None = None, tag: str | None = None,
+                after: Iterable[Activity] = (),
+                on_done: Callable[[Activity], Any] | None = None) -> Activity:
+        """Run a tile on ``component``: its counted ``work`` (a ``TileWork``; or ``ops`` and
+        ``nbytes``) on ``lanes`` lanes (default: all), timed by the component's roofline — or
+        for ``duration`` seconds when given (a fabric that asks for measured wall time).
+        It waits for its dependencies and then for free lanes (arrival order, then tag)."""
+        comp = self.components.get(component)
+        if comp is None:
+            raise UnknownNameError(f"unknown component {component!r} in the timeline",
+                                   where="timeline",
+                                   hint=f"components: {', '.join(self.components) or 'none'}")
+        if work is not None:
+            ops, nbytes = work.ops, work.bytes_read + work.bytes_written
+        used = comp.profile.lanes if lanes is None else int(lanes)
+        activity = self._activity("compute", tag, component, int(nbytes), start_at, after,
+                                  on_done)
+        activity.lanes = used
+        activity.ops = int(ops)
+        activity.duration = (comp.profile.compute_time(ops, nbytes, used) if duration is None
+                             else float(duration))
+        if activity.duration < 0:
+            raise ValueError(f"a compute cannot last {activity.duration} s")
+        activity._component = comp
+        self.computes += 1
+        if activity._waiting == 0:
+            self._push(activity.start_at, activity.tag, _COMPUTE_READY, activity, None)
+        return activity
+
+    # ------------------------------------------------------------------
+    # Estimates (for placement): what an activity would take alone
+    # ------------------------------------------------------------------
+
+    def transfer_estimate(self, route: Route | tuple[str, str], nbytes: int) -> float:
+        """Seconds ``nbytes`` would take over ``route`` on an otherwise idle fabric."""
+        if not isinstance(route, Route):
+            route = self.route(*route)
+        total = 0.0
+        for stage in self._stages_of(route):
+            total += stage.latency
+            if nbytes <= 0:
+                continue
+            if isinstance(stage, _FifoStage):
+                total += nbytes / stage.server.capacity
+            elif stage.cls is not None:
+                cls = stage.cls
+                rate = min(self._cap[r] / coef for r, coef in cls.terms)
+                total += nbytes / min(rate, cls.bound)
+        return total
+
+    def compute_estimate(self, component: str, work: Any, lanes: int | None = None) -> float:
+        """Seconds ``work`` would take on an idle ``component`` (its roofline time)."""
+        return self.components[component].profile.tile_time(work, lanes)
+
+    # ------------------------------------------------------------------
+    # Running
+    # ------------------------------------------------------------------
+
+    def _push(self, time: float, tag: str, kind: int, obj: Any, arg: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (time, tag, self._seq, kind, obj, arg))
+
+    def run(self, until: float | None = None) -> float:
+        """Process events in virtual time order until none is left (or the next one is after
+        ``until``); return the virtual time reached."""
+        heap = self._heap
+        heappop = heapq.heappop
+        touched = self._touched
+        while heap:
+            now = heap[0][0]
+            if until is not None and now > until:
+                break
+            self.now = now
+            # One batch: every event at this instant, then the new rates and queue starts.
+            while heap and heap[0][0] == now:
+                _, _, _, kind, obj, arg = heappop(heap)
+                if kind == _FLOW_END:
+                    if obj.version == arg:
+                        self._flow_end(obj, now)
+                elif kind == _ACTIVATE:
+                    self._join(obj, arg, now)
+                elif kind == _STAGE_DONE:
+                    self._next_stage(obj, arg + 1, now)
+                elif kind == _FIFO_DONE:
+                    self._fifo_done(obj, arg, now)
+                elif kind == _BEGIN:
+                    self._next_stage(obj, 0, now)
+                elif kind == _COMPUTE_READY:
+                    self._compute_ready(obj, now)
+                else:
+                    self._compute_end(obj, now)
+            if self._kick_servers:
+                self._start_fifo(now)
+            if self._kick_components:
+                self._start_computes(now)
+            if touched:
+                self._solve(now)
+        if until is not None and until > self.now:
+            self.now = until
+        return self.now
+
+    # -- transfers -------------------------------------------------------
+
+    def _ready_transfer(self, activity: Activity, when: float) -> None:
+        activity.start = when
+        self._log.append((when, _T_START, activity.tag, activity.where, activity.nbytes))
+        stages = activity._stages
+        if stages:
+            first = stages[0]
+            if isinstance(first, _FluidStage) and first.cls is not None and activity.nbytes:
+                # The common case saves an event: the flow joins once its latency is paid.
+                self._push(when + first.latency, activity.tag, _ACTIVATE, activity, 0)
+                return
+        self._push(when, activity.tag, _BEGIN, activity, None)
+
+    def _next_stage(self, activity: Activity, index: int, now: float) -> None:
+        stages = activity._stages
+        if index == len(stages):
+            self._transfer_end(activity, now)
+            return
+        stage = stages[index]
+        if isinstance(stage, _FluidStage):
+            if stage.cls is None or not activity.nbytes:
+                if stage.latency > 0:
+                    self._push(now + stage.latency, activity.tag, _STAGE_DONE, activity, index)
+                else:
+                    self._next_stage(activity, index + 1, now)
+            elif stage.latency > 0:
+                self._push(now + stage.latency, activity.tag, _ACTIVATE, activity, index)
+            else:
+                self._join(activity, index, now)
+        else:
+            server = stage.server
+            self._seq += 1
+            heapq.heappush(server.queue, (now, activity.tag, self._seq, activity, index))
+            self._kick_servers.add(server)
+
+    def _join(self, activity: Activity, index: int, now: float) -> None:
+        cls = activity._stages[index].cls
+        if cls.n:
+            cls.W += cls.rate * (now - cls.last)
+        else:
+            cls.W = 0.0
+            for r, _ in cls.terms:
+                self._res_classes[r][cls] = None
+            for link in cls.links:
+                self._link_up(link, now)
+        cls.last = now
+        self._seq += 1
+        heapq.heappush(cls.heap, (cls.W + activity.nbytes, activity.tag, self._seq, activity,
+                                  index))
+        cls.n += 1
+        self._touched.add(cls.first)
+
+    def _flow_end(self, cls: _FlowClass, now: float) -> None:
+        heap = cls.heap
+        target = heap[0][0]
+        # The class's earliest flow is done by construction: snap the counter to its target so
+        # rounding never leaves a sliver of bytes (and an extra event) behind.
+        cls.W = target
+        cls.last = now
+        limit = target + _SAME_FINISH * abs(target) + 1e-9
+        finished = []
+        while heap and heap[0][0] <= limit:
+            finished.append(heapq.heappop(heap))
+        cls.n -= len(finished)
+        if cls.n:
+            self._touched.add(cls.first)
+        else:
+            cls.rate = 0.0
+            cls.version += 1
+            for r, _ in cls.terms:
+                del self._res_classes[r][cls]
+                self._touched.add(r)
+            for link in cls.links:
+                self._link_down(link, now)
+        for entry in finished:
+            self._next_stage(entry[3], entry[4] + 1, now)
+
+    def _start_fifo(self, now: float) -> None:
+        servers = sorted(self._kick_servers, key=lambda s: s.index)
+        self._kick_servers.clear()
+        for server in servers:
+            if server.busy or not server.queue:
+                continue
+            _, tag, _, activity, index = heapq.heappop(server.queue)
+            server.busy = True
+            self._link_up(server.link, now)
+            self._push(now + activity.nbytes / server.capacity, tag, _FIFO_DONE, activity, index)
+
+    def _fifo_done(self, activity: Activity, index: int, now: float) -> None:
+        stage = activity._stages[index]
+        server = stage.server
+        server.busy = False
+        self._link_down(server.link, now)
+        self._kick_servers.add(server)
+        if stage.latency > 0:
+            self._push(now + stage.latency, activity.tag, _STAGE_DONE, activity, index)
+        else:
+            self._next_stage(activity, index + 1, now)
+
+    def _transfer_end(self, activity: Activity, now: float) -> None:
+        activity.end = now
+        if now > self.end:
+            self.end = now
+        nbytes = activity.nbytes
+        for link in activity._links:
+            self._link_bytes[link] += nbytes
+            self._link_transfers[link] += 1
+        self._log.append((now, _T_END, activity.tag, activity.where, nbytes))
+        self._finished(activity, now)
+
+    def _finished(self, activity: Activity, now: float) -> None:
+        dependents = activity._dependents
+        if dependents:
+            activity._dependents = None
+            for dep in dependents:
+                dep._waiting -= 1
+                if dep._waiting == 0:
+                    when = dep.start_at if dep.start_at > now else now
+                    dep.start_at = when
+                    if dep.kind == "transfer":
+                        self._ready_transfer(dep, when)
+                    else:
+                        self._push(when, dep.tag, _COMPUTE_READY, dep, None)
+        if activity.on_done is not None:
+            activity.on_done(activity)
+
+    def _link_up(self, link: int, now: float) -> None:
+        if self._link_active[link] == 0:
+            self._link_since[link] = now
+        self._link_active[link] += 1
+
+    def _link_down(self, link: int, now: float) -> None:
+        self._link_active[link] -= 1
+        if self._link_active[link] == 0:
+            self._link_busy[link] += now - self._link_since[link]
+
+    # -- the max-min solver ----------------------------------------------
+
+    def _solve(self, now: float) -> None:
+        """New rates for every class connected to a touched resource, then one pending event
+        per connected component (its earliest completion)."""
+        touched = sorted(self._touched)
+        self._touched.clear()
+        res_classes = self._res_classes
+        self._mark += 1
+        mark = self._mark
+        seen: set[int] = set()
+        for start in touched:
+            if start in seen:
+                continue
+            seen.add(start)
+            component: list[_FlowClass] = []
+            stack = [start]
+            while stack:
+                for cls in res_classes[stack.pop()]:
+                    if cls.mark != mark:
+                        cls.mark = mark
+                        component.append(cls)
+                        for r, _ in cls.terms:
+                            if r not in seen:
+                                seen.add(r)
+                                stack.append(r)
+            if component:
+                self._fill(component, now)
+
+    def _fill(self, component: list[_FlowClass], now: float) -> None:
+        """Progressive filling (water-filling) over one connected component of classes.
+
+        Each resource's level is its remaining capacity over the weighted count of flows not yet
+        fixed on it; the lowest level (or a class's own bound, if lower) fixes the rates of the
+        classes it limits, whose use is taken off every other resource they cross; repeat.
+        """
+        cap = self._cap
+        for cls in component:
+            if cls.rate:
+                cls.W += cls.rate * (now - cls.last)
+            cls.last = now
+        if len(component) == 1:
+            cls = component[0]
+            rate = cls.bound
+            n = cls.n
+            for r, coef in cls.terms:
+                share = cap[r] / (n * coef)
+                if share < rate:
+                    rate = share
+            cls.rate = rate
+        else:
+            component.sort(key=_by_order)
+            remaining: dict[int, float] = {}
+            weight: dict[int, float] = {}
+            members: dict[int, list[_FlowClass]] = {}
+            bounded: list[_FlowClass] = []
+            for cls in component:
+                w = cls.n / cls.penalty
+                for r, coef in cls.terms:
+                    if r in weight:
+                        weight[r] += w * coef
+                        members[r].append(cls)
+                    else:
+                        weight[r] = w * coef
+                        remaining[r] = cap[r]
+                        members[r] = [cls]
+                if cls.bound < _INF:
+                    bounded.append(cls)
+                cls.rate = -1.0  # not fixed yet
+            unfixed = {r: len(m) for r, m in members.items()}
+            left = len(component)
+            while left:
+                level = _INF
+                best = -1
+                for r, count in unfixed.items():
+                    lvl = remaining[r] / weight[r]
+                    if lvl < level:
+                        level = lvl
+                        best = r
+                if level < 0.0:
+                    level = 0.0
+                fix: list[_FlowClass] | None = None
+                for cls in bounded:
+                    if cls.rate < 0.0 and cls.bound * cls.penalty < level:
+                        level = cls.bound * cls.penalty
+                        fix = [cls]
+                if fix is None:
+                    fix = [cls for cls in members[best] if cls.rate < 0.0]
+                for cls in fix:
+                    rate = cls.rate = level / cls.penalty
+                    left -= 1
+                    n = cls.n
+                    w = n / cls.penalty
+                    for r, coef in cls.terms:
+                        remaining[r] -= n * coef * rate
+                        count = unfixed[r] - 1
+                        if count:
+                            unfixed[r] = count
+                            weight[r] -= w * coef
+                        else:
+                            del unfixed[r]
+        # One pending event per component: its earliest completion.
+        first_time = _INF
+        first: _FlowClass | None = None
+        for cls in component:
+            cls.version += 1
+            rate = cls.rate
+            if rate > 0.0:
+                head = cls.heap[0]
+                t = now + (head[0] - cls.W) / rate
+                if t < first_time or (t == first_time and first is not None
+                                      and head[1] < first.heap[0][1]):
+                    first_time = t
+                    first = cls
+        if first is not None:
+            if first_time < now:
+                first_time = now
+            self._seq += 1
+            heapq.heappush(self._heap, (first_time, first.heap[0][1], self._seq, _FLOW_END,
+                                        first, first.version))
+
+    # -- computes --------------------------------------------------------
+
+    def _compute_ready(self, activity: Activity, now: float) -> None:
+        comp = activity._component
+        assert comp is not None
+        self._seq += 1
+        heapq.heappush(comp.queue, (now, activity.tag, self._seq, activity))
+        self._kick_components.add(comp)
+
+    def _start_computes(self, now: float) -> None:
+        comps = sorted(self._kick_components, key=lambda c: c.index)
+        self._kick_components.clear()
+        for comp in comps:
+            queue = comp.queue
+            # Strict arrival order: the head waits for its lanes even if a later tile would fit.
+            while queue and queue[0][3].lanes <= comp.free:
+                activity = heapq.heappop(queue)[3]
+                if comp.free == comp.profile.lanes:
+                    comp.busy_since = now
+                comp.free -= activity.lanes
+                activity.start = now
+                self._log.append((now, _C_START, activity.tag, comp.name, activity.nbytes))
+                self._push(now + activity.duration, activity.tag, _COMPUTE_END, activity, None)
+
+    def _compute_end(self, activity: Activity, now: float) -> None:
+        comp = activity._component
+        assert comp is not None
+        comp.free += activity.lanes
+        if comp.free == comp.profile.lanes:
+            comp.busy_s += now - comp.busy_since
+        comp.lane_s += activity.lanes * activity.duration
+        comp.tiles += 1
+        comp.ops += activity.ops
+        comp.nbytes += activity.nbytes
+        activity.end = now
+        if now > self.end:
+            self.end = now
+        self._log.append((now, _C_END, activity.tag, comp.name, activity.nbytes))
+        self._kick_components.add(comp)
+        self._finished(activity, now)
+
+    # ------------------------------------------------------------------
+    # Results
+    # ------------------------------------------------------------------
+
+    def events(self) -> list[TimelineEvent]:
+        """The event log, sorted by (time, kind, tag): transfer starts and ends, compute starts
+        and ends."""
+        return [TimelineEvent(t, LOG_KINDS[k], tag, where, nbytes)
+                for t, k, tag, where, nbytes in sorted(self._log)]
+
+    @property
+    def event_count(self) -> int:
+        """How many events the log holds (without building it)."""
+        return len(self._log)
+
+    def report(self) -> dict[str, Any]:
+        """The modelled numbers of the run so far.
+
+        ``virtual_s`` is the latest completion.  Per link: ``bytes`` moved, ``transfers``,
+        ``busy_s`` (time with at least one transfer transmitting on it: latency does not count),
+        ``bandwidth`` (achieved: bytes / busy_s, bytes/s) and ``utilisation`` (bytes over what
+        the nominal bandwidth could have moved in ``virtual_s``).  Per component: ``tiles``,
+        ``ops``, ``bytes``, ``busy_s`` (time with at least one lane busy), ``utilisation``
+        (busy_s / virtual_s) and ``lane_utilisation`` (lane-seconds used over lanes x
+        virtual_s).
+        """
+        span = self.end
+        links: dict[str, dict[str, Any]] = {}
+        for i, link in enumerate(self.links):
+            busy = self._link_busy[i]
+            if self._link_active[i]:
+                busy += self.now - self._link_since[i]
+            nbytes = self._link_bytes[i]
+            links[link.name] = {
+                "between": [link.a, link.b],
+                "profile": link.profile.name,
+                "model": self.link_models[i].name,
+                "bytes": nbytes,
+                "transfers": self._link_transfers[i],
+                "busy_s": busy,
+                "bandwidth": nbytes / busy if busy > 0 else 0.0,
+                "utilisation": nbytes / (link.profile.bandwidth * span) if span > 0 else 0.0,
+            }
+        components: dict[str, dict[str, Any]] = {}
+        for name, comp in self.components.items():
+            busy = comp.busy_s
+            if comp.free < comp.profile.lanes:
+                busy += self.now - comp.busy_since
+            components[name] = {
+                "profile": comp.profile.name,
+                "lanes": comp.profile.lanes,
+                "tiles": comp.tiles,
+                "ops": comp.ops,
+                "bytes": comp.nbytes,
+                "busy_s": busy,
+                "utilisation": busy / span if span > 0 else 0.0,
+                "lane_utilisation": (comp.lane_s / (comp.profile.lanes * span)
+                                     if span > 0 else 0.0),
+            }
+        return {"virtual_s": span, "events": len(self._log), "links": links,
+                "components": components}
+
+
+def _by_order(cls: _FlowClass) -> tuple[int, Any]:
+    return cls.order
