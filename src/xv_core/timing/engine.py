@@ -263,6 +263,9 @@ class Timeline:
         self._link_transfers = [0] * len(self.links)
         self.transfers = 0
         self.computes = 0
+        #: How much re-solving the run took: batches that re-solved ("solves"), connected
+        #: components filled ("components") and classes given new rates ("classes").
+        self.solver_stats = {"solves": 0, "components": 0, "classes": 0}
 
     # ------------------------------------------------------------------
     # Building
@@ -662,6 +665,8 @@ class Timeline:
         per connected component (its earliest completion)."""
         touched = sorted(self._touched)
         self._touched.clear()
+        stats = self.solver_stats
+        stats["solves"] += 1
         res_classes = self._res_classes
         self._mark += 1
         mark = self._mark
@@ -682,6 +687,8 @@ class Timeline:
                                 seen.add(r)
                                 stack.append(r)
             if component:
+                stats["components"] += 1
+                stats["classes"] += len(component)
                 self._fill(component, now)
 
     def _fill(self, component: list[_FlowClass], now: float) -> None:
