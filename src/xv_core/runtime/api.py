@@ -410,6 +410,10 @@ def open_fabric(spec: Any = "default", *, plugins: Plugins | None = None,
     """Open a fabric by YAML path, built-in name, or an already loaded FabricConfig."""
     from xv_core.config.fabric import load_fabric
 
+    if not structlog.is_configured():  # a library user who set nothing sees warnings only
+        from xv_core.logsetup import configure
+
+        configure()
     plugins = plugins if plugins is not None else load_plugins()
     config = spec if hasattr(spec, "components") else load_fabric(spec, plugins)
     return Fabric(config, plugins, backend=backend, workdir=workdir)
