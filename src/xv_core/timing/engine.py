@@ -36,6 +36,7 @@ unique (activities with equal tags fall back to submission order).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -65,6 +66,11 @@ _T_END, _C_END, _T_START, _C_START = range(4)
 # A flow whose remaining bytes fall below this fraction of its target (or 1e-9 bytes) when its
 # class's earliest flow completes completes with it: rounding, not bytes.
 _SAME_FINISH = 1e-12
+# A group keeps its rounds while each level is at least the previous one (to rounding) and no
+# resource is loaded beyond its capacity (to rounding).
+_STILL_ORDERED = 1.0 - 1e-12
+_OVERLOAD = 1e-12
+_LOADABLE = 1.0 + _OVERLOAD
 
 
 class TimelineEvent(NamedTuple):
@@ -120,10 +126,16 @@ class Activity:
 
 class _FlowClass:
     """Every flowing transfer with one stage signature: same resources and coefficients, same
-    rate bound, same sharing weight.  Max-min gives them all the same rate."""
+    rate bound, same sharing weight.  Max-min gives them all the same rate.
 
-    __slots__ = ("order", "terms", "first", "links", "bound", "penalty", "n", "heap", "W",
-                 "last", "rate", "version", "mark")
+    The class's byte counter ``W`` (bytes each of its flows has received since the class last
+    became active) is not stored but derived from its round's level integral ``V``:
+    ``W = Wa + (V - Va) / penalty`` with anchors (Wa, Va) set whenever the class changes round.
+    ``vt`` is the value of ``V`` at which its earliest flow completes.
+    """
+
+    __slots__ = ("order", "terms", "first", "links", "bound", "penalty", "n", "heap", "Wa",
+                 "Va", "vt", "vtseq", "round", "mark")
 
     def __init__(self, signature: tuple[Any, ...], links: tuple[int, ...]):
         terms, bound, penalty = signature
@@ -138,11 +150,72 @@ class _FlowClass:
         self.n = 0
         # (target W, tag, sequence, transfer, stage index) of each flowing transfer.
         self.heap: list[tuple[float, str, int, Activity, int]] = []
-        self.W = 0.0
-        self.last = 0.0
-        self.rate = 0.0
-        self.version = 0
+        self.Wa = 0.0
+        self.Va = 0.0
+        self.vt = 0.0
+        self.vtseq = 0  # bumped whenever vt changes: older entries in the round's heap are stale
+        self.round: _Round | None = None
         self.mark = 0
+
+
+class _Round:
+    """The classes one step of progressive filling fixed together: the resource that saturated
+    (or -1 when a class's own bound stopped it), their common ``level`` (rate x penalty) and its
+    integral ``V`` since ``last``; ``weights`` maps each resource they load to the sum of
+    n x coefficient / penalty over the members (kept up to date as flows start and end)."""
+
+    __slots__ = ("members", "resource", "bound_level", "level", "next_level", "V", "last",
+                 "weights", "group", "heap", "single")
+
+    def __init__(self, members: list[_FlowClass], resource: int, level: float, now: float,
+                 group: _Group):
+        self.members = members
+        self.resource = resource
+        self.bound_level = level
+        self.level = level
+        self.next_level = level
+        self.V = 0.0
+        self.last = now
+        self.weights: dict[int, float] = {}
+        self.group = group
+        # (vt, tag, vtseq, class) of each member: the earliest completion is at the top.  A
+        # round of one class needs no heap: ``single`` is that class.
+        self.heap: list[tuple[float, str, int, _FlowClass]] = []
+        self.single = members[0] if len(members) == 1 else None
+
+
+class _Group:
+    """One connected component of flowing classes: its rounds in filling order, the resources
+    they load, and a version (unique across the timeline) that its pending event carries."""
+
+    __slots__ = ("rounds", "resources", "key", "version", "dead")
+
+    def __init__(self, resources: list[int]):
+        self.rounds: list[_Round] = []
+        self.resources = resources
+        self.key = min(resources)
+        self.version = 0
+        self.dead = False
+
+
+class _Plan:
+    """What the engine needs of a route, worked out once: its stages, the indices and label of
+    its links, and the first stage's class and latency when a transfer can join it directly."""
+
+    __slots__ = ("route", "stages", "links", "label", "first_cls", "first_latency")
+
+    def __init__(self, route: Route, stages: tuple[Any, ...]):
+        self.route = route
+        self.stages = stages
+        self.links = tuple(i for i, _ in route.hops)
+        self.label = route.label
+        first = stages[0] if stages else None
+        if isinstance(first, _FluidStage) and first.cls is not None:
+            self.first_cls: _FlowClass | None = first.cls
+            self.first_latency = first.latency
+        else:
+            self.first_cls = None
+            self.first_latency = 0.0
 
 
 class _FluidStage:
@@ -218,7 +291,14 @@ class Timeline:
 
         # Resources of fluid links and servers of fifo links, per link and direction.
         self._cap: list[float] = []
-        self._res_classes: list[dict[_FlowClass, None]] = []
+        # The solver's scratch space, per resource: remaining capacity, weight of the classes
+        # not fixed yet, how many of them.
+        self._rem: list[float] = []
+        self._wt: list[float] = []
+        self._cnt: list[int] = []
+        # The classes flowing over each resource, kept sorted by class order so that every
+        # walk over them is in an order that depends on the fabric only.
+        self._res_classes: list[list[_FlowClass]] = []
         self._fluid_res: list[tuple[int, int] | None] = []
         self._servers: list[tuple[_Server, _Server] | None] = []
         for i, (link, model) in enumerate(zip(self.links, self.link_models)):
@@ -249,11 +329,13 @@ class Timeline:
         self._heap: list[tuple[float, str, int, int, Any, Any]] = []
         self._log: list[tuple[float, int, str, str, int]] = []
         self._classes: dict[tuple[Any, ...], _FlowClass] = {}
-        self._routes: dict[tuple[str, str], tuple[Route, tuple[Any, ...]]] = {}
-        self._explicit: dict[tuple[tuple[int, int], ...], tuple[Any, ...]] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}  # by (src, dst)
+        self._plans_by_id: dict[int, _Plan] = {}  # by id() of Route objects seen
         self._mark = 0
         # Set while a batch of simultaneous events is being applied.
-        self._touched: set[int] = set()
+        self._touched: set[int] = set()  # resources whose classes must be solved anew
+        self._dirty: set[_Group] = set()  # groups whose rounds may only need new levels
+        self._versions = 0
         self._kick_servers: set[_Server] = set()
         self._kick_components: set[_Component] = set()
         self._link_active = [0] * len(self.links)
@@ -264,8 +346,9 @@ class Timeline:
         self.transfers = 0
         self.computes = 0
         #: How much re-solving the run took: batches that re-solved ("solves"), connected
-        #: components filled ("components") and classes given new rates ("classes").
-        self.solver_stats = {"solves": 0, "components": 0, "classes": 0}
+        #: components filled from scratch ("components", "classes" in them) and components whose
+        #: bottleneck structure held so that only their levels were recomputed ("relevels").
+        self.solver_stats = {"solves": 0, "components": 0, "classes": 0, "relevels": 0}
 
     # ------------------------------------------------------------------
     # Building
@@ -287,30 +370,36 @@ class Timeline:
 
     def _new_resource(self, capacity: float) -> int:
         self._cap.append(capacity)
-        self._res_classes.append({})
+        self._res_classes.append([])
+        self._rem.append(0.0)
+        self._wt.append(0.0)
+        self._cnt.append(0)
         return len(self._cap) - 1
 
     def route(self, src: str, dst: str) -> Route:
         """The route with the fewest links from ``src`` to ``dst`` (ties: declaration order)."""
-        return self._route_stages(src, dst)[0]
+        return self._plan_between(src, dst).route
 
     def route_through(self, src: str, links: Sequence[str]) -> Route:
         """The route from ``src`` over the named ``links``, in that order."""
         return explicit_route(self.links, src, links)
 
-    def _route_stages(self, src: str, dst: str) -> tuple[Route, tuple[Any, ...]]:
-        key = (src, dst)
-        cached = self._routes.get(key)
-        if cached is None:
+    def _plan_between(self, src: str, dst: str) -> _Plan:
+        plan = self._plans.get((src, dst))
+        if plan is None:
             route = shortest_route(self.links, src, dst)
-            cached = self._routes[key] = (route, self._stages(route))
-        return cached
+            plan = self._plans[src, dst] = self._plans_by_id[id(route)] = \
+                _Plan(route, self._stages(route))
+        return plan
 
-    def _stages_of(self, route: Route) -> tuple[Any, ...]:
-        stages = self._explicit.get(route.hops)
-        if stages is None:
-            stages = self._explicit[route.hops] = self._stages(route)
-        return stages
+    def _plan_of(self, route: Route | tuple[str, str]) -> _Plan:
+        if type(route) is not Route:
+            return self._plan_between(*route)
+        plan = self._plans_by_id.get(id(route))
+        if plan is None or plan.route is not route:
+            # Keyed by identity, the plan keeps its route alive so the id is never reused.
+            plan = self._plans_by_id[id(route)] = _Plan(route, self._stages(route))
+        return plan
 
     def _stages(self, route: Route) -> tuple[Any, ...]:
         """Cut a route into stages (module docstring)."""
@@ -378,12 +467,16 @@ class Timeline:
                   start_at: float | None, after: Iterable[Activity],
                   on_done: Callable[[Activity], Any] | None) -> Activity:
         self._seq += 1
-        when = self.now if start_at is None else float(start_at)
-        if when < self.now:
-            raise ValueError(f"cannot start an activity at {when} s: virtual time is already "
-                             f"{self.now} s")
-        activity = Activity(kind, f"{kind[0]}{self._seq}" if tag is None else str(tag),
-                            where, nbytes, when, self._seq)
+        now = self.now
+        if start_at is None:
+            when = now
+        else:
+            when = float(start_at)
+            if when < now:
+                raise ValueError(f"cannot start an activity at {when} s: virtual time is "
+                                 f"already {now} s")
+        activity = Activity(kind, f"{kind[0]}{self._seq}" if tag is None else
+                            tag if type(tag) is str else str(tag), where, nbytes, when, self._seq)
         activity.on_done = on_done
         for dep in after:
             if dep.end is None:
@@ -403,19 +496,24 @@ class Timeline:
         at ``start_at`` (default: now) or when every activity in ``after`` has ended, whichever
         is later.  ``on_done(activity)`` is called at its end, in virtual time order; it may
         submit further activities."""
+        plan = self._plan_of(route)
         if nbytes < 0:
             raise ValueError(f"a transfer cannot move {nbytes} bytes")
-        if isinstance(route, Route):
-            stages = self._stages_of(route)
-        else:
-            route, stages = self._route_stages(*route)
-        activity = self._activity("transfer", tag, route.label, int(nbytes), start_at, after,
+        activity = self._activity("transfer", tag, plan.label, int(nbytes), start_at, after,
                                   on_done)
-        activity._stages = stages
-        activity._links = tuple(i for i, _ in route.hops)
+        activity._stages = plan.stages
+        activity._links = plan.links
         self.transfers += 1
         if activity._waiting == 0:
-            self._ready_transfer(activity, activity.start_at)
+            when = activity.start = activity.start_at
+            self._log.append((when, _T_START, activity.tag, plan.label, activity.nbytes))
+            if plan.first_cls is not None and activity.nbytes:
+                # The common case saves an event: the flow joins once its latency is paid.
+                self._seq += 1
+                heapq.heappush(self._heap, (when + plan.first_latency, activity.tag, self._seq,
+                                            _ACTIVATE, activity, 0))
+            else:
+                self._push(when, activity.tag, _BEGIN, activity, None)
         return activity
 
     def compute(self, component: str, work: Any = None, *, ops: int = 0, nbytes: int = 0,
@@ -455,10 +553,8 @@ class Timeline:
 
     def transfer_estimate(self, route: Route | tuple[str, str], nbytes: int) -> float:
         """Seconds ``nbytes`` would take over ``route`` on an otherwise idle fabric."""
-        if not isinstance(route, Route):
-            route = self.route(*route)
         total = 0.0
-        for stage in self._stages_of(route):
+        for stage in self._plan_of(route).stages:
             total += stage.latency
             if nbytes <= 0:
                 continue
@@ -488,6 +584,7 @@ class Timeline:
         heap = self._heap
         heappop = heapq.heappop
         touched = self._touched
+        dirty = self._dirty
         while heap:
             now = heap[0][0]
             if until is not None and now > until:
@@ -497,7 +594,8 @@ class Timeline:
             while heap and heap[0][0] == now:
                 _, _, _, kind, obj, arg = heappop(heap)
                 if kind == _FLOW_END:
-                    if obj.version == arg:
+                    rnd = obj.round
+                    if rnd is not None and rnd.group.version == arg:
                         self._flow_end(obj, now)
                 elif kind == _ACTIVATE:
                     self._join(obj, arg, now)
@@ -517,6 +615,20 @@ class Timeline:
                 self._start_computes(now)
             if touched:
                 self._solve(now)
+            elif dirty:
+                if len(dirty) == 1:
+                    # One group whose structure probably holds: the usual case, kept short.
+                    group = dirty.pop()
+                    if self._relevel(group, now):
+                        stats = self.solver_stats
+                        stats["solves"] += 1
+                        stats["relevels"] += 1
+                    else:
+                        group.dead = True
+                        touched.update(group.resources)
+                        self._solve(now)
+                else:
+                    self._solve(now)
         if until is not None and until > self.now:
             self.now = until
         return self.now
@@ -559,43 +671,74 @@ class Timeline:
 
     def _join(self, activity: Activity, index: int, now: float) -> None:
         cls = activity._stages[index].cls
-        if cls.n:
-            cls.W += cls.rate * (now - cls.last)
+        self._seq += 1
+        rnd = cls.round
+        if cls.n and rnd is None:
+            # Became active earlier in this batch, not solved yet: no byte has flowed.
+            heapq.heappush(cls.heap, (cls.Wa + activity.nbytes, activity.tag, self._seq,
+                                      activity, index))
+            cls.n += 1
+        elif cls.n:
+            W = cls.Wa + (rnd.V + rnd.level * (now - rnd.last) - cls.Va) / cls.penalty
+            entry = (W + activity.nbytes, activity.tag, self._seq, activity, index)
+            heapq.heappush(cls.heap, entry)
+            cls.n += 1
+            weights = rnd.weights
+            w = 1.0 / cls.penalty
+            for r, coef in cls.terms:
+                weights[r] += w * coef
+            if cls.heap[0] is entry:
+                vt = cls.vt = cls.Va + (entry[0] - cls.Wa) * cls.penalty
+                if rnd.single is None:
+                    cls.vtseq += 1
+                    heapq.heappush(rnd.heap, (vt, activity.tag, cls.vtseq, cls))
+            self._dirty.add(rnd.group)
         else:
-            cls.W = 0.0
+            # A class becoming active changes the bottleneck structure: solve from scratch.
+            cls.Wa = cls.Va = 0.0
+            cls.round = None
+            heapq.heappush(cls.heap, (float(activity.nbytes), activity.tag, self._seq, activity,
+                                      index))
+            cls.n = 1
             for r, _ in cls.terms:
-                self._res_classes[r][cls] = None
+                bisect.insort(self._res_classes[r], cls, key=_by_order)
             for link in cls.links:
                 self._link_up(link, now)
-        cls.last = now
-        self._seq += 1
-        heapq.heappush(cls.heap, (cls.W + activity.nbytes, activity.tag, self._seq, activity,
-                                  index))
-        cls.n += 1
-        self._touched.add(cls.first)
+            self._touched.add(cls.first)
 
     def _flow_end(self, cls: _FlowClass, now: float) -> None:
         heap = cls.heap
         target = heap[0][0]
-        # The class's earliest flow is done by construction: snap the counter to its target so
-        # rounding never leaves a sliver of bytes (and an extra event) behind.
-        cls.W = target
-        cls.last = now
+        rnd = cls.round
+        # The class's earliest flow is done by construction: re-anchor the counter at its
+        # target so rounding never leaves a sliver of bytes (and an extra event) behind.
+        cls.Wa = target
+        cls.Va = rnd.V + rnd.level * (now - rnd.last)
         limit = target + _SAME_FINISH * abs(target) + 1e-9
         finished = []
         while heap and heap[0][0] <= limit:
             finished.append(heapq.heappop(heap))
-        cls.n -= len(finished)
+        m = len(finished)
+        cls.n -= m
         if cls.n:
-            self._touched.add(cls.first)
+            weights = rnd.weights
+            w = m / cls.penalty
+            for r, coef in cls.terms:
+                weights[r] -= w * coef
+            head = heap[0]
+            vt = cls.vt = cls.Va + (head[0] - target) * cls.penalty
+            if rnd.single is None:
+                cls.vtseq += 1
+                heapq.heappush(rnd.heap, (vt, head[1], cls.vtseq, cls))
+            self._dirty.add(rnd.group)
         else:
-            cls.rate = 0.0
-            cls.version += 1
+            cls.round = None
             for r, _ in cls.terms:
-                del self._res_classes[r][cls]
+                self._res_classes[r].remove(cls)
                 self._touched.add(r)
             for link in cls.links:
                 self._link_down(link, now)
+            rnd.group.dead = True
         for entry in finished:
             self._next_stage(entry[3], entry[4] + 1, now)
 
@@ -661,21 +804,41 @@ class Timeline:
     # -- the max-min solver ----------------------------------------------
 
     def _solve(self, now: float) -> None:
-        """New rates for every class connected to a touched resource, then one pending event
-        per connected component (its earliest completion)."""
-        touched = sorted(self._touched)
-        self._touched.clear()
+        """After a batch of events: new levels for groups whose structure may hold, and a
+        solve from scratch for every component connected to a touched resource or whose
+        structure broke; then one pending event per group (its earliest completion)."""
         stats = self.solver_stats
         stats["solves"] += 1
+        touched = self._touched
         res_classes = self._res_classes
+        # Groups reached from a touched resource are solved from scratch anyway.
+        for r in touched:
+            for cls in res_classes[r]:
+                if cls.round is not None:
+                    cls.round.group.dead = True
+        if self._dirty:
+            dirty = sorted(self._dirty, key=_by_key) if len(self._dirty) > 1 else self._dirty
+            for group in dirty:
+                if not group.dead:
+                    if self._relevel(group, now):
+                        stats["relevels"] += 1
+                    else:
+                        group.dead = True
+                        touched.update(group.resources)
+            self._dirty.clear()
+        if not touched:
+            return
+        starts = sorted(touched)
+        touched.clear()
         self._mark += 1
         mark = self._mark
         seen: set[int] = set()
-        for start in touched:
+        for start in starts:
             if start in seen:
                 continue
             seen.add(start)
             component: list[_FlowClass] = []
+            resources = [start]
             stack = [start]
             while stack:
                 for cls in res_classes[stack.pop()]:
@@ -686,102 +849,180 @@ class Timeline:
                             if r not in seen:
                                 seen.add(r)
                                 stack.append(r)
+                                resources.append(r)
             if component:
                 stats["components"] += 1
                 stats["classes"] += len(component)
-                self._fill(component, now)
+                self._fill(component, resources, now)
 
-    def _fill(self, component: list[_FlowClass], now: float) -> None:
-        """Progressive filling (water-filling) over one connected component of classes.
+    def _relevel(self, group: _Group, now: float) -> bool:
+        """New levels for ``group``'s rounds, keeping which classes each round holds and the
+        order of the rounds; False (and no change) when that structure no longer holds.
+
+        The structure holds when the levels still rise round after round and no resource is
+        loaded beyond its capacity: then every class still has a bottleneck (its round's
+        resource, saturated, where no class has a higher level; or its bound), which is what
+        makes an allocation max-min fair.
+        """
+        cap = self._cap
+        rounds = group.rounds
+        if len(rounds) == 1:
+            # One round (a lone class, or classes held by one shared bottleneck): it only has
+            # to stay within every capacity.
+            rnd = rounds[0]
+            r = rnd.resource
+            level = cap[r] / rnd.weights[r] if r >= 0 else rnd.bound_level
+            for r, w in rnd.weights.items():
+                if level * w > cap[r] * _LOADABLE:
+                    return False
+            V = rnd.V = rnd.V + rnd.level * (now - rnd.last)
+            rnd.last = now
+            rnd.level = level
+            head = rnd.single
+            if head is None:
+                head = self._round_head(rnd)
+            self._versions += 1
+            group.version = self._versions
+            self._seq += 1
+            t = now + (head.vt - V) / level
+            heapq.heappush(self._heap, (t if t > now else now, head.heap[0][1], self._seq,
+                                        _FLOW_END, head, group.version))
+            return True
+        else:
+            rem = self._rem
+            resources = group.resources
+            for r in resources:
+                rem[r] = cap[r]
+            previous = 0.0
+            for rnd in rounds:
+                r = rnd.resource
+                level = rem[r] / rnd.weights[r] if r >= 0 else rnd.bound_level
+                if level < previous * _STILL_ORDERED or level <= 0.0:
+                    return False
+                for r, w in rnd.weights.items():
+                    rem[r] -= level * w
+                rnd.next_level = previous = level
+            for r in resources:
+                if rem[r] < -_OVERLOAD * cap[r]:
+                    return False
+        first_time = _INF
+        first: _FlowClass | None = None
+        for rnd in rounds:
+            V = rnd.V + rnd.level * (now - rnd.last)
+            rnd.V = V
+            rnd.last = now
+            level = rnd.level = rnd.next_level
+            head = rnd.single
+            if head is None:
+                head = self._round_head(rnd)
+            t = now + (head.vt - V) / level
+            if t < first_time or (t == first_time and first is not None
+                                  and head.heap[0][1] < first.heap[0][1]):
+                first_time = t
+                first = head
+        self._versions += 1
+        group.version = self._versions
+        self._seq += 1
+        heapq.heappush(self._heap, (first_time if first_time > now else now, first.heap[0][1],
+                                    self._seq, _FLOW_END, first, group.version))
+        return True
+
+    @staticmethod
+    def _round_head(rnd: _Round) -> _FlowClass:
+        """The member of ``rnd`` whose earliest flow completes first (ties: tag)."""
+        heap = rnd.heap
+        while True:  # drop entries a later vt replaced, or of classes that left
+            _, _, seq, head = heap[0]
+            if head.vtseq == seq and head.round is rnd:
+                return head
+            heapq.heappop(heap)
+
+    def _fill(self, component: list[_FlowClass], resources: list[int], now: float) -> None:
+        """Progressive filling (water-filling) over one connected component of classes, from
+        scratch; the rounds it goes through become the component's new group.
 
         Each resource's level is its remaining capacity over the weighted count of flows not yet
         fixed on it; the lowest level (or a class's own bound, if lower) fixes the rates of the
         classes it limits, whose use is taken off every other resource they cross; repeat.
+        The walks follow the component's order, which depends on the fabric only, so rounding
+        is the same whatever order the flows came in.
         """
-        cap = self._cap
+        cap, rem, wt, cnt = self._cap, self._rem, self._wt, self._cnt
+        for r in resources:
+            rem[r] = cap[r]
+            wt[r] = 0.0
+            cnt[r] = 0
+        bounded = None
+        group = _Group(resources)
         for cls in component:
-            if cls.rate:
-                cls.W += cls.rate * (now - cls.last)
-            cls.last = now
-        if len(component) == 1:
-            cls = component[0]
-            rate = cls.bound
-            n = cls.n
+            old = cls.round
+            if old is not None:  # carry the byte counter over to the new round
+                cls.Wa += (old.V + old.level * (now - old.last) - cls.Va) / cls.penalty
+            cls.Va = 0.0
+            cls.round = None  # not fixed yet
+            w = cls.n / cls.penalty
             for r, coef in cls.terms:
-                share = cap[r] / (n * coef)
-                if share < rate:
-                    rate = share
-            cls.rate = rate
-        else:
-            component.sort(key=_by_order)
-            remaining: dict[int, float] = {}
-            weight: dict[int, float] = {}
-            members: dict[int, list[_FlowClass]] = {}
-            bounded: list[_FlowClass] = []
-            for cls in component:
-                w = cls.n / cls.penalty
-                for r, coef in cls.terms:
-                    if r in weight:
-                        weight[r] += w * coef
-                        members[r].append(cls)
-                    else:
-                        weight[r] = w * coef
-                        remaining[r] = cap[r]
-                        members[r] = [cls]
-                if cls.bound < _INF:
-                    bounded.append(cls)
-                cls.rate = -1.0  # not fixed yet
-            unfixed = {r: len(m) for r, m in members.items()}
-            left = len(component)
-            while left:
-                level = _INF
-                best = -1
-                for r, count in unfixed.items():
-                    lvl = remaining[r] / weight[r]
+                wt[r] += w * coef
+                cnt[r] += 1
+            if cls.bound < _INF:
+                if bounded is None:
+                    bounded = []
+                bounded.append(cls)
+        res_classes = self._res_classes
+        rounds = group.rounds
+        left = len(component)
+        while left:
+            level = _INF
+            best = -1
+            for r in resources:
+                if cnt[r]:
+                    lvl = rem[r] / wt[r]
                     if lvl < level:
                         level = lvl
                         best = r
-                if level < 0.0:
-                    level = 0.0
-                fix: list[_FlowClass] | None = None
+            fix = None
+            if bounded is not None:
                 for cls in bounded:
-                    if cls.rate < 0.0 and cls.bound * cls.penalty < level:
+                    if cls.round is None and cls.bound * cls.penalty < level:
                         level = cls.bound * cls.penalty
                         fix = [cls]
-                if fix is None:
-                    fix = [cls for cls in members[best] if cls.rate < 0.0]
-                for cls in fix:
-                    rate = cls.rate = level / cls.penalty
-                    left -= 1
-                    n = cls.n
-                    w = n / cls.penalty
-                    for r, coef in cls.terms:
-                        remaining[r] -= n * coef * rate
-                        count = unfixed[r] - 1
-                        if count:
-                            unfixed[r] = count
-                            weight[r] -= w * coef
-                        else:
-                            del unfixed[r]
-        # One pending event per component: its earliest completion.
+                if fix is not None:
+                    best = -1
+            if fix is None:
+                fix = [cls for cls in res_classes[best] if cls.round is None]
+            rnd = _Round(fix, best, level, now, group)
+            rounds.append(rnd)
+            weights = rnd.weights
+            for cls in fix:
+                cls.round = rnd
+                left -= 1
+                w = cls.n / cls.penalty
+                for r, coef in cls.terms:
+                    rem[r] -= w * coef * level
+                    wt[r] -= w * coef
+                    cnt[r] -= 1
+                    weights[r] = weights.get(r, 0.0) + w * coef
+                head = cls.heap[0]
+                vt = cls.vt = (head[0] - cls.Wa) * cls.penalty
+                if rnd.single is None:
+                    cls.vtseq += 1
+                    rnd.heap.append((vt, head[1], cls.vtseq, cls))
+            heapq.heapify(rnd.heap)
+        # One pending event per group: its earliest completion.
         first_time = _INF
         first: _FlowClass | None = None
-        for cls in component:
-            cls.version += 1
-            rate = cls.rate
-            if rate > 0.0:
-                head = cls.heap[0]
-                t = now + (head[0] - cls.W) / rate
-                if t < first_time or (t == first_time and first is not None
-                                      and head[1] < first.heap[0][1]):
-                    first_time = t
-                    first = cls
-        if first is not None:
-            if first_time < now:
-                first_time = now
-            self._seq += 1
-            heapq.heappush(self._heap, (first_time, first.heap[0][1], self._seq, _FLOW_END,
-                                        first, first.version))
+        for rnd in rounds:
+            head = rnd.single or rnd.heap[0][3]
+            t = now + head.vt / rnd.level
+            if t < first_time or (t == first_time and first is not None
+                                  and head.heap[0][1] < first.heap[0][1]):
+                first_time = t
+                first = head
+        self._versions += 1
+        group.version = self._versions
+        self._seq += 1
+        heapq.heappush(self._heap, (first_time if first_time > now else now, first.heap[0][1],
+                                    self._seq, _FLOW_END, first, group.version))
 
     # -- computes --------------------------------------------------------
 
@@ -889,3 +1130,7 @@ class Timeline:
 
 def _by_order(cls: _FlowClass) -> tuple[int, Any]:
     return cls.order
+
+
+def _by_key(group: _Group) -> int:
+    return group.key
