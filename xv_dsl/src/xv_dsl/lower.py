@@ -43,7 +43,7 @@ from xv_dsl.types import Ty
 
 #: Lowering work (statements and expressions visited, inlining included)
 #: beyond which a kernel is refused rather than expanded further.
-MAX_WORK = 2_000_000
+MAX_WORK = 100_000
 
 _TRIVIAL = frozenset({Op.CONST, Op.VAR, Op.SPECIAL, Op.LENGTH, Op.WIDTH, Op.HEIGHT})
 
@@ -140,6 +140,7 @@ class _Namer:
 
     def __init__(self) -> None:
         self.used: set[str] = set()
+        self.next: dict[str, int] = {}  # next suffix to try per base (keeps naming linear)
 
     def reserve(self, name: str) -> None:
         self.used.add(name)
@@ -148,10 +149,13 @@ class _Namer:
         base = "".join(c if c.isalnum() or c == "_" else "_" for c in base)[:100] or "_t"
         if base[0].isdigit():
             base = "_" + base
-        name, n = base, 0
+        name, n = base, self.next.get(base, 0)
+        if n:
+            name = f"{base}_{n}"
         while name in self.used:
             n += 1
             name = f"{base}_{n}"
+        self.next[base] = n + 1
         self.used.add(name)
         return name
 
