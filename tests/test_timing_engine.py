@@ -401,12 +401,19 @@ def test_only_the_connected_flows_are_solved_again():
         tl.transfer(("host", "x"), 10**9, tag=f"long{i}")
     tl.run(until=0.5)
     solved = dict(tl.solver_stats)
+    (version_of_a,) = {c.round.group.version for c in tl._classes.values() if c.n}
     # Short transfers on link b start and end: the flows on link a are never recomputed.
     for i in range(5):
         tl.transfer(("host", "y"), 1000, start_at=0.5 + i * 1e-3, tag=f"short{i}")
     tl.run(until=0.6)
-    assert tl.solver_stats["solves"] - solved["solves"] == 10
-    assert tl.solver_stats["classes"] - solved["classes"] == 5  # the one class on b, at starts
+    after = tl.solver_stats
+    # Each short transfer is solved alone when it starts (one class, from scratch) and leaves
+    # nothing to solve when it ends; the long flows on link a are never touched again.
+    assert after["classes"] - solved["classes"] == 5
+    assert after["components"] - solved["components"] == 5
+    assert after["relevels"] == solved["relevels"]
+    longs = [c for c in tl._classes.values() if c.n == 3]
+    assert len(longs) == 1 and longs[0].round.group.version == version_of_a
 
 
 # --------------------------------------------------------------------------
@@ -477,9 +484,7 @@ def test_random_fabrics_match_the_reference(seed):
         links.append(Link(f"l{i}", nodes[rng.randrange(i)], nodes[i],
                           profile(rng.choice([1e6, 2e6, 5e6]), rng.choice([0.0, 1e-4, 1e-3]),
                                   full_duplex=rng.random() < 0.7)))
-    menu = [SHARED, TCP, BusModel("w", "fluid", cross_traffic=0.1, weight_s=500.0),
-            BusModel("f", "fluid", latency_factor=2.0, bandwidth_factor=0.5)]
-    models = [rng.choice(menu) for _ in links]
+    models = [rng.choice(MENU) for _ in links]
     links = [Link(ln.name, ln.a, ln.b, ln.profile, m) for ln, m in zip(links, models)]
     tl = Timeline(links)
     jobs, done = [], []
@@ -494,6 +499,43 @@ def test_random_fabrics_match_the_reference(seed):
     expected = _reference(links, models, jobs)
     for activity, want in zip(done, expected):
         assert math.isclose(activity.end, want, rel_tol=1e-9), (activity, want)
+
+
+MENU = [SHARED, TCP, BusModel("w", "fluid", cross_traffic=0.1, weight_s=500.0),
+        BusModel("f", "fluid", latency_factor=2.0, bandwidth_factor=0.5),
+        BusModel("g", "fluid", tcp_gamma=2000.0)]  # a window small enough to bind
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_busy_switched_fabrics_match_the_reference(seed):
+    # Host -> switch -> devices and device -> device through the switch: one shared uplink,
+    # many flows starting and ending, classes appearing and emptying all the time.
+    rng = random.Random(100 + seed)
+    devices = [f"d{i}" for i in range(rng.randint(3, 7))]
+    links = [Link("up", "host", "sw", profile(rng.choice([4e6, 8e6]), rng.choice([0.0, 1e-4]),
+                                              full_duplex=rng.random() < 0.8),
+                  rng.choice(MENU))]
+    for d in devices:
+        links.append(Link(f"to-{d}", "sw", d,
+                          profile(rng.choice([1e6, 2e6, 3e6]), rng.choice([0.0, 2e-4, 1e-3])),
+                          rng.choice(MENU)))
+    tl = Timeline(links)
+    ends = ["host"] + devices
+    jobs, done = [], []
+    for k in range(rng.randint(40, 150)):
+        src, dst = rng.sample(ends, 2)
+        route = tl.route(src, dst)
+        nbytes = rng.randint(1, 200_000)
+        start = rng.choice([0.0, 0.01, rng.uniform(0, 0.2)])
+        jobs.append((list(route.hops), nbytes, start))
+        done.append(tl.transfer(route, nbytes, start_at=start, tag=f"j{k:03d}"))
+    tl.run()
+    models = [tl.link_models[i] for i in range(len(links))]
+    expected = _reference(links, models, jobs)
+    for activity, want in zip(done, expected):
+        assert math.isclose(activity.end, want, rel_tol=1e-9), (activity, want)
+    stats = tl.solver_stats
+    assert stats["relevels"] > 0 and stats["components"] > 0  # both paths were taken
 
 
 # --------------------------------------------------------------------------

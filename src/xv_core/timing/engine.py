@@ -165,7 +165,7 @@ class _Round:
     n x coefficient / penalty over the members (kept up to date as flows start and end)."""
 
     __slots__ = ("members", "resource", "bound_level", "level", "next_level", "V", "last",
-                 "weights", "group", "heap", "single")
+                 "weights", "group", "heap", "single", "cap_level")
 
     def __init__(self, members: list[_FlowClass], resource: int, level: float, now: float,
                  group: _Group):
@@ -182,6 +182,9 @@ class _Round:
         # round of one class needs no heap: ``single`` is that class.
         self.heap: list[tuple[float, str, int, _FlowClass]] = []
         self.single = members[0] if len(members) == 1 else None
+        # The lowest bound x penalty among the members: a round of a shared resource must not
+        # lift a bounded member past its bound.
+        self.cap_level = min((c.bound * c.penalty for c in members), default=_INF)
 
 
 class _Group:
@@ -694,7 +697,6 @@ class Timeline:
                     heapq.heappush(rnd.heap, (vt, activity.tag, cls.vtseq, cls))
             self._dirty.add(rnd.group)
         else:
-            # A class becoming active changes the bottleneck structure: solve from scratch.
             cls.Wa = cls.Va = 0.0
             cls.round = None
             heapq.heappush(cls.heap, (float(activity.nbytes), activity.tag, self._seq, activity,
@@ -704,7 +706,53 @@ class Timeline:
                 bisect.insort(self._res_classes[r], cls, key=_by_order)
             for link in cls.links:
                 self._link_up(link, now)
+            self._activate(cls, now)
+
+    def _activate(self, cls: _FlowClass, now: float) -> None:
+        """A class starts flowing.  If its resources carry classes of a single group and one of
+        them saturates one of its resources, it joins the earliest such round, and the group
+        only needs new levels (checked like any other); otherwise its component is solved from
+        scratch."""
+        group = None
+        for r, _ in cls.terms:
+            for other in self._res_classes[r]:
+                if other is not cls:
+                    rnd = other.round
+                    if rnd is None or (group is not None and rnd.group is not group):
+                        self._touched.add(cls.first)
+                        return
+                    group = rnd.group
+        if group is None or group.dead:
             self._touched.add(cls.first)
+            return
+        mine = {r for r, _ in cls.terms}
+        for rnd in group.rounds:
+            if rnd.resource in mine:
+                break
+        else:
+            self._touched.add(cls.first)
+            return
+        if rnd.single is not None:  # the round now needs its heap
+            only = rnd.single
+            rnd.single = None
+            only.vtseq += 1
+            rnd.heap = [(only.vt, only.heap[0][1], only.vtseq, only)]
+        rnd.members.append(cls)
+        cls.round = rnd
+        cls.Va = rnd.V + rnd.level * (now - rnd.last)
+        head = cls.heap[0]
+        vt = cls.vt = cls.Va + head[0] * cls.penalty
+        cls.vtseq += 1
+        heapq.heappush(rnd.heap, (vt, head[1], cls.vtseq, cls))
+        weights = rnd.weights
+        w = 1.0 / cls.penalty
+        for r, coef in cls.terms:
+            weights[r] = weights.get(r, 0.0) + w * coef
+            if r not in group.resources:
+                group.resources.append(r)
+        if cls.bound * cls.penalty < rnd.cap_level:
+            rnd.cap_level = cls.bound * cls.penalty
+        self._dirty.add(group)
 
     def _flow_end(self, cls: _FlowClass, now: float) -> None:
         heap = cls.heap
@@ -732,13 +780,33 @@ class Timeline:
                 heapq.heappush(rnd.heap, (vt, head[1], cls.vtseq, cls))
             self._dirty.add(rnd.group)
         else:
+            # The class leaves its round; the rest of the group keeps its structure if the
+            # new levels pass the usual check.
             cls.round = None
             for r, _ in cls.terms:
                 self._res_classes[r].remove(cls)
-                self._touched.add(r)
             for link in cls.links:
                 self._link_down(link, now)
-            rnd.group.dead = True
+            group = rnd.group
+            members = rnd.members
+            members.remove(cls)
+            if members:
+                weights: dict[int, float] = {}  # afresh: no residue of the class that left
+                for other in members:
+                    w = other.n / other.penalty
+                    for r, coef in other.terms:
+                        weights[r] = weights.get(r, 0.0) + w * coef
+                rnd.weights = weights
+                rnd.cap_level = min(c.bound * c.penalty for c in members)
+                if len(members) == 1:
+                    rnd.single = members[0]
+                self._dirty.add(group)
+            else:
+                group.rounds.remove(rnd)
+                if group.rounds:
+                    self._dirty.add(group)
+                else:
+                    group.dead = True
         for entry in finished:
             self._next_stage(entry[3], entry[4] + 1, now)
 
@@ -872,6 +940,8 @@ class Timeline:
             rnd = rounds[0]
             r = rnd.resource
             level = cap[r] / rnd.weights[r] if r >= 0 else rnd.bound_level
+            if level > rnd.cap_level * _LOADABLE:
+                return False
             for r, w in rnd.weights.items():
                 if level * w > cap[r] * _LOADABLE:
                     return False
@@ -897,7 +967,8 @@ class Timeline:
             for rnd in rounds:
                 r = rnd.resource
                 level = rem[r] / rnd.weights[r] if r >= 0 else rnd.bound_level
-                if level < previous * _STILL_ORDERED or level <= 0.0:
+                if (level < previous * _STILL_ORDERED or level <= 0.0
+                        or level > rnd.cap_level * _LOADABLE):
                     return False
                 for r, w in rnd.weights.items():
                     rem[r] -= level * w
