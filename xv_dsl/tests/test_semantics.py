@@ -515,3 +515,38 @@ def test_every_node_carries_its_source_line() -> None:
         stack.extend(n.args)
     assert all(line > 0 for line in lines)
     assert 3 in lines  # the inlined body of palette() keeps palette's own line
+
+
+def test_mixed_features() -> None:
+    """Local constants, vec4 elements, vector-returning functions, f64, bool parameters,
+    else-if chains and an atomic on the lazy side of '&&'."""
+    src = """
+    const i32 N = 3;
+    vec3 shade(vec3 c, f32 k) { vec3 r = c * k; if (k > 1.0) { return r.zyx; } return r; }
+    f32 sumimg(image<vec4> im, i32 x, i32 y) { vec4 p = im[x, y]; return p.x + p.y + p.z + p.w; }
+    kernel k(buffer<vec4> v, image<vec4> im, buffer<f64> d, buffer<i32> cnt, bool flag) {
+        i32 i = global_id.x;
+        const f32 half = 0.5 * f32(i);
+        const i32 TAB[N] = {10, 20, 30};
+        v[i] += vec4(1.0);
+        v[i][1] = half;
+        vec3 s = shade(v[i].xyz, flag ? 2.0 : 0.5);
+        v[i].xyz = s;
+        f64 acc = 1.0;
+        acc = acc * 2 + f64(v[i].w);
+        d[i] = acc / 3;
+        cnt[i]++;
+        cnt[i] += TAB[i % N];
+        if (i == 0) { cnt[0] += 100; } else if (i == 1) { cnt[1] += 200; } else { cnt[i] += 300; }
+        bool got = i < 2 && atomic_add(cnt[3], 1) >= 0;
+        if (got) { v[i].w = sumimg(im, i, 0); }
+    }
+    """
+    v = np.arange(16, dtype=np.float32).reshape(4, 4)
+    im = np.ones((1, 4, 4), np.float32)
+    d = np.zeros(4)
+    cnt = np.zeros(4, np.int32)
+    launch(src, (1,), (3,), v=v, im=im, d=d, cnt=cnt, flag=True)
+    np.testing.assert_allclose(v, [[6, 0, 2, 4], [14, 1, 10, 4], [22, 2, 18, 12], [12, 13, 14, 15]])
+    np.testing.assert_allclose(d, [2, 10 / 3, 14 / 3, 0])
+    np.testing.assert_array_equal(cnt, [111, 221, 331, 2])
