@@ -94,7 +94,8 @@ def test_mutated_kernels(text: str) -> None:
 # parser -- see thousands of shapes.  Plain ``random`` seeded by hypothesis
 # keeps generation cheap.
 VARS = {
-    "i32": ["i", "n", "global_id.x", "local_id.y", "x.length", "K", "y[i & 7]", "3", "-2"],
+    "i32": ["i", "n", "global_id.x", "local_id.y", "x.length", "K", "y[i & 7]", "3", "-2",
+            "(1 << (n & 7))", "-(2 << n)", "(b ? 1 : 2)"],
     "u32": ["u", "2u", "u32(n)", "0xFFu"],
     "f32": ["f", "g", "x[i]", "arr[1]", "v.x", "q.w", "0.5", "sq(f)", "tw(i, f)", "2.0", "p[1]"],
     "bool": ["b", "true", "(i < n)"],

@@ -456,7 +456,7 @@ class Checker:
             scope.names.setdefault(p.name, sym)
         ctx = _Context(info)
         self._owner = info
-        self.block_items(info.node.body.stmts, Scope(scope), ctx)
+        self.block_items(info.node.body.stmts, scope, ctx)  # as in C: one scope with the params
         self._owner = None
         if info.ret.kind not in ("void", "error") and not _always_returns(info.node.body):
             self.error(info.node.name_span,
@@ -468,7 +468,7 @@ class Checker:
         for p, sym in zip(info.node.params, info.params):
             scope.names.setdefault(p.name, sym)
         self._owner = info
-        self.block_items(info.node.body.stmts, Scope(scope), _Context(info))
+        self.block_items(info.node.body.stmts, scope, _Context(info))
         self._owner = None
 
     def block_items(self, stmts: tuple[ast.Stmt, ...], scope: Scope, ctx: _Context) -> None:
@@ -839,6 +839,11 @@ class Checker:
             self.retype(e.otherwise, target)
         elif isinstance(e, ast.Binary) and e.op in _SHIFTS:
             self.retype(e.left, target)
+        elif isinstance(e, ast.Binary):
+            self.retype(e.left, target)
+            self.retype(e.right, target)
+        elif isinstance(e, ast.Unary):
+            self.retype(e.operand, target)
         self.types[id(e)] = target
 
     def default(self, e: ast.Expr) -> Ty:
@@ -943,16 +948,15 @@ class Checker:
         common = self.common_type(op, left, right, lt, rt, span)
         if common.is_error:
             return ERROR
-        if op in _EQUALITY:
-            return BOOL
-        if op in _ORDER:
-            if not (common.is_numeric or common.is_lit):
+        if op in _EQUALITY or op in _ORDER:
+            if op in _ORDER and not (common.is_numeric or common.is_lit):
                 self.error(span, f"'{op}' compares numbers, not {common}",
                            "compare vector components one by one" if common.is_vec else None)
                 return ERROR
             if common.is_lit and (id(left) not in self.consts or id(right) not in self.consts):
-                self.default(left)
-                self.default(right)
+                # Compared at run time: both sides settle on one default type.
+                self.coerce(left, default_of(common))
+                self.coerce(right, default_of(common))
             return BOOL
         if op in _BITS:
             if not (common.is_int or common.kind == INT_LIT or common == BOOL):
@@ -988,14 +992,9 @@ class Checker:
                     span: SourceSpan) -> Ty:
         """The one type both operands get (vectors broadcast f32 scalars)."""
         if lt.is_lit and rt.is_lit:
-            kind = INT_LIT if lt.kind == rt.kind == INT_LIT else FLOAT_LIT
-            both_const = id(left) in self.consts and id(right) in self.consts
-            if not both_const:  # a ?: between literals: settle both on one typed default
-                settled = I32 if kind == INT_LIT else Ty("f32")
-                self.coerce(left, settled)
-                self.coerce(right, settled)
-                return settled
-            return Ty(kind)
+            # Still untyped (even when not constant, as with ``c ? 1 : 2``): the context
+            # decides later, and retype() pushes the type down to the literals.
+            return Ty(INT_LIT if lt.kind == rt.kind == INT_LIT else FLOAT_LIT)
         if lt.is_lit or rt.is_lit:
             lit, lit_t, other_t = (left, lt, rt) if lt.is_lit else (right, rt, lt)
             target = F32 if other_t.is_vec else other_t
