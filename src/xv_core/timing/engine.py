@@ -94,7 +94,7 @@ class Activity:
 
     __slots__ = ("kind", "tag", "where", "nbytes", "start_at", "start", "end", "duration",
                  "lanes", "ops", "on_done", "_seq", "_waiting", "_dependents", "_stages",
-                 "_links", "_component")
+                 "_plan", "_component")
 
     def __init__(self, kind: str, tag: str, where: str, nbytes: int, start_at: float, seq: int):
         self.kind = kind
@@ -112,7 +112,7 @@ class Activity:
         self._waiting = 0
         self._dependents: list[Activity] | None = None
         self._stages: tuple[Any, ...] = ()
-        self._links: tuple[int, ...] = ()
+        self._plan: _Plan | None = None
         self._component: _Component | None = None
 
     @property
@@ -205,11 +205,16 @@ class _Plan:
     """What the engine needs of a route, worked out once: its stages, the indices and label of
     its links, and the first stage's class and latency when a transfer can join it directly."""
 
-    __slots__ = ("route", "stages", "links", "label", "first_cls", "first_latency")
+    __slots__ = ("route", "stages", "links", "label", "first_cls", "first_latency", "bytes",
+                 "count")
 
     def __init__(self, route: Route, stages: tuple[Any, ...]):
         self.route = route
         self.stages = stages
+        # Bytes and transfers that completed over the route: the per-link totals of the report
+        # are summed from these, so a transfer's end costs the same however many links it has.
+        self.bytes = 0
+        self.count = 0
         self.links = tuple(i for i, _ in route.hops)
         self.label = route.label
         first = stages[0] if stages else None
@@ -299,6 +304,7 @@ class Timeline:
         self._rem: list[float] = []
         self._wt: list[float] = []
         self._cnt: list[int] = []
+        self._top: list[float] = []  # the highest level seen on each resource while re-levelling
         # The classes flowing over each resource, kept sorted by class order so that every
         # walk over them is in an order that depends on the fabric only.
         self._res_classes: list[list[_FlowClass]] = []
@@ -334,6 +340,7 @@ class Timeline:
         self._classes: dict[tuple[Any, ...], _FlowClass] = {}
         self._plans: dict[tuple[str, str], _Plan] = {}  # by (src, dst)
         self._plans_by_id: dict[int, _Plan] = {}  # by id() of Route objects seen
+        self._all_plans: list[_Plan] = []
         self._mark = 0
         # Set while a batch of simultaneous events is being applied.
         self._touched: set[int] = set()  # resources whose classes must be solved anew
@@ -344,8 +351,6 @@ class Timeline:
         self._link_active = [0] * len(self.links)
         self._link_since = [0.0] * len(self.links)
         self._link_busy = [0.0] * len(self.links)
-        self._link_bytes = [0] * len(self.links)
-        self._link_transfers = [0] * len(self.links)
         self.transfers = 0
         self.computes = 0
         #: How much re-solving the run took: batches that re-solved ("solves"), connected
@@ -374,6 +379,7 @@ class Timeline:
     def _new_resource(self, capacity: float) -> int:
         self._cap.append(capacity)
         self._res_classes.append([])
+        self._top.append(0.0)
         self._rem.append(0.0)
         self._wt.append(0.0)
         self._cnt.append(0)
@@ -393,6 +399,7 @@ class Timeline:
             route = shortest_route(self.links, src, dst)
             plan = self._plans[src, dst] = self._plans_by_id[id(route)] = \
                 _Plan(route, self._stages(route))
+            self._all_plans.append(plan)
         return plan
 
     def _plan_of(self, route: Route | tuple[str, str]) -> _Plan:
@@ -402,6 +409,7 @@ class Timeline:
         if plan is None or plan.route is not route:
             # Keyed by identity, the plan keeps its route alive so the id is never reused.
             plan = self._plans_by_id[id(route)] = _Plan(route, self._stages(route))
+            self._all_plans.append(plan)
         return plan
 
     def _stages(self, route: Route) -> tuple[Any, ...]:
@@ -505,7 +513,7 @@ class Timeline:
         activity = self._activity("transfer", tag, plan.label, int(nbytes), start_at, after,
                                   on_done)
         activity._stages = plan.stages
-        activity._links = plan.links
+        activity._plan = plan
         self.transfers += 1
         if activity._waiting == 0:
             when = activity.start = activity.start_at
@@ -730,7 +738,7 @@ class Timeline:
             if rnd.resource in mine:
                 break
         else:
-            self._touched.add(cls.first)
+            self._new_round(cls, group, now)
             return
         if rnd.single is not None:  # the round now needs its heap
             only = rnd.single
@@ -752,6 +760,41 @@ class Timeline:
                 group.resources.append(r)
         if cls.bound * cls.penalty < rnd.cap_level:
             rnd.cap_level = cls.bound * cls.penalty
+        self._dirty.add(group)
+
+    def _new_round(self, cls: _FlowClass, group: _Group, now: float) -> None:
+        """A class whose resources none of ``group``'s rounds saturates gets a round of its own,
+        at the level the capacity the others leave on its route allows (or its bound)."""
+        left = {r: self._cap[r] for r, _ in cls.terms}
+        for rnd in group.rounds:
+            weights = rnd.weights
+            for r in left:
+                w = weights.get(r)
+                if w is not None:
+                    left[r] -= rnd.level * w
+        level = _INF
+        best = -1
+        for r, coef in cls.terms:
+            lvl = left[r] * cls.penalty / coef
+            if lvl < level:
+                level = lvl
+                best = r
+        if cls.bound * cls.penalty < level:
+            level = cls.bound * cls.penalty
+            best = -1
+        if not level > 0.0:
+            self._touched.add(cls.first)
+            return
+        rnd = _Round([cls], best, level, now, group)
+        w = 1.0 / cls.penalty
+        for r, coef in cls.terms:
+            rnd.weights[r] = w * coef
+            if r not in group.resources:
+                group.resources.append(r)
+        group.rounds.append(rnd)
+        cls.round = rnd
+        cls.Va = 0.0
+        cls.vt = cls.heap[0][0] * cls.penalty
         self._dirty.add(group)
 
     def _flow_end(self, cls: _FlowClass, now: float) -> None:
@@ -808,7 +851,12 @@ class Timeline:
                 else:
                     group.dead = True
         for entry in finished:
-            self._next_stage(entry[3], entry[4] + 1, now)
+            activity = entry[3]
+            index = entry[4] + 1
+            if index == len(activity._stages):
+                self._transfer_end(activity, now)
+            else:
+                self._next_stage(activity, index, now)
 
     def _start_fifo(self, now: float) -> None:
         servers = sorted(self._kick_servers, key=lambda s: s.index)
@@ -836,14 +884,23 @@ class Timeline:
         activity.end = now
         if now > self.end:
             self.end = now
-        nbytes = activity.nbytes
-        for link in activity._links:
-            self._link_bytes[link] += nbytes
-            self._link_transfers[link] += 1
-        self._log.append((now, _T_END, activity.tag, activity.where, nbytes))
-        self._finished(activity, now)
+        plan = activity._plan
+        plan.bytes += activity.nbytes
+        plan.count += 1
+        self._log.append((now, _T_END, activity.tag, activity.where, activity.nbytes))
+        if activity._dependents:
+            self._release(activity, now)
+        if activity.on_done is not None:
+            activity.on_done(activity)
 
     def _finished(self, activity: Activity, now: float) -> None:
+        if activity._dependents:
+            self._release(activity, now)
+        if activity.on_done is not None:
+            activity.on_done(activity)
+
+    def _release(self, activity: Activity, now: float) -> None:
+        """Start what waited for ``activity`` and nothing else."""
         dependents = activity._dependents
         if dependents:
             activity._dependents = None
@@ -856,8 +913,6 @@ class Timeline:
                         self._ready_transfer(dep, when)
                     else:
                         self._push(when, dep.tag, _COMPUTE_READY, dep, None)
-        if activity.on_done is not None:
-            activity.on_done(activity)
 
     def _link_up(self, link: int, now: float) -> None:
         if self._link_active[link] == 0:
@@ -958,24 +1013,12 @@ class Timeline:
             heapq.heappush(self._heap, (t if t > now else now, head.heap[0][1], self._seq,
                                         _FLOW_END, head, group.version))
             return True
-        else:
-            rem = self._rem
-            resources = group.resources
-            for r in resources:
-                rem[r] = cap[r]
-            previous = 0.0
-            for rnd in rounds:
-                r = rnd.resource
-                level = rem[r] / rnd.weights[r] if r >= 0 else rnd.bound_level
-                if (level < previous * _STILL_ORDERED or level <= 0.0
-                        or level > rnd.cap_level * _LOADABLE):
-                    return False
-                for r, w in rnd.weights.items():
-                    rem[r] -= level * w
-                rnd.next_level = previous = level
-            for r in resources:
-                if rem[r] < -_OVERLOAD * cap[r]:
-                    return False
+        elif not self._levels(group):
+            # The rounds may only have changed places: try once more in the order of the levels
+            # just found before solving from scratch.
+            rounds.sort(key=_by_next_level)
+            if not self._levels(group):
+                return False
         first_time = _INF
         first: _FlowClass | None = None
         for rnd in rounds:
@@ -997,6 +1040,42 @@ class Timeline:
         heapq.heappush(self._heap, (first_time if first_time > now else now, first.heap[0][1],
                                     self._seq, _FLOW_END, first, group.version))
         return True
+
+    def _levels(self, group: _Group) -> bool:
+        """Each round's ``next_level`` in list order, each saturating its resource with what
+        the rounds before it left; True when that is a max-min fair allocation.
+
+        It is when no resource is loaded beyond its capacity (so no later round crosses an
+        earlier round's saturated resource), no round's level is below that of an earlier
+        round sharing its resource (so every class's round resource is a bottleneck where no
+        class has a higher level), and no bounded class is lifted past its bound.
+        """
+        cap, rem, top = self._cap, self._rem, self._top
+        resources = group.resources
+        for r in resources:
+            rem[r] = cap[r]
+            top[r] = 0.0
+        good = True
+        for rnd in group.rounds:
+            r = rnd.resource
+            if r >= 0:
+                level = rem[r] / rnd.weights[r]
+                if level < top[r] * _STILL_ORDERED:
+                    good = False
+            else:
+                level = rnd.bound_level
+            if level <= 0.0 or level > rnd.cap_level * _LOADABLE:
+                good = False
+            for r, w in rnd.weights.items():
+                rem[r] -= level * w
+                if level > top[r]:
+                    top[r] = level
+            rnd.next_level = level
+        if good:
+            for r in resources:
+                if rem[r] < -_OVERLOAD * cap[r]:
+                    return False
+        return good
 
     @staticmethod
     def _round_head(rnd: _Round) -> _FlowClass:
@@ -1163,18 +1242,24 @@ class Timeline:
         virtual_s).
         """
         span = self.end
+        link_bytes = [0] * len(self.links)
+        link_transfers = [0] * len(self.links)
+        for plan in self._all_plans:
+            for i in plan.links:
+                link_bytes[i] += plan.bytes
+                link_transfers[i] += plan.count
         links: dict[str, dict[str, Any]] = {}
         for i, link in enumerate(self.links):
             busy = self._link_busy[i]
             if self._link_active[i]:
                 busy += self.now - self._link_since[i]
-            nbytes = self._link_bytes[i]
+            nbytes = link_bytes[i]
             links[link.name] = {
                 "between": [link.a, link.b],
                 "profile": link.profile.name,
                 "model": self.link_models[i].name,
                 "bytes": nbytes,
-                "transfers": self._link_transfers[i],
+                "transfers": link_transfers[i],
                 "busy_s": busy,
                 "bandwidth": nbytes / busy if busy > 0 else 0.0,
                 "utilisation": nbytes / (link.profile.bandwidth * span) if span > 0 else 0.0,
@@ -1205,3 +1290,7 @@ def _by_order(cls: _FlowClass) -> tuple[int, Any]:
 
 def _by_key(group: _Group) -> int:
     return group.key
+
+
+def _by_next_level(rnd: _Round) -> float:
+    return rnd.next_level
