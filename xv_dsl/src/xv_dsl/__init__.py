@@ -40,7 +40,7 @@ def compile_file(path: str | os.PathLike[str]) -> Module:
     """Read and compile a ``.xvk`` file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the source
     except UnicodeDecodeError as exc:
         raise SourceError([Diagnostic(SourceSpan(str(p), 1, 1),
                                       f"the file is not UTF-8 text ({exc.reason})")]) from None

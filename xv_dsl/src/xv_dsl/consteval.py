@@ -40,7 +40,9 @@ def wrap(kind: str, value: Any) -> Any:
         return int(value) % (1 << 32)
     if kind == "f32":
         with np.errstate(all="ignore"):
-            return float(np.float32(value))
+            # The shortest decimal that rounds to the same f32 (0.33, not
+            # 0.33000001311302185): exact for every backend, readable in --emit ir.
+            return float(str(np.float32(value)))
     return float(value)
 
 
