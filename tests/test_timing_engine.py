@@ -538,6 +538,65 @@ def test_busy_switched_fabrics_match_the_reference(seed):
     assert stats["relevels"] > 0 and stats["components"] > 0  # both paths were taken
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_busy_meshes_match_the_reference(seed):
+    # A star where devices also send to each other through the host: every flow is connected
+    # to every other, groups merge and split all the time.
+    rng = random.Random(200 + seed)
+    devices = [f"d{i}" for i in range(rng.randint(4, 8))]
+    links = [Link(f"to-{d}", "host", d,
+                  profile(rng.choice([1e6, 2e6]), rng.choice([0.0, 1e-4, 5e-4]),
+                          full_duplex=rng.random() < 0.8), rng.choice(MENU)) for d in devices]
+    tl = Timeline(links)
+    ends = ["host"] + devices
+    jobs, done = [], []
+    for k in range(rng.randint(80, 200)):
+        src, dst = rng.sample(ends, 2)
+        route = tl.route(src, dst)
+        nbytes = rng.randint(1, 100_000)
+        start = rng.choice([0.0, rng.uniform(0, 0.5)])
+        jobs.append((list(route.hops), nbytes, start))
+        done.append(tl.transfer(route, nbytes, start_at=start, tag=f"j{k:03d}"))
+    tl.run()
+    expected = _reference(links, list(tl.link_models), jobs)
+    for activity, want in zip(done, expected):
+        assert math.isclose(activity.end, want, rel_tol=1e-9), (activity, want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_closed_loop_of_transfers_matches_the_reference(seed):
+    # Ten transfers in flight, each end starting the next one, host <-> devices and device to
+    # device: hundreds of starts and ends re-shape the groups of the solver again and again.
+    rng = random.Random(300 + seed)
+    devices = [f"d{i}" for i in range(4)]
+    links = [Link(f"to-{d}", "host", d, profile(1e6 * (1 + i), 1e-4 * i), rng.choice(MENU))
+             for i, d in enumerate(devices)]
+    tl = Timeline(links)
+    ends = ["host"] + devices
+    routes = [tl.route(a, b) for a in ends for b in ends if a != b]
+    done = []
+    following = iter(range(10, 400))
+
+    def start(k: int) -> None:
+        route = routes[rng.randrange(len(routes))]
+        done.append((route, tl.transfer(route, rng.randint(1000, 400_000), tag=f"j{k:03d}",
+                                        on_done=next_one)))
+
+    def next_one(_activity):
+        k = next(following, None)
+        if k is not None:
+            start(k)
+
+    for k in range(10):
+        start(k)
+    tl.run()
+    assert len(done) == 400
+    jobs = [(list(route.hops), a.nbytes, a.start) for route, a in done]
+    expected = _reference(links, list(tl.link_models), jobs)
+    for (_, activity), want in zip(done, expected):
+        assert math.isclose(activity.end, want, rel_tol=1e-9), (activity, want)
+
+
 # --------------------------------------------------------------------------
 # Mistakes the runtime can make
 # --------------------------------------------------------------------------

@@ -191,7 +191,7 @@ class _Group:
     """One connected component of flowing classes: its rounds in filling order, the resources
     they load, and a version (unique across the timeline) that its pending event carries."""
 
-    __slots__ = ("rounds", "resources", "key", "version", "dead")
+    __slots__ = ("rounds", "resources", "key", "version", "dead", "mark")
 
     def __init__(self, resources: list[int]):
         self.rounds: list[_Round] = []
@@ -199,6 +199,7 @@ class _Group:
         self.key = min(resources)
         self.version = 0
         self.dead = False
+        self.mark = 0
 
 
 class _Plan:
@@ -973,6 +974,17 @@ class Timeline:
                                 seen.add(r)
                                 stack.append(r)
                                 resources.append(r)
+                        # A group may hold parts that are no longer connected (a class that
+                        # joined them left): solving any of it solves all of it, so that no
+                        # class is left in a group that is gone.
+                        rnd = cls.round
+                        if rnd is not None and rnd.group.mark != mark:
+                            rnd.group.mark = mark
+                            for r in rnd.group.resources:
+                                if r not in seen:
+                                    seen.add(r)
+                                    stack.append(r)
+                                    resources.append(r)
             if component:
                 stats["components"] += 1
                 stats["classes"] += len(component)
@@ -1108,6 +1120,7 @@ class Timeline:
             old = cls.round
             if old is not None:  # carry the byte counter over to the new round
                 cls.Wa += (old.V + old.level * (now - old.last) - cls.Va) / cls.penalty
+                old.group.dead = True
             cls.Va = 0.0
             cls.round = None  # not fixed yet
             w = cls.n / cls.penalty
