@@ -834,6 +834,14 @@ class Checker:
             self.record(e, target, value, True)
             return
         # Literal-typed but not constant: a ?: between literals, or a shift of one.
+        int_only = (isinstance(e, ast.Binary) and e.op in _BITS + _SHIFTS) or (
+            isinstance(e, ast.Unary) and e.op == "~")
+        if int_only and not target.is_int:
+            op = e.op  # type: ignore[union-attr]
+            self.error(e.span, f"'{op}' needs integers, but here its operands would become {target}",
+                       f"convert the result explicitly: {target.kind}({self.text_of(e) or '...'})")
+            self.types[id(e)] = ERROR
+            return
         if isinstance(e, ast.Ternary):
             self.retype(e.then, target)
             self.retype(e.otherwise, target)
@@ -980,6 +988,8 @@ class Checker:
                 self.error(span, f"'{op}' needs integer operands, got {t}")
                 return ERROR
         if lt.is_lit and rt.is_lit:
+            if id(left) not in self.consts or id(right) not in self.consts:
+                self.coerce(right, I32)  # the amount of a run-time shift: any integer type
             return ILIT
         if rt.is_lit:
             self.coerce(right, lt if lt.is_int else I32)
