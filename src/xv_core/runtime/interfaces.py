@@ -12,7 +12,7 @@ but the core.  Shapes of kernel arguments, as every backend receives them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -120,22 +120,52 @@ class ComponentContext(Protocol):
         """A directory for the component's files (relative paths in options resolve here)."""
         ...
 
+    @property
+    def plugins(self) -> Any:
+        """The run's :class:`~xv_core.plugins.Plugins`: the registries (eviction policies,
+        bus models, ...) a component or VRAM manager reaches other providers through."""
+        ...
+
 
 class DeviceBuffer(Protocol):
-    """A buffer in emulated VRAM."""
+    """A buffer in emulated VRAM, ``pages`` pages of the VRAM's page size."""
 
     name: str
     dtype: np.dtype[Any]
     shape: tuple[int, ...]
     nbytes: int
+    pages: int
 
     def array(self) -> np.ndarray:
-        """The numpy array kernels read and write (resident while a dispatch runs)."""
+        """The numpy array kernels read and write.  With paging only the pages that
+        :meth:`Vram.make_resident` made resident hold the buffer's contents; the host
+        reads and writes through :meth:`read` and :meth:`write` instead."""
+        ...
+
+    def read(self) -> np.ndarray:
+        """A copy of the whole contents, gathered from wherever each page lives."""
+        ...
+
+    def write(self, data: np.ndarray) -> None:
+        """Replace the whole contents (``data`` has the buffer's shape and dtype)."""
         ...
 
 
+class Lease(Protocol):
+    """Pages held resident for a tile; :meth:`release` (once) lets them be evicted again."""
+
+    def release(self) -> None: ...
+
+
 class Vram(Protocol):
-    """Device memory of a fabric: capacity-limited allocation of buffers."""
+    """Device memory of a fabric: capacity-limited allocation of buffers, and paging.
+
+    The runtime calls, in this order: :meth:`attach_tiers` once the fabric's components
+    exist; :meth:`record_pages` when a trace is asked for; per tile,
+    :meth:`make_resident` for every buffer argument (the tile runs once every call
+    has returned, and its leases are released when it ends); :meth:`flush` at the end of
+    a job; :meth:`close` with the fabric.
+    """
 
     capacity: int
     page_size: int
@@ -146,6 +176,103 @@ class Vram(Protocol):
 
     def free(self, buffer: DeviceBuffer) -> None: ...
 
+    def make_resident(self, buffer: DeviceBuffer, page_ranges: Sequence[tuple[int, int]], *,
+                      write: bool) -> Lease:
+        """Make pages ``[start, stop)`` of each range resident before a tile touches them,
+        evicting others by the fabric's policy; ``write``: the tile may write them (they
+        become dirty).  The pages stay resident until the lease is released.  Until per-tile
+        footprints exist the runtime passes the whole buffer, ``[(0, buffer.pages)]``."""
+        ...
+
+    def attach_tiers(self, tiers: Sequence[PageTier]) -> None:
+        """The cache tiers between VRAM and the buffers' backing, fastest first."""
+        ...
+
+    def flush(self, buffer: DeviceBuffer | None = None) -> None:
+        """Write persistent buffers (or one buffer) to their backing, crash-safely."""
+        ...
+
+    def record_pages(self, path: str) -> None:
+        """Record every page access to ``path`` (written when the VRAM closes), in the
+        page-trace format below."""
+        ...
+
     def stats(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+class PageTier(Protocol):
+    """A cache tier for VRAM pages: a component that holds pages (such as ``nvme``)
+    offers one as its ``page_tier`` attribute.  Keys are any hashable value."""
+
+    name: str
+    page_size: int
+    slots: int
+    #: Name of the link profile that times transfers to and from the tier (or None).
+    profile: str | None
+
+    def write_page(self, key: Any, data: Any) -> int:
+        """Store at most one page of bytes under ``key``; an existing key is overwritten.
+        The caller keeps ``len(tier) < slots`` before writing a new key."""
+        ...
+
+    def read_into(self, key: Any, out: Any) -> int | None:
+        """Copy the page stored under ``key`` into the writable buffer ``out``; return the
+        number of bytes, or None when the key is not stored."""
+        ...
+
+    def drop(self, key: Any) -> bool: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class EvictionPolicy(Protocol):
+    """What an eviction policy's factory returns (``factory(capacity)``, capacity in pages).
+
+    The VRAM manager drives it: ``key in policy`` (resident?), :meth:`hit`, :meth:`miss`
+    (the key is about to be admitted), :meth:`evict` (choose a victim not in ``pinned``,
+    forget it and return it; None when all are pinned), :meth:`insert`, :meth:`remove`.
+    Trace replay calls :meth:`replay` with a whole key sequence when the policy has it
+    (an offline policy such as ``belady`` has nothing else), and the five methods one
+    access at a time otherwise.
+    """
+
+    capacity: int
+    #: True for a policy that needs the future and so only replays traces.
+    offline: bool
+
+    def hit(self, key: Any) -> None: ...
+
+    def miss(self, key: Any) -> None: ...
+
+    def evict(self, pinned: Container[Any]) -> Any | None: ...
+
+    def insert(self, key: Any) -> None: ...
+
+    def remove(self, key: Any) -> None: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
+# --------------------------------------------------------------------------
+# Page traces (``xv fabric run --record-pages FILE``, ``xv vram replay FILE``)
+# --------------------------------------------------------------------------
+
+#: First bytes of a page-trace file.  Then a little-endian uint32 length and that many
+#: bytes of UTF-8 JSON: ``{"page_size": int, "profile": str, "buffers": {id: {"name": str,
+#: "pages": int}}}``; then records of :data:`PAGE_TRACE_DTYPE` to the end of the file.
+PAGE_TRACE_MAGIC = b"XVPAGES1\n"
+
+#: One record: a tile (or the host) touched pages ``first .. first + count - 1`` of
+#: buffer ``buffer`` in order; bit 0 of ``flags``: it may have written them.  The key
+#: replay uses for a page is ``buffer << 32 | page``.
+PAGE_TRACE_DTYPE = np.dtype([("buffer", "<u4"), ("first", "<u4"), ("count", "<u4"),
+                             ("flags", "<u4")])
+PAGE_WRITE = 1
