@@ -9,7 +9,7 @@ def test_discovered():
     assert "ram" in plugins.vram_managers
     assert plugins.vram_managers.plugin_of("ram") == "xv_buffer"
     assert plugins.provided_by("xv_buffer") == {
-        "eviction policy": ["fifo", "lru"],
+        "eviction policy": ["arc", "belady", "clock", "fifo", "lfu", "lru", "s3fifo"],
         "VRAM manager": ["ram"],
     }
     dist = {p.name: p.distribution for p in plugins.loaded}

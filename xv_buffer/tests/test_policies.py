@@ -69,18 +69,17 @@ def test_pager_operations(cls):
     policy = cls(2)
     policy.insert(("x", 0))
     policy.insert(("x", 1))
-    policy.touch(("x", 0))
-    victim = policy.victim()
+    policy.hit(("x", 0))
+    victim = policy.evict()
     assert victim == (("x", 1) if cls is LRU else ("x", 0))
     assert victim not in policy and len(policy) == 1
     survivor = ("x", 0) if cls is LRU else ("x", 1)
     assert survivor in policy
     policy.remove(survivor)
     assert len(policy) == 0
-    with pytest.raises(XvError, match=r"^eviction policy '\w+': no resident page to evict"):
-        policy.victim()
+    assert policy.evict() is None
     with pytest.raises(XvError, match=r"^eviction policy '\w+': page \('x', 5\) is not resident"):
-        policy.touch(("x", 5))
+        policy.hit(("x", 5))
     with pytest.raises(XvError, match=r"is not resident"):
         policy.remove(("x", 5))
 

@@ -95,7 +95,7 @@ def test_external_fragmentation_is_measured_and_explained():
         "buffer 'e': cannot allocate 32KiB: 32KiB of the 64KiB VRAM is free, but the largest "
         "free run is 16KiB (fragmented); live allocations, largest first: 'b' 16KiB, "
         "'d' 16KiB (hint: free buffers you no longer need, allocate the largest buffers "
-        "first, or raise vram.capacity to 96KiB)"
+        "first, or raise vram.capacity to 96KiB, or turn vram.paging on)"
     )
 
 
@@ -109,35 +109,35 @@ def test_out_of_memory_lists_live_allocations_largest_first():
     assert str(err.value) == (
         "buffer 'x': cannot allocate 512KiB: only 320KiB of the 1MiB VRAM is free; "
         "live allocations, largest first: 'large' 512KiB, 'medium' 128KiB, 'small' 64KiB "
-        "(hint: raise vram.capacity to at least 1216KiB, or free buffers you no longer need)"
+        "(hint: raise vram.capacity to at least 1216KiB, or free buffers you no longer need, or "
+        "turn vram.paging on)"
     )
     # a failed allocation changes nothing
     assert vram.stats()["used"] == 704 * KiB and vram.stats()["count"] == 3
 
 
-def test_out_of_memory_with_paging_says_paging_is_not_implemented():
+def test_with_paging_buffers_larger_than_vram_are_allocated():
     vram = RamVram(MiB, 64 * KiB, paging=True)
-    vram.allocate("a", (768 * KiB,), np.uint8)
+    a = vram.allocate("a", (768 * KiB,), np.uint8)
+    b = vram.allocate("b", (2 * MiB,), np.float32)  # 8MiB: eight times the capacity
+    assert (a.offset, b.offset) == (0, 768 * KiB)
+    s = vram.stats()
+    assert s["used"] == 768 * KiB + 8 * MiB and s["count"] == 2
+    assert s["free"] == MiB and s["tiers"]["vram"]["resident"] == 0  # nothing resident yet
+    data = np.arange(2 * MiB, dtype=np.float32)
+    b.write(data)
+    np.testing.assert_array_equal(b.read(), data)
+    assert vram.stats()["tiers"]["vram"]["resident"] <= MiB
+
+
+def test_buffer_larger_than_vram_without_paging():
+    vram = RamVram(MiB, 64 * KiB, paging=False)
     with pytest.raises(XvError) as err:
-        vram.allocate("b", (512 * KiB,), np.uint8)
+        vram.allocate("huge", (2 * MiB,), np.float32)
     assert str(err.value) == (
-        "buffer 'b': cannot allocate 512KiB: only 256KiB of the 1MiB VRAM is free; "
-        "live allocations, largest first: 'a' 768KiB; vram.paging is on, but paging is not "
-        "implemented yet: buffers must fit in VRAM together (hint: raise vram.capacity to at "
-        "least 1280KiB, or free buffers you no longer need)"
+        "buffer 'huge': cannot allocate 8MiB: more than the whole VRAM (1MiB) "
+        "(hint: raise vram.capacity to at least 8MiB, or turn vram.paging on)"
     )
-
-
-def test_buffer_larger_than_vram():
-    for paging, note in ((False, ""), (True, "; vram.paging is on, but paging is not "
-                                             "implemented yet")):
-        vram = RamVram(MiB, 64 * KiB, paging=paging)
-        with pytest.raises(XvError) as err:
-            vram.allocate("huge", (2 * MiB,), np.float32)
-        assert str(err.value) == (
-            f"buffer 'huge': cannot allocate 8MiB: more than the whole VRAM (1MiB){note} "
-            f"(hint: raise vram.capacity to at least 8MiB)"
-        )
 
 
 def test_many_live_allocations_are_summarised():

@@ -1,10 +1,11 @@
-"""xv_buffer: emulated VRAM for Xenovectra (allocator and eviction policies).
+"""xv_buffer: emulated VRAM for Xenovectra: allocator, paging between tiers, backings,
+eviction policies and page traces (see README.md)."""
 
-See README.md.  Paging between tiers and persistent backing arrive with issue 5.
-"""
+from xv_buffer.policies import (
+    ARC, FIFO, LFU, LRU, POLICIES, S3FIFO, Belady, Clock, EvictionPolicy, next_uses,
+)
+from xv_buffer.vram import Lease, PagedBuffer, RamBuffer, RamVram, RunAllocator, ram_vram_factory
 
-from xv_buffer.policies import FIFO, LRU, POLICIES, EvictionPolicy
-from xv_buffer.vram import RamBuffer, RamVram, RunAllocator, ram_vram_factory
-
-__all__ = ["EvictionPolicy", "FIFO", "LRU", "POLICIES", "RamBuffer", "RamVram", "RunAllocator",
+__all__ = ["ARC", "Belady", "Clock", "EvictionPolicy", "FIFO", "LFU", "LRU", "Lease", "POLICIES",
+           "PagedBuffer", "RamBuffer", "RamVram", "RunAllocator", "S3FIFO", "next_uses",
            "ram_vram_factory"]

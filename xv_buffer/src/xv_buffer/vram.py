@@ -1,33 +1,72 @@
-"""VRAM emulated in host RAM: a page-granular allocator with a capacity.
+"""VRAM emulated in host RAM: allocation within a capacity, and paging between tiers.
 
-First cut of issue 5's allocator.  Every buffer is a zero-filled numpy array
-in RAM, placed at a page-aligned offset in a device address space of
-``capacity`` bytes.  The placement is real (first fit over the free runs of
-pages, coalescing on free), so usage, peak, internal fragmentation (bytes
-lost to rounding up to whole pages) and external fragmentation (free space
-split into runs too small to use) are accounted exactly.
+Every buffer has its own anonymous memory mapping of whole pages (its device address range);
+the numpy array kernels index is a view of it.  VRAM is the set of *resident* pages: at most
+``capacity // page_size`` of them hold data at any time.  A page that is not resident holds
+zeros in that mapping (``madvise(MADV_DONTNEED)`` gives its RAM back), so a kernel reading a
+page that was never made resident would compute wrong results: the tests comparing outputs
+with and without paging would catch any page the pager forgot.
 
-Not yet: oversubscription.  A buffer, or the buffers together, must fit in
-the capacity; ``vram.paging: true`` allows nothing more until paging between
-tiers arrives with issue 5, and the out-of-memory error says so.
+Without paging (``vram.paging: false``) every buffer is resident for its whole life and the
+buffers must fit in the capacity together; allocation is first fit over runs of pages in a
+device address space of ``capacity`` bytes, and running out of memory is an error listing the
+live allocations, largest first.
+
+With paging, allocation only reserves device address space (not limited by the capacity) and
+pages move:
+
+* **in**, before a tile runs: :meth:`RamVram.make_resident` faults in the pages the tile
+  touches from the fastest tier that holds them (the cache tier, then the buffer's backing;
+  a page never written is zero-filled, nothing to read), evicting pages chosen by the eviction
+  policy when VRAM is full, and pins them until the tile's lease is released;
+* **out**: an evicted page that is dirty (written since it came in) is written back; pages
+  of file-backed buffers go to the cache tier (an ``nvme`` component's page file) when there
+  is one, and from there to the backing file when the tier evicts them; pages of RAM-backed
+  buffers go straight back to host RAM (a disk tier is slower than the RAM it would cache).
+
+The ``uvm`` profile behaves like GPU unified memory: 4KiB pages (faults and traces count
+them), 64KiB migration blocks (a fault brings in its whole block, the policy evicts whole
+blocks), and a tree-based neighbourhood prefetcher inside 2MiB regions: after a fault, every
+level of a full binary tree over the region's 32 blocks that is more than half resident is
+made fully resident.  Each far fault costs ``fault_latency_us`` plus the transfer over the
+modelled link; those modelled seconds go into the statistics (the virtual clock that will use
+them arrives with issue 6).
 """
 
 from __future__ import annotations
 
+import array
 import bisect
+import json
+import mmap
+import os
+import struct
 import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import structlog
 
 from xv_core.errors import XvError
+from xv_core.profiles import LinkProfile, get_profile
+from xv_core.runtime.interfaces import PAGE_TRACE_DTYPE, PAGE_TRACE_MAGIC, PAGE_WRITE
+from xv_buffer.backing import Backing, FileBacking, PersistentBacking, RamBacking
 from xv_buffer.sizes import format_size, to_bytes
 
 log = structlog.get_logger("xv.vram")
 
 #: Live allocations an out-of-memory message lists before summarising the rest.
 MAX_LISTED = 8
+#: Bytes of device address space with paging: allocation is never what runs out.
+ADDRESS_SPACE = 1 << 46
+#: The ``uvm`` profile's migration block and prefetch region.
+UVM_BLOCK = 64 << 10
+UVM_REGION = 2 << 20
+_OS_PAGE = mmap.PAGESIZE
+_KEY_BITS = 32
 
 
 class RunAllocator:
@@ -85,23 +124,84 @@ class RunAllocator:
         return list(zip(self._starts, self._lengths))
 
 
-class RamBuffer:
-    """A buffer in :class:`RamVram`: a numpy array in RAM at a device offset.
+# ----------------------------------------------------------------------------------------
+# statistics
+# ----------------------------------------------------------------------------------------
 
-    Implements :class:`xv_core.runtime.interfaces.DeviceBuffer`.  After it is
-    freed, :meth:`array` raises :class:`~xv_core.errors.XvError`.
+_VRAM_COUNTERS = ("accesses", "hits", "misses", "zero_fills", "prefetches", "evictions",
+                  "writebacks", "bytes_read", "bytes_written", "host_bytes_read",
+                  "host_bytes_written")
+_TIER_COUNTERS = ("hits", "misses", "evictions", "reads", "writes", "bytes_read",
+                  "bytes_written")
+
+
+class _Counters:
+    """Named counters plus measured (wall) and modelled seconds of data movement."""
+
+    def __init__(self, names: Sequence[str]):
+        self.values = dict.fromkeys(names, 0)
+        self.wall_s = 0.0
+        self.modelled_s = 0.0
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.values[name] += n
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.values)
+        moved = out.get("bytes_read", 0) + out.get("bytes_written", 0)
+        accesses = out.get("hits", 0) + out.get("misses", 0)
+        if "hits" in out:
+            out["miss_ratio"] = out["misses"] / accesses if accesses else 0.0
+        out["wall_s"] = self.wall_s
+        out["modelled_s"] = self.modelled_s
+        # Measured on this machine: bytes moved over the time spent moving them.
+        out["bandwidth_Bps"] = moved / self.wall_s if self.wall_s > 0 else 0.0
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# buffers
+# ----------------------------------------------------------------------------------------
+
+
+class PagedBuffer:
+    """A buffer in :class:`RamVram`.  Implements :class:`xv_core.runtime.interfaces.DeviceBuffer`.
+
+    ``offset`` is its place in the device address space, ``reserved`` the bytes it takes
+    there (whole pages, or whole 2MiB regions with the ``uvm`` profile).  After it is freed,
+    :meth:`array`, :meth:`read` and :meth:`write` raise :class:`~xv_core.errors.XvError`.
     """
 
-    __slots__ = ("name", "dtype", "shape", "nbytes", "offset", "reserved", "_array")
-
-    def __init__(self, name: str, array: np.ndarray, offset: int, reserved: int):
+    def __init__(self, vram: RamVram, ident: int, name: str, dtype: np.dtype[Any],
+                 shape: tuple[int, ...], nbytes: int, pages: int, offset: int, reserved: int,
+                 backing: Backing, persistent: bool):
+        self._vram = vram
+        self.id = ident
         self.name = name
-        self.dtype = array.dtype
-        self.shape = tuple(array.shape)
-        self.nbytes = int(array.nbytes)
-        self.offset = offset  # bytes from the start of VRAM, a multiple of the page size
-        self.reserved = reserved  # bytes counted against capacity: nbytes rounded up to pages
-        self._array: np.ndarray | None = array
+        self.dtype = dtype
+        self.shape = shape
+        self.nbytes = nbytes
+        self.pages = pages
+        self.offset = offset
+        self.reserved = reserved
+        self.backing = backing
+        self.persistent = persistent
+        self.key_base = ident << _KEY_BITS
+        size = max(pages, 1) * vram.page_size
+        self._mem: mmap.mmap | None = mmap.mmap(-1, size,
+                                                flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._bytes = np.frombuffer(self._mem, dtype=np.uint8)
+        self._view = memoryview(self._mem)
+        self._array: np.ndarray | None = self._bytes[:nbytes].view(dtype).reshape(shape)
+        # Per page: resident in VRAM; written since it came in (newer than the tier or
+        # backing copy); held by the cache tier (1: same as backing, 2: newer); the backing
+        # holds data for it (0: never written: zeros).
+        self.resident = bytearray(pages)
+        self.dirty = bytearray(pages)
+        self.tiered = bytearray(pages)
+        self.stored = bytearray(b"\x01" * pages) if getattr(backing, "existed", False) \
+            else bytearray(pages)
+        self.counters = _Counters(_VRAM_COUNTERS)
 
     @property
     def freed(self) -> bool:
@@ -113,23 +213,86 @@ class RamBuffer:
                           hint="allocate it again")
         return self._array
 
+    def read(self) -> np.ndarray:
+        self.array()
+        return self._vram._host_read(self)
+
+    def write(self, data: np.ndarray) -> None:
+        target = self.array()
+        data = np.asarray(data)
+        if data.shape != target.shape or data.dtype != target.dtype:
+            raise XvError(f"cannot write a {data.dtype} array of shape {list(data.shape)} "
+                          f"into a {target.dtype} buffer of shape {list(target.shape)}",
+                          where=f"buffer {self.name!r}")
+        self._vram._host_write(self, data)
+
+    def page_view(self, first: int, count: int) -> memoryview:
+        ps = self._vram.page_size
+        return self._view[first * ps:(first + count) * ps]
+
+    def _release(self, first: int, count: int) -> None:
+        """Give back the RAM of pages ``first .. first + count - 1`` (they read as zeros)."""
+        ps = self._vram.page_size
+        start, length = first * ps, count * ps
+        if self._mem is not None and start % _OS_PAGE == 0 and length % _OS_PAGE == 0:
+            self._mem.madvise(mmap.MADV_DONTNEED, start, length)
+        else:
+            self._bytes[start:start + length] = 0
+
+    def _drop_memory(self) -> None:
+        self._array = None
+        self._view.release()
+        self._bytes = np.empty(0, dtype=np.uint8)
+        mem, self._mem = self._mem, None
+        try:
+            mem.close()
+        except BufferError:
+            pass  # someone still holds the array: the mapping lives on until they drop it
+
     def __repr__(self) -> str:
-        return (f"<RamBuffer {self.name} {self.dtype} {list(self.shape)} "
+        return (f"<PagedBuffer {self.name} {self.dtype} {list(self.shape)} "
                 f"at {self.offset:#x} ({format_size(self.reserved)})>")
+
+
+#: The first cut's name for a buffer of the ``ram`` manager.
+RamBuffer = PagedBuffer
+
+
+class Lease:
+    """Pages pinned for one tile (see :meth:`RamVram.make_resident`)."""
+
+    __slots__ = ("_vram", "keys")
+
+    def __init__(self, vram: RamVram):
+        self._vram = vram
+        self.keys: list[int] = []
+
+    def release(self) -> None:
+        keys, self.keys = self.keys, []
+        if keys:
+            self._vram._unpin(keys)
+
+
+# ----------------------------------------------------------------------------------------
+# the VRAM
+# ----------------------------------------------------------------------------------------
 
 
 class RamVram:
     """Device memory of a fabric, in RAM.  Implements :class:`xv_core.runtime.interfaces.Vram`.
 
-    ``capacity`` and ``page_size`` are bytes (ints, or size strings such as
-    ``"64KiB"``).  Allocations are aligned to the page size and take whole
-    pages (at least one, so every buffer has its own address).  ``eviction``
-    and ``paging`` are recorded for :meth:`stats`; neither changes what fits
-    yet (see the module docstring).  Thread-safe.
+    ``capacity`` and ``page_size`` are bytes (ints, or size strings such as ``"64KiB"``).
+    ``policy_factory(capacity)`` builds eviction policies (by default the one this package
+    ships under ``eviction``).  ``path`` is where file backings and persistent buffers live.
+    Thread-safe: one lock guards all state (pins are released from worker threads).
     """
 
     def __init__(self, capacity: int | str, page_size: int | str = 64 << 10, *,
-                 eviction: str = "lru", paging: bool = False, manager: str = "ram"):
+                 eviction: str = "lru", paging: bool = False, manager: str = "ram",
+                 backing: str = "ram", path: str | os.PathLike[str] = ".xv/vram",
+                 persistent: Sequence[str] = (), profile: str = "plain",
+                 link: str = "pcie4-x16", fault_latency_us: float = 40.0,
+                 policy_factory: Callable[[int], Any] | None = None):
         try:
             self.capacity = to_bytes(capacity, "vram.capacity")
             self.page_size = to_bytes(page_size, "vram.page_size")
@@ -141,33 +304,108 @@ class RamVram:
             raise XvError(f"vram.capacity ({format_size(self.capacity)}) is smaller than one "
                           f"page ({format_size(self.page_size)})", where="$.vram.capacity",
                           hint="raise vram.capacity or lower vram.page_size")
+        if profile not in ("plain", "uvm"):
+            raise XvError(f"unknown paging profile {profile!r} (known: plain, uvm)",
+                          where="$.vram.profile")
+        if backing not in ("ram", "file"):
+            raise XvError(f"unknown backing {backing!r} (known: ram, file)",
+                          where="$.vram.backing")
         self.eviction = eviction
         self.paging = bool(paging)
         self.manager = manager
-        self._runs = RunAllocator(self.capacity // self.page_size)
-        self._live: dict[str, RamBuffer] = {}
-        self._used = 0
+        self.backing = backing
+        self.path = Path(path)
+        self.persistent = frozenset(persistent)
+        self.profile = profile
+        self.link: LinkProfile = get_profile(link)
+        self.fault_latency = fault_latency_us * 1e-6
+        self.frames = self.capacity // self.page_size
+        uvm = profile == "uvm"
+        if uvm and self.page_size != 4096:
+            raise XvError(f"the uvm profile faults at 4KiB pages, but page_size is "
+                          f"{format_size(self.page_size)}", where="$.vram.profile",
+                          hint="set page_size: 4KiB")
+        if uvm and self.paging and self.capacity < UVM_BLOCK:
+            raise XvError(f"vram.capacity ({format_size(self.capacity)}) holds no 64KiB "
+                          f"migration block of the uvm profile", where="$.vram.capacity",
+                          hint="raise vram.capacity to at least 64KiB")
+        # The unit the policy sees and pages move in: a page, or a UVM migration block.
+        self._unit_pages = UVM_BLOCK // self.page_size if uvm else 1
+        # Allocation unit in the address space: a page, or a UVM 2MiB region.
+        self._alloc_unit = UVM_REGION if uvm and self.paging else self.page_size
+        space = ADDRESS_SPACE if self.paging else self.capacity
+        self._runs = RunAllocator(space // self._alloc_unit)
+        if policy_factory is None:
+            from xv_buffer.policies import POLICIES
+
+            if eviction not in POLICIES:
+                raise XvError(f"unknown eviction policy {eviction!r} (known: "
+                              f"{', '.join(POLICIES)})", where="$.vram.eviction")
+            policy_factory = POLICIES[eviction]
+        self._policy_factory = policy_factory
+        units = max(1, self.frames // self._unit_pages)
+        self.policy = policy_factory(units)
+        if self.paging and getattr(self.policy, "offline", False):
+            raise XvError(f"eviction policy {eviction!r} needs the future accesses, so it "
+                          f"only replays recorded traces", where="$.vram.eviction",
+                          hint="choose an online policy such as lru or arc, and compare "
+                               "against it with `xv vram replay`")
+        self._pins: dict[int, int] = {}
+        self._live: dict[str, PagedBuffer] = {}
+        self._by_id: dict[int, PagedBuffer] = {}
+        self._history: dict[str, dict[str, Any]] = {}  # per-buffer stats of freed buffers
+        self._trace_names: dict[int, tuple[str, int]] = {}
+        self._next_id = 0
+        self._used = 0  # bytes reserved in the address space
         self._peak = 0
         self._total = 0
+        self._resident = 0  # resident pages (frames in use)
+        self._resident_peak = 0
+        self._over_peak = 0
+        self._flushes = 0
+        self._flushed_bytes = 0
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._vstats = _Counters(_VRAM_COUNTERS)
+        self._backing_stats = _Counters(_TIER_COUNTERS)
+        self._tier: Any = None
+        self._tier_policy: Any = None
+        self._tier_link: LinkProfile | None = None
+        self._tier_stats = _Counters(_TIER_COUNTERS)
+        self._trace: array.array[int] | None = None
+        self._trace_path: Path | None = None
+        self._scratch = bytearray(self.page_size)
 
     @classmethod
     def from_config(cls, vram_config: Any, context: Any = None) -> RamVram:
-        """Build from the fabric's ``vram`` section (duck-typed: ``capacity``,
-        ``page_size``, ``eviction``, ``paging``, ``manager``)."""
+        """Build from the fabric's ``vram`` section (duck-typed), resolving ``path`` against
+        the context's working directory and the policy through its plugin registry."""
+        plugins = getattr(context, "plugins", None) if context is not None else None
+        eviction = getattr(vram_config, "eviction", "lru")
+        factory = None
+        if plugins is not None:
+            factory = plugins.eviction_policies.get(eviction, where="$.vram.eviction").factory
+        path = Path(os.path.expanduser(getattr(vram_config, "path", ".xv/vram")))
+        if not path.is_absolute() and context is not None:
+            path = Path(context.workdir) / path
         return cls(vram_config.capacity, getattr(vram_config, "page_size", 64 << 10),
-                   eviction=getattr(vram_config, "eviction", "lru"),
-                   paging=getattr(vram_config, "paging", False),
-                   manager=getattr(vram_config, "manager", "ram"))
+                   eviction=eviction, paging=getattr(vram_config, "paging", False),
+                   manager=getattr(vram_config, "manager", "ram"),
+                   backing=getattr(vram_config, "backing", "ram"), path=path,
+                   persistent=getattr(vram_config, "persistent", ()),
+                   profile=getattr(vram_config, "profile", "plain"),
+                   link=getattr(vram_config, "link", "pcie4-x16"),
+                   fault_latency_us=getattr(vram_config, "fault_latency_us", 40.0),
+                   policy_factory=factory)
 
     # -- allocation -------------------------------------------------------------------
-    def allocate(self, name: str, shape: tuple[int, ...], dtype: Any) -> RamBuffer:
-        """A zero-filled buffer of ``shape`` and ``dtype``.
+    def allocate(self, name: str, shape: tuple[int, ...], dtype: Any) -> PagedBuffer:
+        """A buffer of ``shape`` and ``dtype``: zero-filled, or a persistent buffer's stored
+        contents.
 
-        Raises :class:`~xv_core.errors.XvError` when the name is taken, the
-        shape or dtype is invalid, or the buffer does not fit: the message
-        lists the live allocations, largest first, against the capacity.
+        Raises :class:`~xv_core.errors.XvError` when the name is taken, the shape or dtype
+        is invalid, or (without paging) the buffer does not fit: the message lists the
+        live allocations, largest first, against the capacity.
         """
         try:
             np_dtype = np.dtype(dtype)
@@ -181,122 +419,643 @@ class RamVram:
         shape = tuple(int(n) for n in shape)
         nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
         pages = max(1, -(-nbytes // self.page_size))
+        units = max(1, -(-(pages * self.page_size) // self._alloc_unit))
         with self._lock:
             if self._closed:
                 raise XvError("VRAM is closed", where=f"buffer {name!r}")
             if name in self._live:
                 raise XvError("a buffer of this name is already allocated",
                               where=f"buffer {name!r}", hint="free it first or choose another name")
-            start = self._runs.allocate(pages)
+            start = self._runs.allocate(units)
             if start is None:
-                raise self._out_of_memory(name, nbytes, pages * self.page_size)
-            # Allocated only once the pages are ours, so a failed request costs no RAM.
+                raise self._out_of_memory(name, nbytes, units * self._alloc_unit)
             try:
-                array = np.zeros(shape, dtype=np_dtype)
-            except MemoryError:
-                self._runs.release(start, pages)
-                raise XvError(f"the host has no RAM left for {format_size(nbytes)}",
-                              where=f"buffer {name!r}", hint="lower vram.capacity") from None
-            buffer = RamBuffer(name, array, start * self.page_size, pages * self.page_size)
+                buffer = self._make_buffer(name, np_dtype, shape, nbytes, pages,
+                                           start * self._alloc_unit, units * self._alloc_unit)
+            except BaseException:
+                self._runs.release(start, units)
+                raise
             self._live[name] = buffer
+            self._by_id[buffer.id] = buffer
+            self._trace_names[buffer.id] = (name, pages)
             self._used += buffer.reserved
             self._peak = max(self._peak, self._used)
             self._total += 1
+            if not self.paging:
+                self._resident_pages(pages)
+                buffer.resident[:] = b"\x01" * pages
+                if buffer.stored[0]:
+                    self._load(buffer, 0, pages)  # a persistent buffer's stored contents
         log.debug("vram allocate", buffer=name, nbytes=nbytes, offset=buffer.offset,
                   used=self._used)
         return buffer
 
+    def _make_buffer(self, name: str, dtype: np.dtype[Any], shape: tuple[int, ...],
+                     nbytes: int, pages: int, offset: int, reserved: int) -> PagedBuffer:
+        size = pages * self.page_size
+        persistent = name in self.persistent
+        backing: Backing
+        if persistent:
+            backing = PersistentBacking(self.path, name, dtype, shape, size, self.page_size)
+        elif self.backing == "file":
+            backing = FileBacking(self.path, name, size, self.page_size)
+        else:
+            backing = RamBacking(size, self.page_size)
+        ident = self._next_id
+        self._next_id += 1
+        try:
+            return PagedBuffer(self, ident, name, dtype, shape, nbytes, pages, offset, reserved,
+                               backing, persistent)
+        except (OSError, MemoryError, ValueError):
+            backing.close()
+            raise XvError(f"the host has no memory left for {format_size(nbytes)}",
+                          where=f"buffer {name!r}", hint="lower vram.capacity") from None
+
     def free(self, buffer: Any) -> None:
-        """Release ``buffer``; its array can no longer be used.  Freeing a buffer
-        twice, or one of another VRAM, raises XvError."""
+        """Release ``buffer``; its array can no longer be used.  Unflushed changes to a
+        persistent buffer are dropped.  Freeing a buffer twice, or one of another VRAM,
+        raises XvError."""
         name = getattr(buffer, "name", buffer)
         with self._lock:
             live = self._live.get(name)
             if live is None or live is not buffer:
                 raise XvError("buffer is not allocated in this VRAM (freed twice?)",
                               where=f"buffer {name!r}")
-            del self._live[name]
-            self._runs.release(live.offset // self.page_size, live.reserved // self.page_size)
-            self._used -= live.reserved
-            live._array = None
+            self._forget(live)
         log.debug("vram free", buffer=name, used=self._used)
 
+    def _forget(self, buf: PagedBuffer) -> None:
+        del self._live[buf.name]
+        del self._by_id[buf.id]
+        self._runs.release(buf.offset // self._alloc_unit, buf.reserved // self._alloc_unit)
+        self._used -= buf.reserved
+        upp = self._unit_pages
+        if self.paging:
+            for unit in range(0, buf.pages, upp):
+                if buf.resident[unit]:
+                    key = buf.key_base | (unit // upp)
+                    if key in self.policy:
+                        self.policy.remove(key)
+                    self._pins.pop(key, None)
+        self._resident -= sum(buf.resident)
+        if self._tier is not None:
+            for page in range(buf.pages):
+                if buf.tiered[page]:
+                    key = buf.key_base | page
+                    self._tier.drop(key)
+                    if key in self._tier_policy:
+                        self._tier_policy.remove(key)
+        self._history[buf.name] = self._buffer_stats(buf)
+        buf.backing.close()
+        buf._drop_memory()
+
     def _out_of_memory(self, name: str, nbytes: int, reserved: int) -> XvError:
-        free = self._runs.free_pages * self.page_size
-        largest = self._runs.largest_run * self.page_size
-        paging_note = ("vram.paging is on, but paging is not implemented yet: "
-                       "buffers must fit in VRAM together")
-        if reserved > self._runs.pages * self.page_size:
-            message = (f"cannot allocate {format_size(reserved)}: more than the whole VRAM "
-                       f"({format_size(self.capacity)})")
-            if self.paging:
-                message += "; vram.paging is on, but paging is not implemented yet"
-            hint = f"raise vram.capacity to at least {format_size(reserved)}"
-            return XvError(message, where=f"buffer {name!r}", hint=hint)
+        unit = self._alloc_unit
+        space = self._runs.pages * unit
+        free = self._runs.free_pages * unit
+        largest = self._runs.largest_run * unit
+        what = "VRAM" if not self.paging else "device address space"
+        if reserved > space:
+            return XvError(f"cannot allocate {format_size(reserved)}: more than the whole "
+                           f"{what} ({format_size(space)})", where=f"buffer {name!r}",
+                           hint=f"raise vram.capacity to at least {format_size(reserved)}, "
+                                f"or turn vram.paging on")
         if reserved <= free:
             message = (f"cannot allocate {format_size(reserved)}: {format_size(free)} of the "
-                       f"{format_size(self.capacity)} VRAM is free, but the largest free run is "
+                       f"{format_size(space)} {what} is free, but the largest free run is "
                        f"{format_size(largest)} (fragmented)")
             # Growing by the whole request is the only size sure to leave a long enough run.
             hint = (f"free buffers you no longer need, allocate the largest buffers first, or "
-                    f"raise vram.capacity to {format_size(self.capacity + reserved)}")
+                    f"raise vram.capacity to {format_size(space + reserved)}")
         else:
             message = (f"cannot allocate {format_size(reserved)}: only {format_size(free)} of "
-                       f"the {format_size(self.capacity)} VRAM is free")
+                       f"the {format_size(space)} {what} is free")
             hint = (f"raise vram.capacity to at least {format_size(self._used + reserved)}, "
                     f"or free buffers you no longer need")
+        if not self.paging:
+            hint += ", or turn vram.paging on"
         live = sorted(self._live.values(), key=lambda b: (-b.reserved, b.name))
         listed = ", ".join(f"{b.name!r} {format_size(b.reserved)}" for b in live[:MAX_LISTED])
         if len(live) > MAX_LISTED:
             listed += f" and {len(live) - MAX_LISTED} more"
         message += f"; live allocations, largest first: {listed}"
-        if self.paging:
-            message += f"; {paging_note}"
         return XvError(message, where=f"buffer {name!r}", hint=hint)
 
-    # -- accounting -------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """Usage now and at peak, fragmentation and the live allocations (largest first).
+    # -- tiers and traces -------------------------------------------------------------
+    def attach_tiers(self, tiers: Sequence[Any]) -> None:
+        """Use the first tier as the cache tier between VRAM and file backings.
 
-        ``used`` and ``peak`` count whole pages (what capacity is spent on);
-        ``requested`` counts the bytes asked for; ``internal_fragmentation``
-        is the difference; ``external_fragmentation`` is 1 - largest free
-        run / free space (0 when free space is one run).
+        Its page size must hold one VRAM page.  Further tiers are not used yet (logged)."""
+        tiers = list(tiers)
+        if not tiers:
+            return
+        tier = tiers[0]
+        if tier.page_size < self.page_size:
+            raise XvError(f"its page size ({format_size(tier.page_size)}) is smaller than "
+                          f"vram.page_size ({format_size(self.page_size)})",
+                          where=f"component {tier.name!r}",
+                          hint=f"set its page_size to {format_size(self.page_size)}")
+        if len(tiers) > 1:
+            log.warning("vram uses one cache tier", used=tier.name,
+                        unused=[t.name for t in tiers[1:]])
+        with self._lock:
+            self._tier = tier
+            self._tier_policy = self._policy_factory(max(1, tier.slots))
+            profile = getattr(tier, "profile", None)
+            self._tier_link = get_profile(profile) if profile else None
+
+    def record_pages(self, path: str | os.PathLike[str]) -> None:
+        """Record every page access from now on; the trace is written to ``path`` when the
+        VRAM closes (see :data:`xv_core.runtime.interfaces.PAGE_TRACE_MAGIC`)."""
+        with self._lock:
+            self._trace = array.array("I")
+            self._trace_path = Path(path)
+
+    def _record(self, ident: int, first: int, count: int, write: bool) -> None:
+        if self._trace is not None:
+            self._trace.extend((ident, first, count, PAGE_WRITE if write else 0))
+
+    def _write_trace(self) -> None:
+        assert self._trace is not None and self._trace_path is not None
+        header = {"page_size": self.page_size, "profile": self.profile,
+                  "buffers": {str(i): {"name": n, "pages": p}
+                              for i, (n, p) in sorted(self._trace_names.items())}}
+        text = json.dumps(header).encode("utf-8")
+        records = np.frombuffer(self._trace, dtype=np.uint32).astype("<u4", copy=False)
+        path = self._trace_path
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(PAGE_TRACE_MAGIC + struct.pack("<I", len(text)) + text)
+                f.write(records.view(PAGE_TRACE_DTYPE).tobytes())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise XvError(f"cannot write the page trace: {exc.strerror}",
+                          where=str(path)) from None
+
+    # -- residency ----------------------------------------------------------------------
+    def make_resident(self, buffer: PagedBuffer, page_ranges: Sequence[tuple[int, int]], *,
+                      write: bool) -> Lease:
+        """Fault in pages ``[start, stop)`` of each range, pin them, mark them dirty when
+        ``write``; see :class:`xv_core.runtime.interfaces.Vram`."""
+        lease = Lease(self)
+        with self._lock:
+            buf = self._check(buffer)
+            vs, bs = self._vstats, buf.counters
+            upp = self._unit_pages
+            for start, stop in page_ranges:
+                start, stop = max(0, int(start)), min(buf.pages, int(stop))
+                if stop <= start:
+                    continue
+                self._record(buf.id, start, stop - start, write)
+                count = stop - start
+                vs.add("accesses", count)
+                bs.add("accesses", count)
+                if not self.paging:
+                    vs.add("hits", count)
+                    bs.add("hits", count)
+                else:
+                    for unit in range(start // upp, (stop - 1) // upp + 1):
+                        touched = min(stop, (unit + 1) * upp) - max(start, unit * upp)
+                        key = buf.key_base | unit
+                        if buf.resident[unit * upp]:
+                            vs.add("hits", touched)
+                            bs.add("hits", touched)
+                            self.policy.hit(key)
+                        else:
+                            vs.add("misses")
+                            bs.add("misses")
+                            vs.add("hits", touched - 1)
+                            bs.add("hits", touched - 1)
+                            self._fault(buf, unit, key)
+                        # Pinned as it is made resident, so that later units of this very
+                        # call cannot evict it.
+                        self._pins[key] = self._pins.get(key, 0) + 1
+                        lease.keys.append(key)
+                if write:
+                    buf.dirty[start:stop] = b"\x01" * count
+        return lease
+
+    def _unpin(self, keys: list[int]) -> None:
+        with self._lock:
+            pins = self._pins
+            for key in keys:
+                n = pins.get(key, 0) - 1
+                if n > 0:
+                    pins[key] = n
+                else:
+                    pins.pop(key, None)
+            # Pages brought in over capacity while everything was pinned go now.
+            if self.paging and self._resident > self.frames and not self._closed:
+                self._make_room(0)
+
+    def _check(self, buffer: Any) -> PagedBuffer:
+        buf = self._live.get(getattr(buffer, "name", None))
+        if buf is None or buf is not buffer:
+            raise XvError("buffer is not allocated in this VRAM",
+                          where=f"buffer {getattr(buffer, 'name', buffer)!r}")
+        return buf
+
+    def _unit_range(self, buf: PagedBuffer, unit: int) -> tuple[int, int]:
+        upp = self._unit_pages
+        return unit * upp, min(buf.pages, (unit + 1) * upp)
+
+    def _resident_pages(self, n: int) -> None:
+        self._resident += n
+        self._resident_peak = max(self._resident_peak, self._resident)
+        self._over_peak = max(self._over_peak, self._resident - self.frames)
+
+    def _fault(self, buf: PagedBuffer, unit: int, key: int) -> None:
+        first, stop = self._unit_range(buf, unit)
+        self.policy.miss(key)
+        self._make_room(stop - first)
+        moved = self._load(buf, first, stop - first)
+        self.policy.insert(key)
+        buf.resident[first:stop] = b"\x01" * (stop - first)
+        buf.dirty[first:stop] = bytes(stop - first)
+        self._resident_pages(stop - first)
+        if self.profile == "uvm":
+            moved += self._prefetch(buf, unit)
+            # A far fault: the driver's handling, then the migration over the link.
+            modelled = self.fault_latency + (self.link.transfer_time(moved) if moved else 0.0)
+        else:
+            modelled = self.link.transfer_time(moved) if moved else 0.0
+        self._vstats.modelled_s += modelled
+        buf.counters.modelled_s += modelled
+
+    def _make_room(self, pages: int) -> None:
+        """Evict until ``pages`` more fit; over capacity only when everything is pinned."""
+        while self._resident + pages > self.frames:
+            victim = self.policy.evict(self._pins)
+            if victim is None:
+                if pages:
+                    log.debug("vram over capacity: every resident page is pinned",
+                              resident=self._resident, frames=self.frames)
+                return
+            self._evict(victim)
+
+    def _evict(self, key: int) -> None:
+        buf = self._by_id[key >> _KEY_BITS]
+        first, stop = self._unit_range(buf, key & ((1 << _KEY_BITS) - 1))
+        self._write_down(buf, first, stop)
+        buf._release(first, stop - first)
+        buf.resident[first:stop] = bytes(stop - first)
+        buf.dirty[first:stop] = bytes(stop - first)
+        self._resident -= stop - first
+        self._vstats.add("evictions")
+        buf.counters.add("evictions")
+
+    def _prefetch(self, buf: PagedBuffer, unit: int) -> int:
+        """The tree-based neighbourhood prefetcher: bytes it brought in."""
+        upp = self._unit_pages
+        units = -(-buf.pages // upp)
+        per_region = UVM_REGION // UVM_BLOCK
+        moved, size = 0, 2
+        while size <= per_region:
+            lo = unit // size * size
+            hi = min(lo + size, units)
+            missing = [u for u in range(lo, hi) if not buf.resident[u * upp]]
+            if missing and (hi - lo - len(missing)) * 2 > hi - lo:
+                for u in missing:
+                    first, stop = self._unit_range(buf, u)
+                    key = buf.key_base | u
+                    self._make_room(stop - first)
+                    if self._resident + (stop - first) > self.frames:
+                        return moved  # no room without evicting pinned pages: stop here
+                    moved += self._load(buf, first, stop - first)
+                    self.policy.insert(key)
+                    buf.resident[first:stop] = b"\x01" * (stop - first)
+                    self._resident_pages(stop - first)
+                    self._vstats.add("prefetches")
+                    buf.counters.add("prefetches")
+            size *= 2
+        return moved
+
+    # -- moving data ------------------------------------------------------------------
+    def _load(self, buf: PagedBuffer, first: int, count: int) -> int:
+        """Bring pages into the buffer's memory from the fastest tier holding them; return
+        the bytes that moved (zero pages move nothing)."""
+        ps = self.page_size
+        moved = 0
+        page, stop = first, first + count
+        start = time.perf_counter()
+        while page < stop:
+            if buf.tiered[page]:
+                out = buf.page_view(page, 1)
+                began = time.perf_counter()
+                got = self._tier.read_into(buf.key_base | page, out)
+                self._tier_stats.wall_s += time.perf_counter() - began
+                if got is None:  # the tier lost it: should not happen; read the backing
+                    buf.tiered[page] = 0
+                    continue
+                self._tier_policy.hit(buf.key_base | page)
+                self._tier_stats.add("hits")
+                self._tier_stats.add("reads")
+                self._tier_stats.add("bytes_read", ps)
+                if self._tier_link is not None:
+                    self._tier_stats.modelled_s += self._tier_link.transfer_time(ps)
+                moved += ps
+                page += 1
+                continue
+            # A run of pages not in the tier: one read from the backing, or zero-fill.
+            end = page + 1
+            has = buf.stored[page]
+            while end < stop and not buf.tiered[end] and buf.stored[end] == has:
+                end += 1
+            if self._tier is not None and buf.backing.kind != "ram":
+                self._tier_stats.add("misses", end - page)
+            if has:
+                began = time.perf_counter()
+                buf.backing.read_into(page, buf.page_view(page, end - page))
+                self._backing_stats.wall_s += time.perf_counter() - began
+                self._backing_stats.add("reads")
+                self._backing_stats.add("bytes_read", (end - page) * ps)
+                moved += (end - page) * ps
+            else:
+                self._vstats.add("zero_fills", end - page)
+            page = end
+        elapsed = time.perf_counter() - start
+        if moved:
+            self._vstats.add("bytes_written", moved)
+            buf.counters.add("bytes_written", moved)
+            self._vstats.wall_s += elapsed
+        return moved
+
+    def _write_down(self, buf: PagedBuffer, first: int, stop: int) -> None:
+        """Write evicted pages below VRAM: dirty ones back, clean ones of file-backed
+        buffers into the cache tier (a victim cache in front of the slower file)."""
+        ps = self.page_size
+        start = time.perf_counter()
+        written = 0
+        use_tier = self._tier is not None and buf.backing.kind != "ram"
+        for page in range(first, stop):
+            dirty = buf.dirty[page]
+            if use_tier:
+                if dirty or (not buf.tiered[page] and buf.stored[page]):
+                    self._to_tier(buf, page, buf.page_view(page, 1), newer=bool(dirty))
+                    if dirty:
+                        written += ps
+            elif dirty:
+                began = time.perf_counter()
+                buf.backing.write_from(page, buf.page_view(page, 1))
+                self._backing_stats.wall_s += time.perf_counter() - began
+                buf.stored[page] = 1
+                self._backing_stats.add("writes")
+                self._backing_stats.add("bytes_written", ps)
+                if buf.tiered[page]:  # its copy in the tier is stale now
+                    self._drop_from_tier(buf, page)
+                written += ps
+        if written:
+            self._vstats.add("writebacks", written // ps)
+            buf.counters.add("writebacks", written // ps)
+            self._vstats.add("bytes_read", written)
+            buf.counters.add("bytes_read", written)
+            modelled = self.link.transfer_time(written)
+            self._vstats.modelled_s += modelled
+            buf.counters.modelled_s += modelled
+            self._vstats.wall_s += time.perf_counter() - start
+
+    def _to_tier(self, buf: PagedBuffer, page: int, data: memoryview, *, newer: bool) -> None:
+        tier, policy = self._tier, self._tier_policy
+        key = buf.key_base | page
+        if key in policy:
+            policy.hit(key)
+        else:
+            policy.miss(key)
+            while len(tier) >= tier.slots or len(policy) >= policy.capacity:
+                victim = policy.evict(())
+                if victim is None:
+                    break
+                self._tier_evict(victim)
+            policy.insert(key)
+        began = time.perf_counter()
+        tier.write_page(key, data)
+        self._tier_stats.wall_s += time.perf_counter() - began
+        self._tier_stats.add("writes")
+        self._tier_stats.add("bytes_written", len(data))
+        if self._tier_link is not None:
+            self._tier_stats.modelled_s += self._tier_link.transfer_time(len(data))
+        buf.tiered[page] = 2 if newer or buf.tiered[page] == 2 else 1
+
+    def _tier_evict(self, key: int) -> None:
+        """The tier drops a page; one newer than the backing is written there first."""
+        buf = self._by_id.get(key >> _KEY_BITS)
+        page = key & ((1 << _KEY_BITS) - 1)
+        if buf is not None and buf.tiered[page] == 2:
+            scratch = memoryview(self._scratch)
+            began = time.perf_counter()
+            self._tier.read_into(key, scratch)
+            middle = time.perf_counter()
+            buf.backing.write_from(page, scratch)
+            self._tier_stats.wall_s += middle - began
+            self._backing_stats.wall_s += time.perf_counter() - middle
+            buf.stored[page] = 1
+            self._backing_stats.add("writes")
+            self._backing_stats.add("bytes_written", self.page_size)
+            if self._tier_link is not None:
+                self._tier_stats.modelled_s += self._tier_link.transfer_time(self.page_size)
+        self._tier.drop(key)
+        self._tier_stats.add("evictions")
+        if buf is not None:
+            buf.tiered[page] = 0
+
+    def _drop_from_tier(self, buf: PagedBuffer, page: int) -> None:
+        key = buf.key_base | page
+        self._tier.drop(key)
+        if key in self._tier_policy:
+            self._tier_policy.remove(key)
+        buf.tiered[page] = 0
+
+    def _newest(self, buf: PagedBuffer, page: int, out: memoryview) -> None:
+        """The page's current bytes, from wherever they are, into ``out``."""
+        if buf.resident[page]:
+            out[:] = buf.page_view(page, 1)
+        elif buf.tiered[page] and self._tier.read_into(buf.key_base | page, out) is not None:
+            pass
+        elif buf.stored[page]:
+            buf.backing.read_into(page, out)
+        else:
+            out[:] = bytes(len(out))
+
+    # -- host access ----------------------------------------------------------------------
+    def _host_read(self, buf: PagedBuffer) -> np.ndarray:
+        with self._lock:
+            self._check(buf)
+            if all(buf.resident):
+                out = np.array(buf._array, copy=True)
+            else:
+                raw = np.empty(buf.pages * self.page_size, dtype=np.uint8)
+                view = memoryview(raw)
+                ps = self.page_size
+                for page in range(buf.pages):
+                    self._newest(buf, page, view[page * ps:(page + 1) * ps])
+                out = raw[:buf.nbytes].view(buf.dtype).reshape(buf.shape).copy()
+            self._vstats.add("host_bytes_read", buf.nbytes)
+            return out
+
+    def _host_write(self, buf: PagedBuffer, data: np.ndarray) -> None:
+        """Write the whole buffer: resident pages in place; others into free VRAM frames
+        while there are some (no eviction), the rest to the backing."""
+        with self._lock:
+            self._check(buf)
+            raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+            if all(buf.resident):
+                buf._bytes[:buf.nbytes] = raw
+                buf.dirty[:] = b"\x01" * buf.pages
+            else:
+                self._host_write_pages(buf, raw)
+            self._vstats.add("host_bytes_written", buf.nbytes)
+
+    def _host_write_pages(self, buf: PagedBuffer, raw: np.ndarray) -> None:
+        ps, upp = self.page_size, self._unit_pages
+        padded = np.zeros(buf.pages * ps, dtype=np.uint8)
+        padded[:buf.nbytes] = raw
+        source = memoryview(padded)
+        for unit in range(0, -(-buf.pages // upp)):
+            first, stop = self._unit_range(buf, unit)
+            part = source[first * ps:stop * ps]
+            if not buf.resident[first] and self._resident + (stop - first) <= self.frames:
+                self.policy.insert(buf.key_base | unit)
+                buf.resident[first:stop] = b"\x01" * (stop - first)
+                self._resident_pages(stop - first)
+            if buf.resident[first]:
+                buf.page_view(first, stop - first)[:] = part
+                buf.dirty[first:stop] = b"\x01" * (stop - first)
+                continue
+            buf.backing.write_from(first, part)
+            buf.stored[first:stop] = b"\x01" * (stop - first)
+            for page in range(first, stop):
+                if buf.tiered[page]:
+                    self._drop_from_tier(buf, page)
+
+    # -- persistence ----------------------------------------------------------------------
+    def flush(self, buffer: Any = None, *, before_rename: Callable[[], None] | None = None
+              ) -> None:
+        """Write persistent buffers (or the one given) to their files, crash-safely: each
+        file holds its old contents or its new ones, never a mix.  ``before_rename`` is a
+        test hook (see :meth:`PersistentBacking.commit`)."""
+        with self._lock:
+            if buffer is not None:
+                buf = self._check(buffer)
+                if not buf.persistent:
+                    raise XvError("the buffer is not persistent: there is nothing to flush it "
+                                  "to", where=f"buffer {buf.name!r}",
+                                  hint="list it in vram.persistent")
+                targets = [buf]
+            else:
+                targets = [b for b in self._live.values() if b.persistent]
+            for buf in targets:
+                self._flush_one(buf, before_rename)
+
+    def _flush_one(self, buf: PagedBuffer, before_rename: Callable[[], None] | None) -> None:
+        assert isinstance(buf.backing, PersistentBacking)
+        start = time.perf_counter()
+        buf.backing.commit(lambda page, out: self._newest(buf, page, out),
+                           before_rename=before_rename)
+        for page in range(buf.pages):
+            if buf.resident[page] and buf.dirty[page] and buf.tiered[page]:
+                self._drop_from_tier(buf, page)  # older than what the file holds now
+            elif buf.tiered[page] == 2:
+                buf.tiered[page] = 1
+        buf.dirty[:] = bytes(buf.pages)
+        buf.stored[:] = b"\x01" * buf.pages
+        self._flushes += 1
+        self._flushed_bytes += buf.nbytes
+        self._backing_stats.add("writes")
+        self._backing_stats.add("bytes_written", buf.nbytes)
+        self._backing_stats.wall_s += time.perf_counter() - start
+
+    # -- accounting -------------------------------------------------------------------
+    def _buffer_stats(self, buf: PagedBuffer) -> dict[str, Any]:
+        out = buf.counters.as_dict()
+        for unused in ("host_bytes_read", "host_bytes_written", "bandwidth_Bps", "wall_s"):
+            out.pop(unused, None)
+        out.update(nbytes=buf.nbytes, pages=buf.pages, backing=buf.backing.kind,
+                   resident_pages=sum(buf.resident))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Allocation, residency and paging statistics.
+
+        ``used``, ``peak`` and ``requested`` count the address space allocations take (whole
+        pages, or whole 2MiB regions with the uvm profile); ``internal_fragmentation`` is
+        reserved minus requested; ``external_fragmentation`` is 1 - largest free run / free
+        space.  Without paging that space is the capacity; with paging VRAM frames hold any
+        page, so ``free`` counts free frames and there is no external fragmentation.
+        ``tiers`` has one entry per tier (``vram``, the cache tier by name, ``backing``) and
+        ``buffers`` one per buffer, freed ones included.
         """
         with self._lock:
             live = sorted(self._live.values(), key=lambda b: (-b.reserved, b.name))
             requested = sum(b.nbytes for b in live)
-            free = self._runs.free_pages * self.page_size
-            largest = self._runs.largest_run * self.page_size
+            if self.paging:
+                free = (self.frames - min(self._resident, self.frames)) * self.page_size
+                largest, external = free, 0.0
+            else:
+                free = self._runs.free_pages * self._alloc_unit
+                largest = self._runs.largest_run * self._alloc_unit
+                external = (1.0 - largest / free) if free else 0.0
+            vram = self._vstats.as_dict()
+            vram.update(resident=self._resident * self.page_size,
+                        resident_peak=self._resident_peak * self.page_size,
+                        overcommit_peak=max(0, self._over_peak) * self.page_size)
+            tiers: dict[str, Any] = {"vram": vram}
+            if self._tier is not None:
+                tier = self._tier_stats.as_dict()
+                tier.update(slots=self._tier.slots, used=len(self._tier),
+                            profile=getattr(self._tier, "profile", None))
+                tiers[self._tier.name] = tier
+            backing = self._backing_stats.as_dict()
+            backing.pop("miss_ratio", None)
+            for unused in ("hits", "misses", "evictions"):
+                backing.pop(unused, None)
+            backing.update(kind=self.backing, flushes=self._flushes,
+                           flushed_bytes=self._flushed_bytes)
+            tiers["backing"] = backing
+            buffers = dict(self._history)
+            buffers.update({b.name: self._buffer_stats(b) for b in self._live.values()})
             return {
                 "manager": self.manager,
                 "capacity": self.capacity,
                 "page_size": self.page_size,
-                "pages": self._runs.pages,
+                "pages": self.frames,
                 "used": self._used,
                 "peak": self._peak,
                 "free": free,
                 "largest_free": largest,
                 "requested": requested,
                 "internal_fragmentation": self._used - requested,
-                "external_fragmentation": (1.0 - largest / free) if free else 0.0,
+                "external_fragmentation": external,
                 "count": len(live),
                 "allocations_total": self._total,
                 "live": [{"name": b.name, "nbytes": b.nbytes, "reserved": b.reserved,
                           "offset": b.offset} for b in live],
                 "eviction": self.eviction,
                 "paging": self.paging,
+                "profile": self.profile,
+                "backing": self.backing,
+                "link": self.link.name,
+                "modelled_s": sum(t.get("modelled_s", 0.0) for t in tiers.values()),
+                "tiers": tiers,
+                "buffers": buffers,
             }
 
     def close(self) -> None:
-        """Free every live buffer.  Further allocations raise XvError; closing twice is fine."""
+        """Free every live buffer (unflushed persistent changes are dropped) and write the
+        page trace if one is recorded.  Further allocations raise XvError; closing twice
+        is fine."""
         with self._lock:
-            for buffer in self._live.values():
-                buffer._array = None
-            self._live.clear()
+            if self._closed:
+                return
+            self._closed = True
+            for buffer in list(self._live.values()):
+                self._forget(buffer)
             self._runs = RunAllocator(self._runs.pages)
             self._used = 0
-            self._closed = True
+            if self._trace is not None:
+                self._write_trace()
+                self._trace = None
 
 
 def ram_vram_factory(vram_config: Any, context: Any = None) -> RamVram:

@@ -1,10 +1,11 @@
 """The ``nvme`` component: a page cache tier for VRAM, backed by one file.
 
-First cut (issue 2): the component opens its :class:`~xv_nvme.pagefile.PageFile`
-(``path``, ``capacity``, ``page_size``) and closes it with the fabric.  It
-runs no tiles (``compute=False``).  Nothing moves pages into it yet: paging
-between VRAM and this tier arrives with issue 5, and its modelled bandwidth
-and latency with issue 6.
+The component opens its :class:`~xv_nvme.pagefile.PageFile` (``path``,
+``capacity``, ``page_size``) and closes it with the fabric.  It runs no tiles
+(``compute=False``); it offers the page file as its ``page_tier``, which the
+runtime hands to the VRAM manager as the cache tier between VRAM and file
+backings.  ``profile`` names the link profile that times its transfers in the
+VRAM statistics (the virtual clock that uses them arrives with issue 6).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import attrs
 import structlog
 
+from xv_core.config.convert import Invalid
 from xv_core.config.units import Size, format_size, parse_size
+from xv_core.profiles import PROFILES, unknown_profile
 
 from xv_nvme.pagefile import PageFile
 
@@ -40,6 +43,12 @@ def _at_least_one_page(instance: Any, attribute: attrs.Attribute, value: int) ->
                          f"({format_size(instance.page_size)})")
 
 
+def _known_profile(_instance: object, _attribute: attrs.Attribute, value: str) -> None:
+    if value not in PROFILES:
+        unknown = unknown_profile(value)
+        raise Invalid(unknown.message, unknown.hint)
+
+
 @attrs.frozen
 class NvmeOptions:
     """Keys of an ``nvme`` component in a fabric.
@@ -48,13 +57,15 @@ class NvmeOptions:
     resolves against the fabric's working directory).  ``capacity``: bytes of
     pages it holds (``8GiB`` or an integer).  ``page_size``: bytes per page;
     keep it equal to ``vram.page_size``.  ``keep``: leave the file on disk
-    after the run (it is started empty all the same).
+    after the run (it is started empty all the same).  ``profile``: the link
+    profile that times its transfers (a storage profile such as ``nvme-gen4``).
     """
 
     path: str = attrs.field(validator=_non_empty)
     capacity: Size = attrs.field(converter=parse_size, validator=_at_least_one_page)
     page_size: Size = attrs.field(default=64 << 10, converter=parse_size, validator=_positive)
     keep: bool = False
+    profile: str = attrs.field(default="nvme-gen4", validator=_known_profile)
 
 
 class NvmeTier:
@@ -68,7 +79,10 @@ class NvmeTier:
         path = Path(os.path.expanduser(options.path))
         if not path.is_absolute():
             path = Path(context.workdir) / path
-        self.pages = PageFile(path, options.capacity, options.page_size, keep=options.keep)
+        self.pages = PageFile(path, options.capacity, options.page_size, keep=options.keep,
+                              name=name, profile=options.profile)
+        #: What the runtime hands the VRAM manager as a cache tier.
+        self.page_tier = self.pages
         log.debug("nvme tier opened", component=name, path=str(path),
                   capacity=options.capacity, page_size=options.page_size)
 

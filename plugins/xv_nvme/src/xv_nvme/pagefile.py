@@ -1,7 +1,7 @@
 """A page file: fixed-size pages stored in slots of one file on a fast disk.
 
-The cache tier behind VRAM (issue 5) stores evicted pages here and reads them
-back on the next fault.  Layout of the file: one header page (a magic line,
+The cache tier behind VRAM stores evicted pages here and reads them back on the
+next fault (it implements :class:`xv_core.runtime.interfaces.PageTier`).  Layout of the file: one header page (a magic line,
 so a file that is not a page file is never overwritten), then ``slots``
 pages.  The file is created sparse, so unused slots cost no disk space.  An
 in-memory index maps each key to its slot and length; free slots are reused
@@ -44,10 +44,14 @@ class PageFile:
     """
 
     def __init__(self, path: str | os.PathLike[str], capacity: int, page_size: int, *,
-                 keep: bool = False):
+                 keep: bool = False, name: str | None = None, profile: str | None = None):
         self.path = Path(path)
         self.page_size = int(page_size)
         self.keep = keep
+        # As a VRAM cache tier (xv_core.runtime.interfaces.PageTier): its name in statistics,
+        # and the link profile that times its transfers.
+        self.name = name or self.path.name
+        self.profile = profile
         where = f"page file {self.path}"
         if self.page_size < 1:
             raise XvError("page size must be at least 1 byte", where=where)
@@ -169,6 +173,34 @@ class PageFile:
             self.reads += 1
             self.bytes_read += length
             return b"".join(parts)
+
+    def read_into(self, key: Hashable, out: Any) -> int | None:
+        """Copy the bytes stored under ``key`` into the writable buffer ``out`` (at least
+        as long as them); return how many, or None when the key is not in the file."""
+        view = memoryview(out).cast("B")
+        with self._lock:
+            fd = self._check_open()
+            entry = self._index.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            slot, length = entry
+            if length > view.nbytes:
+                raise XvError(f"page {key!r} is {length} bytes, more than the {view.nbytes} "
+                              f"bytes given", where=f"page file {self.path}")
+            offset, done = self._offset(slot), 0
+            try:
+                while done < length:
+                    n = os.preadv(fd, [view[done:length]], offset + done)
+                    if n == 0:
+                        raise OSError(0, "file is shorter than its index says")
+                    done += n
+            except OSError as exc:
+                raise XvError(f"cannot read page {key!r}: {exc.strerror}",
+                              where=f"page file {self.path}") from None
+            self.reads += 1
+            self.bytes_read += length
+            return length
 
     def drop(self, key: Hashable) -> bool:
         """Forget ``key`` and free its slot; False when it was not stored."""
