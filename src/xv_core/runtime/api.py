@@ -67,7 +67,7 @@ class Buffer:
 
     def read(self) -> np.ndarray:
         self._check_live()
-        return np.array(self.device.array(), copy=True)
+        return self.device.read()
 
     def write(self, data: np.ndarray) -> None:
         self._check_live()
@@ -75,7 +75,7 @@ class Buffer:
         if data.shape != self.shape or data.dtype != self.dtype:
             raise JobError(f"cannot write a {data.dtype} array of shape {list(data.shape)} into "
                            f"buffer {self.name!r} ({self.dtype}, shape {list(self.shape)})")
-        self.device.array()[...] = data
+        self.device.write(data)
 
     def free(self) -> None:
         if self.device is not None:
@@ -140,6 +140,10 @@ class _Context:
     def workdir(self) -> str:
         return str(self._workdir)
 
+    @property
+    def plugins(self) -> Plugins:
+        return self._fabric.plugins
+
     def prepare(self, kernel: Kernel, backend: str) -> PreparedKernel:
         name = self._fabric.backend_override or backend
         key = (name, id(kernel))
@@ -189,6 +193,15 @@ class Fabric:
             self.close()
             raise XvError(f"fabric {config.name!r} has no compute component",
                           hint="add a component of kind cpu")
+        # Components that hold pages (nvme) become the VRAM's cache tiers, in fabric order.
+        tiers = [c.page_tier for c in self.components.values()
+                 if getattr(c, "page_tier", None) is not None]
+        if tiers:
+            try:
+                self.vram.attach_tiers(tiers)
+            except BaseException:
+                self.close()
+                raise
         log.debug("fabric opened", fabric=config.name, components=list(self.components))
 
     # -- kernels ------------------------------------------------------------------
@@ -250,7 +263,7 @@ class Fabric:
         device = self.vram.allocate(name, tuple(int(n) for n in shape_t), np_dtype)
         buf = Buffer(self, device)
         if data is not None:
-            device.array()[...] = data
+            device.write(data)
         self._buffers[name] = buf
         return buf
 
@@ -281,17 +294,27 @@ class Fabric:
             p = problems[0]
             raise JobError("; ".join(q.message for q in problems), hint=p.hint)
         run_args: dict[str, Any] = {}
+        resident: list[tuple[DeviceBuffer, bool]] = []
+        written = _written_params(kernel)
         for p in kernel.params:
             value = args[p.name]
             if isinstance(value, Buffer):
                 if value._fabric is not self or value.device is None:
                     raise JobError(f"buffer {value.name!r} does not belong to this fabric")
                 run_args[p.name] = value.device.array()
+                resident.append((value.device, p.name in written))
             else:
                 run_args[p.name] = scalar_value(p.type.kind, value)
-        return self._run(kernel, launch, run_args)
+        return self._run(kernel, launch, run_args, resident)
 
-    def _run(self, kernel: Kernel, launch: Launch, args: dict[str, Any]) -> DispatchResult:
+    def _make_resident(self, resident: Sequence[tuple[DeviceBuffer, bool]]) -> list[Any]:
+        """Leases on the pages a tile touches.  Until the scheduler derives per-tile
+        footprints (issue 6), a tile's footprint is the whole of each buffer argument."""
+        return [self.vram.make_resident(device, [(0, device.pages)], write=write)
+                for device, write in resident]
+
+    def _run(self, kernel: Kernel, launch: Launch, args: dict[str, Any],
+             resident: Sequence[tuple[DeviceBuffer, bool]] = ()) -> DispatchResult:
         hook = self.plugins.hook
         workers = sum(_workers(self.components[n]) for n in self.compute)
         tiles = make_tiles(launch, workers)
@@ -301,8 +324,15 @@ class Fabric:
         start = time.perf_counter()
         futures = []
         for tile, comp in zip(tiles, placement):
+            leases = self._make_resident(resident)
             submitted = time.perf_counter()
-            futures.append((tile, comp, submitted, self.components[comp].submit(kernel, tile, args)))
+            try:
+                fut = self.components[comp].submit(kernel, tile, args)
+            except BaseException:
+                _release(leases)
+                raise
+            fut.add_done_callback(lambda _f, leases=leases: _release(leases))
+            futures.append((tile, comp, submitted, fut))
         records: list[TileRecord] = []
         error: BaseException | None = None
         for tile, comp, submitted, fut in futures:
@@ -350,6 +380,25 @@ class Fabric:
 
 def _workers(component: Component) -> int:
     return int(getattr(component, "workers", 1) or 1)
+
+
+def _release(leases: Sequence[Any]) -> None:
+    for lease in leases:
+        lease.release()
+
+
+def _written_params(kernel: Kernel) -> set[str]:
+    """Names of the buffer and image parameters the kernel stores to (or updates atomically)."""
+    written: set[str] = set()
+    stack = [kernel.body]
+    while stack:
+        node = stack.pop()
+        if node.op in (ir.Op.STORE, ir.Op.ISTORE):
+            written.add(node.arg[0])
+        elif node.op is ir.Op.ATOMIC:
+            written.add(node.arg[1])
+        stack.extend(node.args)
+    return written
 
 
 def pick_kernel(module: Module, name: str | None, where: str) -> Kernel:

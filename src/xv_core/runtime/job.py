@@ -42,6 +42,8 @@ class JobResult:
     outputs: dict[str, str]
     compile_s: float
     wall_s: float
+    #: The VRAM manager's statistics at the end of the job (``Vram.stats()``).
+    vram: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -135,6 +137,7 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
             result = fabric.dispatch(kernel, args=args, grid=launch.grid, block=launch.block)
             steps.append(StepResult(i, kernel.name, launch, result))
         results = {name: buffers[name].read() for name in job.outputs}
+        fabric.vram.flush()  # persistent buffers keep what the job computed
     finally:
         for buf in buffers.values():
             buf.free()
@@ -142,7 +145,8 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
     write_arrays([(paths[name], results[name]) for name in job.outputs])
     outputs = {name: _display(path) for name, path in paths.items()}
     wall = time.perf_counter() - start
-    return JobResult(job.source, fabric.config.name, tuple(steps), outputs, compile_s, wall)
+    return JobResult(job.source, fabric.config.name, tuple(steps), outputs, compile_s, wall,
+                     fabric.vram.stats())
 
 
 def _display(path: Path) -> str:
