@@ -89,7 +89,10 @@ def describe(fabric: str = typer.Argument(..., help=FABRIC_HELP),
 def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
         job: Path = typer.Argument(..., help="A job YAML file."),
         backend: str = typer.Option(None, "--backend", help="Run every component on this backend."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        record_pages: Path = typer.Option(None, "--record-pages", metavar="FILE",
+                                          help="Record page accesses to FILE "
+                                               "(replay it with `xv vram replay`).")) -> None:
     """Run a job's steps on a fabric and write its outputs."""
     from xv_core.config.job import load_job
     from xv_core.runtime.api import Fabric
@@ -98,6 +101,8 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
     config, plugins = _load(fabric)
     job_config = load_job(job)
     with Fabric(config, plugins, backend=backend) as fab:
+        if record_pages is not None:
+            fab.vram.record_pages(str(record_pages))
         result = run_job(job_config, fab)
     summary = {
         "job": str(job),
@@ -113,6 +118,7 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
             for s in result.steps
         ],
         "outputs": result.outputs,
+        "vram": result.vram,
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -125,6 +131,12 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
                    f"{s['tiles']} tile{'' if s['tiles'] == 1 else 's'} ({where})  {s['wall_s'] * 1e3:.2f} ms")
     typer.echo(f"  kernels loaded in {result.compile_s * 1e3:.1f} ms; "
                f"wall time {result.wall_s * 1e3:.1f} ms")
+    from xv_core.cli.vram_cmd import summary_lines
+
+    for line in summary_lines(result.vram):
+        typer.echo(line)
+    if record_pages is not None:
+        typer.echo(f"page trace: {record_pages}")
     typer.echo("outputs:")
     for name, path in result.outputs.items():
         typer.echo(f"  {name} -> {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from xv_core.cli import fabric_cmd, plugins_cmd
+from xv_core.cli import fabric_cmd, plugins_cmd, vram_cmd
 from xv_core.logsetup import LEVELS, configure
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(fabric_cmd.app, name="fabric")
+app.add_typer(vram_cmd.app, name="vram")
 
 
 @app.callback()
