@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -51,6 +51,40 @@ def _page_size(inst: Any, _attribute: attrs.Attribute, value: int) -> None:
                       f"({format_size(inst.capacity)})", "lower page_size or raise capacity")
 
 
+#: The page size the ``uvm`` paging profile faults at.
+UVM_PAGE = 4 * KiB
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _profile(inst: Any, _attribute: attrs.Attribute, value: str) -> None:
+    if value == "uvm" and inst.page_size != UVM_PAGE:
+        raise Invalid(f"the uvm profile faults at 4KiB pages, but page_size is "
+                      f"{format_size(inst.page_size)}", "set page_size: 4KiB")
+
+
+def _link(_inst: object, _attribute: attrs.Attribute, value: str) -> None:
+    if value not in PROFILES:
+        unknown = unknown_profile(value)
+        raise Invalid(unknown.message, unknown.hint)
+
+
+def _persistent(_inst: object, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    seen: set[str] = set()
+    for name in value:
+        if not _FILE_NAME.fullmatch(name):
+            raise Invalid(f"persistent buffer name {name!r} must start with a letter, digit or _ "
+                          "and hold only letters, digits, _, . and -",
+                          "it names a file under vram.path")
+        if name in seen:
+            raise Invalid(f"persistent buffer {name!r} is listed twice")
+        seen.add(name)
+
+
+def _not_negative(_inst: object, attribute: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise Invalid(f"{attribute.name} must be 0 or more, got {value:g}")
+
+
 @attrs.frozen
 class VramConfig:
     """The fabric's device memory.
@@ -59,6 +93,14 @@ class VramConfig:
     ``page_size`` is a power of two no larger than ``capacity``.  ``eviction`` and ``manager``
     name an installed eviction policy and VRAM manager.  ``paging`` lets the manager move pages
     out of VRAM to make room; without it buffers stay resident and must fit.
+
+    ``backing`` says where a buffer's pages live when they are not in VRAM: host ``ram`` or a
+    ``file`` under ``path`` (relative to the fabric file's folder).  Buffers named in
+    ``persistent`` always live in a file under ``path`` and keep their contents from one run to
+    the next.  ``profile`` is the paging behaviour: ``plain`` moves single pages; ``uvm`` behaves
+    like GPU unified memory (4KiB faults, 64KiB migrations, neighbourhood prefetch in 2MiB
+    regions, ``fault_latency_us`` modelled per far fault).  ``link`` names the link profile
+    that times page transfers between VRAM and the host.
     """
 
     capacity: Size = attrs.field(default=GiB, converter=parse_size, validator=_positive_size)
@@ -66,6 +108,13 @@ class VramConfig:
     eviction: str = "lru"
     paging: bool = True
     manager: str = "ram"
+    backing: Literal["ram", "file"] = "ram"
+    path: str = attrs.field(default=".xv/vram", validator=attrs.validators.min_len(1))
+    persistent: tuple[str, ...] = attrs.field(default=(), converter=tuple,
+                                              validator=_persistent)
+    profile: Literal["plain", "uvm"] = attrs.field(default="plain", validator=_profile)
+    link: str = attrs.field(default="pcie4-x16", validator=_link)
+    fault_latency_us: float = attrs.field(default=40.0, validator=_not_negative)
 
 
 @attrs.frozen
@@ -382,6 +431,7 @@ def _parse_links(data: dict[Any, Any], names: set[str] | None, conv: Any,
 
 
 __all__ = [
-    "HOST", "ComponentConfig", "FabricConfig", "LinkConfig", "VramConfig", "builtin_fabrics",
+    "HOST", "UVM_PAGE", "ComponentConfig", "FabricConfig", "LinkConfig", "VramConfig",
+    "builtin_fabrics",
     "load_fabric", "parse_fabric",
 ]
