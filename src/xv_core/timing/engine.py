@@ -165,7 +165,7 @@ class _Round:
     n x coefficient / penalty over the members (kept up to date as flows start and end)."""
 
     __slots__ = ("members", "resource", "bound_level", "level", "next_level", "V", "last",
-                 "weights", "group", "heap", "single", "cap_level")
+                 "weights", "group", "heap", "single", "cap_level", "tight", "tight_ratio")
 
     def __init__(self, members: list[_FlowClass], resource: int, level: float, now: float,
                  group: _Group):
@@ -177,6 +177,10 @@ class _Round:
         self.V = 0.0
         self.last = now
         self.weights: dict[int, float] = {}
+        # The resource other than its own that the round loads most for its capacity
+        # (weight / capacity): the only one a lone round must check.  -2: not known; -1: none.
+        self.tight = -2
+        self.tight_ratio = 0.0
         self.group = group
         # (vt, tag, vtseq, class) of each member: the earliest completion is at the top.  A
         # round of one class needs no heap: ``single`` is that class.
@@ -306,6 +310,7 @@ class Timeline:
         self._wt: list[float] = []
         self._cnt: list[int] = []
         self._top: list[float] = []  # the highest level seen on each resource while re-levelling
+        self._inv_cap: list[float] = []
         # The classes flowing over each resource, kept sorted by class order so that every
         # walk over them is in an order that depends on the fabric only.
         self._res_classes: list[list[_FlowClass]] = []
@@ -380,6 +385,7 @@ class Timeline:
     def _new_resource(self, capacity: float) -> int:
         self._cap.append(capacity)
         self._res_classes.append([])
+        self._inv_cap.append(1.0 / capacity)
         self._top.append(0.0)
         self._rem.append(0.0)
         self._wt.append(0.0)
@@ -697,8 +703,17 @@ class Timeline:
             cls.n += 1
             weights = rnd.weights
             w = 1.0 / cls.penalty
-            for r, coef in cls.terms:
-                weights[r] += w * coef
+            if rnd.tight == -2:
+                for r, coef in cls.terms:
+                    weights[r] += w * coef
+            else:  # more load can only make one of the class's own resources the tightest
+                inv_cap = self._inv_cap
+                own = rnd.resource
+                for r, coef in cls.terms:
+                    weight = weights[r] = weights[r] + w * coef
+                    if r != own and weight * inv_cap[r] > rnd.tight_ratio:
+                        rnd.tight = r
+                        rnd.tight_ratio = weight * inv_cap[r]
             if cls.heap[0] is entry:
                 vt = cls.vt = cls.Va + (entry[0] - cls.Wa) * cls.penalty
                 if rnd.single is None:
@@ -759,6 +774,7 @@ class Timeline:
             weights[r] = weights.get(r, 0.0) + w * coef
             if r not in group.resources:
                 group.resources.append(r)
+        rnd.tight = -2
         if cls.bound * cls.penalty < rnd.cap_level:
             rnd.cap_level = cls.bound * cls.penalty
         self._dirty.add(group)
@@ -815,8 +831,11 @@ class Timeline:
         if cls.n:
             weights = rnd.weights
             w = m / cls.penalty
+            tight = rnd.tight
             for r, coef in cls.terms:
                 weights[r] -= w * coef
+                if r == tight:  # the tightest may now be another
+                    rnd.tight = -2
             head = heap[0]
             vt = cls.vt = cls.Va + (head[0] - target) * cls.penalty
             if rnd.single is None:
@@ -841,6 +860,7 @@ class Timeline:
                     for r, coef in other.terms:
                         weights[r] = weights.get(r, 0.0) + w * coef
                 rnd.weights = weights
+                rnd.tight = -2
                 rnd.cap_level = min(c.bound * c.penalty for c in members)
                 if len(members) == 1:
                     rnd.single = members[0]
@@ -1006,12 +1026,20 @@ class Timeline:
             # to stay within every capacity.
             rnd = rounds[0]
             r = rnd.resource
-            level = cap[r] / rnd.weights[r] if r >= 0 else rnd.bound_level
+            weights = rnd.weights
+            level = cap[r] / weights[r] if r >= 0 else rnd.bound_level
             if level > rnd.cap_level * _LOADABLE:
                 return False
-            for r, w in rnd.weights.items():
-                if level * w > cap[r] * _LOADABLE:
-                    return False
+            tight = rnd.tight
+            if tight == -2:
+                inv_cap = self._inv_cap
+                tight, ratio = -1, 0.0
+                for r2, w in weights.items():
+                    if r2 != r and w * inv_cap[r2] > ratio:
+                        tight, ratio = r2, w * inv_cap[r2]
+                rnd.tight, rnd.tight_ratio = tight, ratio
+            if tight >= 0 and level * weights[tight] > cap[tight] * _LOADABLE:
+                return False
             V = rnd.V = rnd.V + rnd.level * (now - rnd.last)
             rnd.last = now
             rnd.level = level
