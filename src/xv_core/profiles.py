@@ -53,6 +53,17 @@ class LinkProfile:
 _GB = 1e9
 _MB = 1e6
 
+
+def disk_profile(name: str, *, rpm: float, seek: float, rate: float, description: str = "",
+                 source: str = "") -> LinkProfile:
+    """A hard disk as a link: each request waits an average ``seek`` (seconds) and half a turn
+    of the platter (``30 / rpm`` seconds), then streams at the sequential ``rate`` (bytes/s).
+    One head serves both directions, so the link is half duplex."""
+    return LinkProfile(name, rate, seek + 30.0 / rpm,
+                       description or f"a {rpm:g} rpm disk: {seek * 1e3:g} ms seek, "
+                                      f"{rate / _MB:g} MB/s sequential",
+                       source or "given by the fabric", full_duplex=False)
+
 _PCIE_SPEC = ("PCI Express Base Specification (PCI-SIG): {gts} GT/s per lane with 128b/130b "
               "encoding = {lane:.3f} GB/s per lane per direction, x{lanes}")
 _PCIE_LATENCY = ("latency: about 1 us for a small DMA through root complex and device, as measured "
