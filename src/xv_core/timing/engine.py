@@ -17,10 +17,13 @@ How time is computed (``docs/timing.md`` derives each case):
   a flow starts or ends — but only for the flows and resources connected, through shared
   resources, to the one that changed (SimGrid's selective update).
 * Transfers with the same stage signature (same resources, same bound and weight) always get
-  the same rate, so the engine keeps one *class* per signature: the solver works on classes, and
-  a class keeps a virtual byte counter ``W`` (bytes each of its flows has received) so that a
-  flow's completion is ``W`` reaching its target, and the class needs one pending event for
-  its earliest flow, not one per flow.
+  the same rate, so the engine keeps one *class* per signature and solves classes, not flows.
+  The classes one step of progressive filling fixes together form a *round* with one level and
+  one level integral, from which each class derives the bytes its flows have received; the
+  connected classes form a *group* with one pending event (its earliest completion).  A start
+  or end that keeps the group's bottleneck structure only recomputes the rounds' levels (and
+  checks that the result is still max-min fair); otherwise the connected classes are solved
+  from scratch.
 * A fifo stage waits for its link (arrival order, then tag), transmits for ``size / bandwidth``
   and arrives ``latency`` later.
 * A compute activity waits in its component's queue (arrival order, then tag) until enough
@@ -60,7 +63,6 @@ _COMPUTE_END = 6
 
 # Kinds of the event log, in the order they sort at equal times.
 LOG_KINDS = ("transfer_end", "compute_end", "transfer_start", "compute_start")
-_LOG_RANK = {kind: rank for rank, kind in enumerate(LOG_KINDS)}
 _T_END, _C_END, _T_START, _C_START = range(4)
 
 # A flow whose remaining bytes fall below this fraction of its target (or 1e-9 bytes) when its
@@ -300,7 +302,6 @@ class Timeline:
         self.link_models: tuple[BusModel, ...] = tuple(
             self.default_model if ln.model is None else self._model(ln.model, f"link {ln.name!r}")
             for ln in self.links)
-        self._link_index = {ln.name: i for i, ln in enumerate(self.links)}
 
         # Resources of fluid links and servers of fifo links, per link and direction.
         self._cap: list[float] = []
@@ -323,7 +324,7 @@ class Timeline:
                               f"zero or more (got {profile.bandwidth}, {profile.latency})",
                               where="timeline")
             capacity = profile.bandwidth * model.bandwidth_factor
-            full = getattr(profile, "full_duplex", True)
+            full = profile.full_duplex
             self._fluid_res.append(None)
             self._servers.append(None)
             if model.discipline == "fluid":
@@ -523,15 +524,7 @@ class Timeline:
         activity._plan = plan
         self.transfers += 1
         if activity._waiting == 0:
-            when = activity.start = activity.start_at
-            self._log.append((when, _T_START, activity.tag, plan.label, activity.nbytes))
-            if plan.first_cls is not None and activity.nbytes:
-                # The common case saves an event: the flow joins once its latency is paid.
-                self._seq += 1
-                heapq.heappush(self._heap, (when + plan.first_latency, activity.tag, self._seq,
-                                            _ACTIVATE, activity, 0))
-            else:
-                self._push(when, activity.tag, _BEGIN, activity, None)
+            self._ready_transfer(activity, activity.start_at)
         return activity
 
     def compute(self, component: str, work: Any = None, *, ops: int = 0, nbytes: int = 0,
@@ -654,16 +647,17 @@ class Timeline:
     # -- transfers -------------------------------------------------------
 
     def _ready_transfer(self, activity: Activity, when: float) -> None:
+        """``activity`` may go at ``when``: log its start and queue its first stage."""
+        plan = activity._plan
         activity.start = when
         self._log.append((when, _T_START, activity.tag, activity.where, activity.nbytes))
-        stages = activity._stages
-        if stages:
-            first = stages[0]
-            if isinstance(first, _FluidStage) and first.cls is not None and activity.nbytes:
-                # The common case saves an event: the flow joins once its latency is paid.
-                self._push(when + first.latency, activity.tag, _ACTIVATE, activity, 0)
-                return
-        self._push(when, activity.tag, _BEGIN, activity, None)
+        self._seq += 1
+        if plan.first_cls is not None and activity.nbytes:
+            # The common case saves an event: the flow joins once its latency is paid.
+            heapq.heappush(self._heap, (when + plan.first_latency, activity.tag, self._seq,
+                                        _ACTIVATE, activity, 0))
+        else:
+            heapq.heappush(self._heap, (when, activity.tag, self._seq, _BEGIN, activity, None))
 
     def _next_stage(self, activity: Activity, index: int, now: float) -> None:
         stages = activity._stages
