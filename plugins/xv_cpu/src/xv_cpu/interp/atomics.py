@@ -10,7 +10,8 @@ compare-exchange) either one round per rank within equal indices or one
 ``ufunc.accumulate`` per distinct element, whichever takes fewer numpy calls.
 
 Concurrency: tiles of one dispatch may run on several threads, so every
-read-modify-write of an ATOMIC statement holds one process-wide lock.  A
+read-modify-write of an ATOMIC statement holds one process-wide lock (the core's
+``xv_core.runtime.atomics.ATOMICS_LOCK``, which other components' merges take too).  A
 lock per buffer would need a stable identity for buffers that may be views
 of one another; the single lock avoids that question, and it is held only
 for the vectorised update of one batch (microseconds), so contention stays
@@ -19,11 +20,10 @@ small.  Plain loads and stores take no lock, as on a GPU.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-ATOMICS_LOCK = threading.Lock()
+# The core's one lock: every component that performs or merges atomics takes it.
+from xv_core.runtime.atomics import ATOMICS_LOCK
 
 _ACCUMULATE = {"add": np.add, "sub": np.subtract, "min": np.minimum, "max": np.maximum}
 
