@@ -12,10 +12,12 @@ drive one:
   pinned, :meth:`~EvictionPolicy.insert` to admit the key and
   :meth:`~EvictionPolicy.remove` when a buffer is freed;
 * trace replay calls :meth:`~EvictionPolicy.replay` with the whole sequence
-  of keys.  Every policy here has a dedicated loop for it (one function, its
-  state in local variables), which is what makes replay run at millions of
-  accesses per second; :meth:`~EvictionPolicy.access` runs the pager methods
-  one access at a time and must agree with it (the tests check that they do).
+  of keys.  Every policy here has a dedicated loop for it, in C
+  (``_replay.c``, compiled on first use: tens of millions of accesses per
+  second) and in Python (one function, its state in local variables: the
+  fallback without a C compiler); :meth:`~EvictionPolicy.access` runs the
+  pager methods one access at a time.  All three must agree, and the tests
+  check that they do.
 
 The algorithms follow libCacheSim's implementations (``1a1a11a/libCacheSim``,
 ``libCacheSim/cache/eviction/*.c``), against which the tests compare miss
@@ -135,12 +137,24 @@ class EvictionPolicy:
         Counts hits, misses and evictions.  The policy's resident set afterwards
         is unspecified: use a fresh policy for each replay.
         """
-        keys = keys.tolist() if isinstance(keys, np.ndarray) else keys
-        misses, resident = self._replay(keys)
+        done = None
+        if isinstance(keys, np.ndarray) and keys.ndim == 1 and keys.dtype.kind in "iu" \
+                and type(self) in _COMPILED:
+            from xv_buffer import native
+
+            done = native.replay(self.name, keys, self.capacity, **self._compiled_params())
+        if done is None:
+            keys = keys.tolist() if isinstance(keys, np.ndarray) else keys
+            done = self._replay(keys)
+        misses, resident = done
         self.hits += len(keys) - misses
         self.misses += misses
         self.evictions += max(0, misses - resident)
         return misses
+
+    def _compiled_params(self) -> dict[str, int]:
+        """Extra parameters of the policy's compiled loop (see :mod:`xv_buffer.native`)."""
+        return {}
 
     def _replay(self, keys: Sequence[Hashable]) -> tuple[int, int]:
         """(misses, resident keys at the end): the generic loop, one access at a time."""
@@ -684,6 +698,9 @@ class S3FIFO(EvictionPolicy):
                 return key
         return None
 
+    def _compiled_params(self) -> dict[str, int]:
+        return {"small": self.small_capacity, "ghost": self.ghost_capacity}
+
     def _ghost(self, key: Hashable) -> None:
         if self.ghost_capacity <= 0 or key in self._ghosts:
             return
@@ -848,6 +865,10 @@ class Belady(EvictionPolicy):
             push(heap, -upcoming)
         return misses, size
 
+
+#: Policies whose replay loop also exists compiled (``_replay.c``); subclasses are not in it.
+_COMPILED: frozenset[type[EvictionPolicy]] = frozenset({LRU, FIFO, Clock, LFU, ARC, S3FIFO,
+                                                        Belady})
 
 #: The policies this distribution ships, by the name a fabric's ``vram.eviction`` uses.
 POLICIES: dict[str, type[EvictionPolicy]] = {
