@@ -619,6 +619,10 @@ class RamVram:
                     for unit in range(start // upp, (stop - 1) // upp + 1):
                         touched = min(stop, (unit + 1) * upp) - max(start, unit * upp)
                         key = buf.key_base | unit
+                        # Pinned before it is made resident, so that neither the prefetcher
+                        # nor later units of this very call can evict it.
+                        self._pins[key] = self._pins.get(key, 0) + 1
+                        lease.keys.append(key)
                         if buf.resident[unit * upp]:
                             vs.add("hits", touched)
                             bs.add("hits", touched)
@@ -629,10 +633,6 @@ class RamVram:
                             vs.add("hits", touched - 1)
                             bs.add("hits", touched - 1)
                             self._fault(buf, unit, key)
-                        # Pinned as it is made resident, so that later units of this very
-                        # call cannot evict it.
-                        self._pins[key] = self._pins.get(key, 0) + 1
-                        lease.keys.append(key)
                 if write:
                     buf.dirty[start:stop] = b"\x01" * count
         return lease
