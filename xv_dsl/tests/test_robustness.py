@@ -20,7 +20,10 @@ from xv_core.errors import SourceError
 from xv_dsl import compile_source
 
 KERNELS = Path(__file__).resolve().parents[2] / "examples" / "kernels"
-SOURCES = [p.read_text() for p in sorted(KERNELS.glob("*.xvk"))]
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+# Seeds for mutation: the conformance kernels and every example of the language reference.
+SOURCES = [p.read_text() for p in sorted(KERNELS.glob("*.xvk"))] + [
+    body for body in re.findall(r"```c\n(.*?)```", DOC, re.S) if not body.startswith("// error")]
 TOKEN = re.compile(r"\s+|//[^\n]*|[A-Za-z_]\w*|\d+\.\d*|\d+|<<=|>>=|[-+*/%&|^<>=!]=|&&|\|\||<<|>>"
                    r"|\+\+|--|.", re.S)
 VOCAB = sorted({t for src in SOURCES for t in TOKEN.findall(src) if t.strip()} | {
