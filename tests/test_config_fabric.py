@@ -497,3 +497,76 @@ def test_the_docs_show_the_default_fabric_as_shipped():
 
     shipped = (resources.files("xv_core") / "fabrics" / "default.yaml").read_text()
     assert f"```yaml\n{shipped}```" in DOCS.read_text()
+
+
+# --------------------------------------------------------------------------
+# The paging keys of vram (issue 5)
+# --------------------------------------------------------------------------
+
+
+def test_every_paging_key_of_vram(write, plugins):
+    fabric = load_fabric(write("""\
+        vram:
+          capacity: 16MiB
+          page_size: 4KiB
+          backing: file
+          path: /var/tmp/xv
+          persistent: [weights, state.v2]
+          profile: uvm
+          link: pcie3-x16
+          fault_latency_us: 25
+        components: [{name: alu, kind: cpu}]
+        """), plugins)
+    assert fabric.vram == VramConfig(16 << 20, 4096, "lru", True, "ram", "file", "/var/tmp/xv",
+                                     ("weights", "state.v2"), "uvm", "pcie3-x16", 25.0)
+    defaults = VramConfig()
+    assert (defaults.backing, defaults.path, defaults.persistent, defaults.profile,
+            defaults.link, defaults.fault_latency_us) == ("ram", ".xv/vram", (), "plain",
+                                                          "pcie4-x16", 40.0)
+
+
+BAD_VRAM = [
+    pytest.param(
+        "backing: disk",
+        "fabric.yaml:2:68: expected one of 'ram', 'file', got 'disk' (a string) @ "
+        "$.vram.backing",
+        id="unknown-backing"),
+    pytest.param(
+        "profile: uvm",
+        "fabric.yaml:2:68: the uvm profile faults at 4KiB pages, but page_size is 64KiB @ "
+        "$.vram.profile (hint: set page_size: 4KiB)",
+        id="uvm-needs-4KiB-pages"),
+    pytest.param(
+        "profile: cuda",
+        "fabric.yaml:2:68: expected one of 'plain', 'uvm', got 'cuda' (a string) @ "
+        "$.vram.profile",
+        id="unknown-profile"),
+    pytest.param(
+        "link: pcie4",
+        "fabric.yaml:2:65: unknown link profile 'pcie4' (known: pcie3-x16, pcie3-x4, "
+        "pcie4-x16, pcie4-x4, pcie5-x16, pcie5-x4, nvlink, sata3, nvme-gen3, nvme-gen4, "
+        "hdd-7200, usb2, usb3, usb3.2, 1gbe, 10gbe, 100gbe) @ $.vram.link (hint: did you "
+        "mean 'pcie5-x4'?)",
+        id="unknown-link"),
+    pytest.param(
+        "persistent: [w, ../w]",
+        "fabric.yaml:2:71: persistent buffer name '../w' must start with a letter, digit or _ "
+        "and hold only letters, digits, _, . and - @ $.vram.persistent (hint: it names a file "
+        "under vram.path)",
+        id="persistent-name-is-a-path"),
+    pytest.param(
+        "persistent: [w, w]",
+        "fabric.yaml:2:71: persistent buffer 'w' is listed twice @ $.vram.persistent",
+        id="persistent-twice"),
+    pytest.param(
+        "fault_latency_us: -5",
+        "fabric.yaml:2:77: fault_latency_us must be 0 or more, got -5 @ "
+        "$.vram.fault_latency_us",
+        id="negative-fault-latency"),
+]
+
+
+@pytest.mark.parametrize("key, message", BAD_VRAM)
+def test_bad_paging_keys_give_one_exact_line(write, plugins, key, message):
+    text = ISSUE_FABRIC.replace("eviction: lru}", f"eviction: lru, {key}}}")
+    assert error_of(write(text), plugins) == message
