@@ -630,6 +630,23 @@ def test_unknown_models_and_components_are_named():
         Timeline([Link("a", "x", "y", profile(1e9, 0.0))] * 2)
 
 
+def test_routes_built_per_transfer_share_one_plan():
+    tl = Timeline([Link("a", "host", "sw", profile(1e9, 0.0)),
+                   Link("b", "sw", "dev", profile(1e9, 0.0))])
+    for i in range(50):
+        tl.transfer(tl.route_through("host", ["a", "b"]), 1000, tag=f"t{i:02d}")
+    tl.run()
+    assert len(tl._plans_by_hops) == 1
+    assert tl.report()["links"]["b"]["bytes"] == 50_000
+
+
+def test_run_cannot_be_called_from_its_own_callback():
+    tl = one_link()
+    tl.transfer(("host", "dev"), 10, on_done=lambda _: tl.run())
+    with pytest.raises(RuntimeError):
+        tl.run()
+
+
 def test_the_past_cannot_be_scheduled():
     tl = one_link()
     tl.transfer(("host", "dev"), 10)

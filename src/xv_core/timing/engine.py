@@ -341,12 +341,14 @@ class Timeline:
 
         self.now = 0.0
         self.end = 0.0  # latest completion so far
+        self._running = False
         self._seq = 0
         self._heap: list[tuple[float, str, int, int, Any, Any]] = []
         self._log: list[tuple[float, int, str, str, int]] = []
         self._classes: dict[tuple[Any, ...], _FlowClass] = {}
         self._plans: dict[tuple[str, str], _Plan] = {}  # by (src, dst)
-        self._plans_by_id: dict[int, _Plan] = {}  # by id() of Route objects seen
+        self._plans_by_id: dict[int, _Plan] = {}  # by id() of the routes route() returned
+        self._plans_by_hops: dict[tuple[tuple[int, int], ...], _Plan] = {}
         self._all_plans: list[_Plan] = []
         self._mark = 0
         # Set while a batch of simultaneous events is being applied.
@@ -413,11 +415,15 @@ class Timeline:
     def _plan_of(self, route: Route | tuple[str, str]) -> _Plan:
         if type(route) is not Route:
             return self._plan_between(*route)
+        # Routes from route() are found by identity (their plan keeps them alive, so the id is
+        # never reused); any other Route by its hops, so that building a new Route object for
+        # every transfer does not grow the cache.
         plan = self._plans_by_id.get(id(route))
         if plan is None or plan.route is not route:
-            # Keyed by identity, the plan keeps its route alive so the id is never reused.
-            plan = self._plans_by_id[id(route)] = _Plan(route, self._stages(route))
-            self._all_plans.append(plan)
+            plan = self._plans_by_hops.get(route.hops)
+            if plan is None:
+                plan = self._plans_by_hops[route.hops] = _Plan(route, self._stages(route))
+                self._all_plans.append(plan)
         return plan
 
     def _stages(self, route: Route) -> tuple[Any, ...]:
@@ -592,6 +598,15 @@ class Timeline:
     def run(self, until: float | None = None) -> float:
         """Process events in virtual time order until none is left (or the next one is after
         ``until``); return the virtual time reached."""
+        if self._running:
+            raise RuntimeError("Timeline.run() called from a callback of the same timeline")
+        self._running = True
+        try:
+            return self._run(until)
+        finally:
+            self._running = False
+
+    def _run(self, until: float | None) -> float:
         heap = self._heap
         heappop = heapq.heappop
         touched = self._touched
