@@ -115,69 +115,73 @@ TARGETS = {"i32": ["i", "y[i & 7]", "tmp_i"], "u32": ["u"], "f32": ["f", "x[i]",
 def gen_expr(r, t, depth=0):
     if r.random() < 0.04:  # a deliberate type mistake
         t = r.choice(TYPES)
+
+    def g(sub_t: str) -> str:
+        return gen_expr(r, sub_t, depth + 1)
+
     if depth > 2 or r.random() < 0.35:
         return r.choice(VARS[t])
     if t in ("i32", "u32"):
         c = r.randrange(6)
         if c == 0:
-            return f"({gen_expr(r, t, depth + 1)} {r.choice('+-*/%&|^')} {gen_expr(r, t, depth + 1)})"
+            return f"({g(t)} {r.choice('+-*/%&|^')} {g(t)})"
         if c == 1:
-            return f"({gen_expr(r, t, depth + 1)} {r.choice(['<<', '>>'])} {r.randrange(40)})"
+            return f"({g(t)} {r.choice(['<<', '>>'])} {r.randrange(40)})"
         if c == 2:
-            return f"{r.choice(['-', '~'])}({gen_expr(r, t, depth + 1)})"
+            return f"{r.choice(['-', '~'])}({g(t)})"
         if c == 3:
-            return f"{t}({gen_expr(r, r.choice(['f32', 'i32', 'u32']), depth + 1)})"
+            return f"{t}({g(r.choice(['f32', 'i32', 'u32']))})"
         if c == 4:
             fn = r.choice(["min", "max", "abs", "clamp", "sign"])
             n = {"abs": 1, "sign": 1, "clamp": 3}.get(fn, 2)
-            return f"{fn}({', '.join(gen_expr(r, t, depth + 1) for _ in range(n))})"
+            return f"{fn}({', '.join(g(t) for _ in range(n))})"
         if t == "i32":
-            return f"atomic_{r.choice(['add', 'max', 'exchange'])}(y[i & 7], {gen_expr(r, t, depth + 1)})"
-        return f"({gen_expr(r, 'bool', depth + 1)} ? {gen_expr(r, t, depth + 1)} : {gen_expr(r, t, depth + 1)})"
+            return f"atomic_{r.choice(['add', 'max', 'exchange'])}(y[i & 7], {g(t)})"
+        return f"({g('bool')} ? {g(t)} : {g(t)})"
     if t == "f32":
         c = r.randrange(7)
         if c == 0:
-            return f"({gen_expr(r, t, depth + 1)} {r.choice('+-*/%')} {gen_expr(r, t, depth + 1)})"
+            return f"({g(t)} {r.choice('+-*/%')} {g(t)})"
         if c == 1:
             fn = r.choice(["sqrt", "floor", "fract", "sin", "exp2", "inversesqrt", "round", "abs"])
-            return f"{fn}({gen_expr(r, t, depth + 1)})"
+            return f"{fn}({g(t)})"
         if c == 2:
             fn = r.choice(["pow", "atan", "min", "mod", "step", "max"])
-            return f"{fn}({gen_expr(r, t, depth + 1)}, {gen_expr(r, t, depth + 1)})"
+            return f"{fn}({g(t)}, {g(t)})"
         if c == 3:
             vt = r.choice(["vec2", "vec3", "vec4"])
             fn = r.choice(["dot", "distance"])
-            return f"{fn}({gen_expr(r, vt, depth + 1)}, {gen_expr(r, vt, depth + 1)})"
+            return f"{fn}({g(vt)}, {g(vt)})"
         if c == 4:
-            return f"length({gen_expr(r, r.choice(['vec2', 'vec3']), depth + 1)})"
+            return f"length({g(r.choice(['vec2', 'vec3']))})"
         if c == 5:
             fn = r.choice(["mix", "clamp", "smoothstep"])
-            return f"{fn}({', '.join(gen_expr(r, t, depth + 1) for _ in range(3))})"
-        return f"f32({gen_expr(r, r.choice(['i32', 'u32']), depth + 1)})"
+            return f"{fn}({', '.join(g(t) for _ in range(3))})"
+        return f"f32({g(r.choice(['i32', 'u32']))})"
     if t == "bool":
         c = r.randrange(3)
         if c == 0:
             nt = r.choice(["i32", "u32", "f32"])
             op = r.choice(["<", "<=", ">", ">=", "==", "!="])
-            return f"({gen_expr(r, nt, depth + 1)} {op} {gen_expr(r, nt, depth + 1)})"
+            return f"({g(nt)} {op} {g(nt)})"
         if c == 1:
-            return f"({gen_expr(r, t, depth + 1)} {r.choice(['&&', '||'])} {gen_expr(r, t, depth + 1)})"
-        return f"!({gen_expr(r, t, depth + 1)})"
+            return f"({g(t)} {r.choice(['&&', '||'])} {g(t)})"
+        return f"!({g(t)})"
     c = r.randrange(6)
     n = int(t[3])
     if c == 0:
         other = r.choice([t, "f32"])
-        return f"({gen_expr(r, t, depth + 1)} {r.choice('+-*/')} {gen_expr(r, other, depth + 1)})"
+        return f"({g(t)} {r.choice('+-*/')} {g(other)})"
     if c == 1:
-        return f"{r.choice(['normalize', 'fract', 'floor', 'abs', '-'])}({gen_expr(r, t, depth + 1)})"
+        return f"{r.choice(['normalize', 'fract', 'floor', 'abs', '-'])}({g(t)})"
     if c == 2:
-        return f"mix({gen_expr(r, t, depth + 1)}, {gen_expr(r, t, depth + 1)}, {gen_expr(r, 'f32', depth + 1)})"
+        return f"mix({g(t)}, {g(t)}, {g('f32')})"
     if c == 3 and t == "vec3":
-        return f"cross({gen_expr(r, t, depth + 1)}, {gen_expr(r, t, depth + 1)})"
+        return f"cross({g(t)}, {g(t)})"
     if c == 4:
         big = f"vec{min(n + 1, 4)}" if n < 4 else "vec4"
-        return f"{gen_expr(r, big, depth + 1)}.{r.choice(['xyzw', 'rgba'])[:n]}"
-    parts = ", ".join(gen_expr(r, "f32", depth + 1) for _ in range(n))
+        return f"{g(big)}.{r.choice(['xyzw', 'rgba'])[:n]}"
+    parts = ", ".join(g("f32") for _ in range(n))
     return f"{t}({parts})"
 
 

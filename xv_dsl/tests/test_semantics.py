@@ -102,7 +102,8 @@ def test_mandelbrot() -> None:
                 i += 1
             if i < max_iter:
                 t = f(i) / f(max_iter)
-                ref[py, px, :3] = 0.5 + 0.5 * np.cos(f(6.28318) * (t + np.array([0, 0.33, 0.67], f)))
+                phase = t + np.array([0, 0.33, 0.67], f)
+                ref[py, px, :3] = 0.5 + 0.5 * np.cos(f(6.28318) * phase)
             ref[py, px, 3] = 1
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
@@ -242,7 +243,7 @@ def test_integer_semantics() -> None:
         s[3] = 2147483647 + s[7];        // wraps with a run-time value
         s[4] = i32(u[1]);
         s[5] = i32(-2.7);
-        s[6] = 1 << 33;                  // constant shift: exact, then must fit... (1 << 33 wraps at run time)
+        s[6] = 1 << 33;                  // a constant: exact, and too large for i32
     }
     """
     u = np.zeros(5, np.uint32)

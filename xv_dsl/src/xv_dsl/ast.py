@@ -134,7 +134,8 @@ class Member:
     name_span: SourceSpan
 
 
-Expr = Union[IntLit, FloatLit, BoolLit, Name, Unary, Binary, Ternary, Call, Construct, Index, Member]
+Expr = Union[IntLit, FloatLit, BoolLit, Name, Unary, Binary, Ternary, Call, Construct, Index,
+             Member]
 
 
 @attrs.frozen
@@ -248,7 +249,8 @@ class Empty:
     span: SourceSpan
 
 
-Stmt = Union[VarDecl, Assign, IncDec, ExprStmt, Block, If, For, While, Break, Continue, Return, Empty]
+Stmt = Union[VarDecl, Assign, IncDec, ExprStmt, Block, If, For, While, Break, Continue, Return,
+             Empty]
 
 
 # --------------------------------------------------------------------------

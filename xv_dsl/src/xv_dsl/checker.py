@@ -300,17 +300,18 @@ class Checker:
             self.error(a.span, f"@workgroup takes 1 to 3 sizes, got {len(a.args)}")
             return None
         sizes = [self.const_int(e, self.globals, "a workgroup size") for e in a.args]
-        if any(s is None for s in sizes):
+        known = [s for s in sizes if s is not None]
+        if len(known) != len(sizes):
             return None
-        dims = tuple(sizes) + (1,) * (3 - len(sizes))
-        if any(s < 1 for s in dims):  # type: ignore[operator]
+        x, y, z = tuple(known) + (1,) * (3 - len(known))
+        if min(x, y, z) < 1:
             self.error(a.span, "workgroup sizes must be positive")
             return None
-        if math.prod(dims) > MAX_WORKGROUP:  # type: ignore[arg-type]
-            self.error(a.span, f"a workgroup of {math.prod(dims)} work items is more than "  # type: ignore[arg-type]
+        if x * y * z > MAX_WORKGROUP:
+            self.error(a.span, f"a workgroup of {x * y * z} work items is more than "
                                f"{MAX_WORKGROUP}")
             return None
-        return dims  # type: ignore[return-value]
+        return x, y, z
 
     # ---- constants -----------------------------------------------------------
     def const_int(self, e: ast.Expr, scope: Scope, what: str) -> int | None:
@@ -369,7 +370,8 @@ class Checker:
         if id(decl.init) not in self.consts:
             if scope is self.globals:
                 self.error(decl.init.span, f"the value of constant '{decl.name}' must be a "
-                                           "constant expression", "use literals and other constants")
+                                           "constant expression",
+                           "use literals and other constants")
                 return None
             return self.readonly_var(decl, base)
         sym = Symbol(decl.name, CONST, base, decl.span, "const", value=self.consts[id(decl.init)],
@@ -576,7 +578,8 @@ class Checker:
                 continue
             if decl.name in scope.names:
                 first = scope.names[decl.name]
-                self.error(decl.span, f"'{decl.name}' is already declared at line {first.span.line}",
+                self.error(decl.span,
+                           f"'{decl.name}' is already declared at line {first.span.line}",
                            "choose another name")
             elif decl.name in SPECIALS or decl.name in FUNCTIONS:
                 self.error(decl.span, f"'{decl.name}' is a builtin name and cannot be redefined",
@@ -658,8 +661,8 @@ class Checker:
         if result.is_error:
             return
         if result != target_t:
-            self.error(s.op_span, f"'{s.op}' would change '{self.text_of(s.target) or 'the target'}'"
-                                  f" from {target_t} to {result}",
+            target = self.text_of(s.target) or "the target"
+            self.error(s.op_span, f"'{s.op}' would change '{target}' from {target_t} to {result}",
                        f"write it out: x = {result.kind}(...)")
 
     def incdec(self, s: ast.IncDec, scope: Scope) -> None:
@@ -715,7 +718,8 @@ class Checker:
                 if base_t is None or not base_t.is_vec:
                     if base_t is not None and not base_t.is_error:
                         self.error(e.name_span, f"cannot assign to .{e.name}")
-                    return e.base if isinstance(e.base, ast.Name) else None, False  # type: ignore[return-value]
+                    root = e.base if isinstance(e.base, ast.Name) else None
+                    return root, False
                 if len(set(e.name)) != len(e.name):
                     self.error(e.name_span, f"swizzle .{e.name} repeats a component and cannot "
                                             "be assigned to")
@@ -838,7 +842,8 @@ class Checker:
             isinstance(e, ast.Unary) and e.op == "~")
         if int_only and not target.is_int:
             op = e.op  # type: ignore[union-attr]
-            self.error(e.span, f"'{op}' needs integers, but here its operands would become {target}",
+            self.error(e.span,
+                       f"'{op}' needs integers, but here its operands would become {target}",
                        f"convert the result explicitly: {target.kind}({self.text_of(e) or '...'})")
             self.types[id(e)] = ERROR
             return
@@ -1373,7 +1378,8 @@ class Checker:
             if name in members:
                 return self.record(e, I32)
             self.error(e.name_span, f"{base_t} has no member '{name}'",
-                       did_you_mean(name, members) or f"it has {', '.join('.' + m for m in members)}")
+                       did_you_mean(name, members)
+                       or f"it has {', '.join('.' + m for m in members)}")
             return self.record(e, ERROR)
         if base_t.is_vec:
             return self.swizzle(e, base_t)

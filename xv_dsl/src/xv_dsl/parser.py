@@ -186,7 +186,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic
         open_tok = _unclosed(tokens)
         hint = None
         if open_tok is not None:
-            hint = f"the '{open_tok.value}' at line {open_tok.line}:{open_tok.column} is never closed"
+            where = f"{open_tok.line}:{open_tok.column}"
+            hint = f"the '{open_tok.value}' at line {where} is never closed"
         wanted = _expected_text(expected)
         message = "unexpected end of file" + (f"; expected {wanted}" if wanted else "")
         return Diagnostic(span, message, hint)
