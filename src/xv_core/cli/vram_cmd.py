@@ -148,8 +148,9 @@ def replay(trace: Path = typer.Argument(..., help="A page trace (--record-pages 
                                "page_size": page_size, "buffers": len(header.get("buffers", {})),
                                "results": results}, indent=2))
         return
+    count = len(header.get("buffers", {}))
     typer.echo(f"trace {trace}: {len(keys):,} page accesses ({format_size(page_size)} pages, "
-               f"{len(header.get('buffers', {}))} buffers)")
+               f"{count} buffer{'' if count == 1 else 's'})")
     label = [f"{format_size(s)} ({s // page_size} pages)" for s in sizes]
     width = max(len("capacity"), *(len(x) for x in label))
     cols = [max(8, len(n)) for n in names]

@@ -1,0 +1,137 @@
+"""Oversubscription end to end: examples/jobs/oversubscribe.yaml has 4MiB of buffers; on fabrics
+with 1MiB of VRAM (plain paging through an nvme tier to files, and the uvm profile) it gives
+exactly the outputs it gives on the default fabric, where everything fits, and its statistics
+show the paging.  The outputs are also checked against numpy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xv_core.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+KiB, MiB = 1 << 10, 1 << 20
+OUTPUTS = ("img1", "img2", "blur4", "e")
+
+
+def run(fabric: str, job: Path, *extra: str) -> dict:
+    result = CliRunner().invoke(app, ["fabric", "run", fabric, str(job), "--json", *extra])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    summary["arrays"] = {name: np.load(job.parent / path)
+                         for name, path in (("img1", "out/oversubscribe_img1.npy"),
+                                            ("img2", "out/oversubscribe_img2.npy"),
+                                            ("blur4", "out/oversubscribe_blur4.npy"),
+                                            ("e", "out/oversubscribe_e.npy"))}
+    return summary
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, dict]:
+    """The example job on three fabrics, each in a folder of its own (the fabrics' relative
+    paths, .xv/..., then stay out of the repository)."""
+    out: dict[str, dict] = {}
+    for fabric in ("default", "small-vram", "uvm-vram"):
+        work = tmp_path_factory.mktemp(fabric)
+        jobs = work / "jobs"
+        shutil.copytree(ROOT / "examples/jobs", jobs, ignore=shutil.ignore_patterns("out", "data"))
+        shutil.copytree(ROOT / "examples/kernels", work / "kernels")
+        spec = fabric
+        if fabric != "default":
+            spec = str(work / f"{fabric}.yaml")
+            shutil.copy(ROOT / f"examples/fabrics/{fabric}.yaml", spec)
+        out[fabric] = run(spec, jobs / "oversubscribe.yaml")
+    return out
+
+
+def hash01(i: np.ndarray, seed: int) -> np.ndarray:
+    """oversubscribe_fill.xvk's hash, in numpy."""
+    seeds = np.full(i.shape, seed, np.uint32)  # arrays wrap around silently, scalars warn
+    h = i.astype(np.uint32) * np.uint32(747796405) + seeds * np.uint32(2891336453)
+    h = ((h >> ((h >> np.uint32(28)) + np.uint32(4))) ^ h) * np.uint32(277803737)
+    h = (h >> np.uint32(22)) ^ h
+    return (h >> np.uint32(8)).astype(np.float32) / np.float32(16777216.0)
+
+
+def gauss5(src: np.ndarray) -> np.ndarray:
+    w = np.array([1, 4, 6, 4, 1], np.float64)
+    padded = np.pad(src.astype(np.float64), 2, mode="edge")
+    h, wd = src.shape
+    acc = sum(w[dy] * w[dx] * padded[dy:dy + h, dx:dx + wd] for dy in range(5) for dx in range(5))
+    return acc / 256.0
+
+
+def test_outputs_are_exactly_those_of_ample_vram(runs):
+    ample = runs["default"]["arrays"]
+    for fabric in ("small-vram", "uvm-vram"):
+        for name in OUTPUTS:
+            assert np.array_equal(runs[fabric]["arrays"][name], ample[name]), (fabric, name)
+
+
+def test_outputs_match_numpy(runs):
+    got = runs["default"]["arrays"]
+    image = [hash01(np.arange(256 * 256), seed).reshape(256, 256) for seed in (1, 2, 3, 4)]
+    np.testing.assert_allclose(got["img1"], gauss5(gauss5(image[0])), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["blur4"], gauss5(image[3]), rtol=1e-5, atol=1e-6)
+    a, b, a2, b2 = (hash01(np.arange(65536), s).reshape(256, 256).astype(np.float64)
+                    for s in (5, 6, 7, 8))
+    expected = (a @ b @ b) @ (a2 @ b2)
+    np.testing.assert_allclose(got["e"].reshape(256, 256), expected, rtol=1e-4)
+
+
+def test_statistics_show_the_paging(runs):
+    ample = runs["default"]["vram"]
+    assert ample["tiers"]["vram"]["evictions"] == 0
+    # With room for everything each of the 64 pages faults once, on first touch, zero-filled.
+    assert ample["tiers"]["vram"]["misses"] == ample["tiers"]["vram"]["zero_fills"] == 64
+    small = runs["small-vram"]["vram"]
+    assert small["capacity"] == MiB and small["peak"] == 4 * MiB  # 4x oversubscribed
+    assert len(small["buffers"]) == 16
+    vram, nvme, backing = (small["tiers"][k] for k in ("vram", "nvme0", "backing"))
+    assert vram["resident_peak"] == MiB and vram["overcommit_peak"] == 0
+    assert vram["evictions"] >= 48 and vram["writebacks"] >= 32
+    assert vram["misses"] > 64  # the 64 pages each fault in at least once, some again
+    assert vram["hits"] + vram["misses"] == vram["accesses"]
+    assert nvme["writes"] > 0 and nvme["hits"] > 0 and nvme["evictions"] > 0
+    assert backing["kind"] == "file" and backing["reads"] > 0 and backing["writes"] > 0
+    assert vram["modelled_s"] > 0 and nvme["modelled_s"] > 0
+    for name, stats in small["buffers"].items():
+        assert stats["accesses"] > 0 and stats["evictions"] > 0, name
+    uvm = runs["uvm-vram"]["vram"]
+    assert uvm["profile"] == "uvm" and uvm["page_size"] == 4 * KiB
+    v = uvm["tiers"]["vram"]
+    assert v["prefetches"] > 0 and v["evictions"] > 0 and v["overcommit_peak"] == 0
+    assert v["modelled_s"] >= v["misses"] * 40e-6  # each far fault costs 40us, plus transfers
+
+
+def test_summary_prints_the_statistics(tmp_path):
+    shutil.copytree(ROOT / "examples/kernels", tmp_path / "kernels")
+    (tmp_path / "jobs").mkdir()
+    for name in ("oversubscribe.yaml", "oversubscribe_fill.xvk"):
+        shutil.copy(ROOT / "examples/jobs" / name, tmp_path / "jobs" / name)
+    # The same job with only its first step and a 512KiB fabric: quick, and the text is stable.
+    job = tmp_path / "jobs/oversubscribe.yaml"
+    text = job.read_text()
+    head, steps = text.split("steps:\n")
+    job.write_text(head + "steps:\n" + steps.splitlines()[0] + "\noutputs: {}\n")
+    fabric = tmp_path / "f.yaml"
+    fabric.write_text("vram: {capacity: 512KiB, page_size: 64KiB}\n"
+                      "components: [{name: alu, kind: cpu, threads: 1}]\n")
+    result = CliRunner().invoke(app, ["fabric", "run", str(fabric), str(job),
+                                      "--record-pages", str(tmp_path / "t.pages")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = lines.index("  vram: 512KiB in 64KiB pages, lru, paging plain; peak resident 256.0KiB")
+    assert lines[at + 1].startswith("    vram      4 page accesses, 0 hits, 4 faults (100.0%), "
+                                    "0 prefetched, 0 evictions, 0 written back; 0B in, 0B out; ")
+    assert lines[at + 2] == "    backing   ram: 0 reads, 0 writes; 0B read, 0B written"
+    assert lines[at + 3].split() == ["buffer", "accesses", "faults", "evicted", "in", "out"]
+    assert lines[at + 4].split() == ["img1", "4", "4", "0", "0B", "0B"]
+    assert lines[at + 5].split() == ["img2", "0", "0", "0", "0B", "0B"]
+    assert f"page trace: {tmp_path / 't.pages'}" in lines
