@@ -16,9 +16,10 @@ under control flow that provably depends on which work item runs it:
 * a kernel's own ``return`` does not make what follows divergent: work items
   that returned are excused from later barriers (the IR's rule).
 
-The analysis is conservative in one direction only: what it rejects really
-may diverge.  Divergence it cannot see (data-dependent conditions through
-shared memory, say) is caught at run time by the backend.
+The rules are syntactic, so a variable assigned the same value on both sides
+of a varying ``if`` still counts as varying (move such an assignment out of
+the ``if``).  Divergence the rules cannot see (a condition on data in shared
+memory, say) is caught at run time by the backend.
 """
 
 from __future__ import annotations
