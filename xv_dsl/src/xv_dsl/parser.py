@@ -17,7 +17,8 @@ import lark
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from xv_core.errors import Diagnostic, SourceError, SourceSpan
+from xv_core.cachedir import user_cache_dir
+from xv_core.errors import Diagnostic, SourceError, SourceSpan, XvError
 from xv_dsl import ast
 from xv_dsl.diagnostics import Reporter, closest
 
@@ -57,8 +58,16 @@ _EXPR_START = {"NAME", "INT", "FLOAT", "TRUE", "FALSE", "LPAR", "MINUS", "PLUS",
 @functools.cache
 def _parser() -> Lark:
     grammar = resources.files("xv_dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    # Building the LALR tables takes ~2 s; lark caches them (as a pickle, keyed by a hash
+    # of the grammar and options) in the user's private cache directory, never in a shared
+    # temporary folder where another user could plant a file.  Without a usable private
+    # directory the tables are simply rebuilt.
+    try:
+        cache: str | bool = str(user_cache_dir("lark") / "xvk-grammar.lark-cache")
+    except (OSError, XvError):
+        cache = False
     return Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True,
-                maybe_placeholders=True, cache=True)  # cached tables: ~2 s saved per process
+                maybe_placeholders=True, cache=cache)
 
 
 @functools.cache
