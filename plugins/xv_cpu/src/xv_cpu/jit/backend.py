@@ -1,0 +1,279 @@
+"""The ``jit`` backend: kernels compiled to native code, one function per specialisation.
+
+A prepared kernel compiles lazily, on the first tile of each specialisation (the block
+size, whether accesses are checked, which atomics run on private copies), looking in
+the process and then in the disk cache first.  ``compile_s`` and ``cache_hits`` say what
+that cost.  Tiles call the native function through ctypes, which releases the GIL, so
+the cpu component's worker threads run tiles on every core at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import structlog
+
+from xv_core import ir
+from xv_core.errors import KernelRuntimeError
+from xv_core.ir import CONSTANT, LOCAL, SHARED, Kernel, Module, verify_kernel
+from xv_core.runtime.atomics import ATOMICS_LOCK
+from xv_core.runtime.interfaces import Tile, TileWork
+from xv_cpu.interp.backend import PreparedInterpKernel
+from xv_cpu.interp.batch import Bindings
+from xv_cpu.jit import engine
+from xv_cpu.jit.analysis import plan_kernel
+from xv_cpu.jit.cache import DiskCache
+from xv_cpu.jit.codegen import OUT_GID, OUT_INDEX, OUT_SITE, OUT_SLOTS, KernelMeta, Site, Spec, generate
+
+log = structlog.get_logger("xv.jit")
+
+_HERE = Path(__file__).resolve().parent
+#: Changes whenever the code generator does, so stale cache entries are never used.
+BACKEND_VERSION = "jit-1-" + hashlib.sha256(b"".join(
+    (_HERE / f).read_bytes() for f in ("analysis.py", "codegen.py"))).hexdigest()[:16]
+
+#: A buffer updated only by integer atomics is privatised per tile when it has at most
+#: this many elements and the tile has at least PRIVATE_RATIO items per element.
+PRIVATE_MAX = 1 << 16
+PRIVATE_RATIO = 4
+
+_TILE_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_MERGE = {"add": np.add, "min": np.minimum, "max": np.maximum}
+
+_process_lock = threading.Lock()
+_process: dict[str, Compiled] = {}  # key -> compiled, shared by every prepared kernel
+
+
+@attrs.frozen
+class Compiled:
+    meta: KernelMeta
+    fn: Any  # the ctypes function
+
+
+def _address(arr: np.ndarray) -> int:
+    return arr.__array_interface__["data"][0]
+
+
+class PreparedJitKernel:
+    """A kernel ready to run natively.  ``run_tile`` may run on several threads at once."""
+
+    def __init__(self, kernel: Kernel, backend: JitBackend):
+        verify_kernel(kernel, where=kernel.source or f"kernel {kernel.name}")
+        self.kernel = kernel
+        self.backend = backend
+        self.plan = plan_kernel(kernel)
+        self.compile_s = 0.0  # seconds spent compiling (not loading from a cache)
+        self.compiles = 0
+        self.cache_hits = 0
+        self._lock = threading.Lock()
+        self._by_spec: dict[Spec, Compiled] = {}
+        self._tls = threading.local()
+        self._fallback: PreparedInterpKernel | None = None
+        if self.plan.mode == "fallback":
+            # Barriers under control flow that may differ between items: the interpreter
+            # runs such kernels (and reports divergence exactly where it happens).
+            log.info("jit runs kernel on the interpreter", kernel=kernel.name, why=self.plan.why)
+            self._fallback = PreparedInterpKernel(kernel)
+        self._ir = ir.dumps(Module((kernel,)))
+        self.decls = {d.name: d for d in kernel.all_decls()}
+
+    @property
+    def mode(self) -> str:
+        return self.plan.mode
+
+    # -- compiling -------------------------------------------------------------------
+    def key(self, spec: Spec) -> str:
+        h = hashlib.sha256()
+        for part in (BACKEND_VERSION, engine.target_id(), repr(spec), self._ir):
+            h.update(part.encode("utf-8"))
+            h.update(b"\0")
+        return h.hexdigest()
+
+    def compiled(self, spec: Spec) -> Compiled:
+        hit = self._by_spec.get(spec)
+        if hit is not None:
+            return hit
+        with self._lock:
+            hit = self._by_spec.get(spec)
+            if hit is None:
+                hit = self._by_spec[spec] = self._compile(spec)
+            return hit
+
+    def _compile(self, spec: Spec) -> Compiled:
+        key = self.key(spec)
+        with _process_lock:
+            hit = _process.get(key)
+        if hit is not None:
+            return hit
+        symbol = "xv_tile_" + key[:32]
+        cache = self.backend.cache
+        entry = cache.get(key) if cache is not None else None
+        meta = None
+        if entry is not None:
+            try:
+                m, obj = entry
+                meta = KernelMeta(m["symbol"], int(m["scratch_bytes"]),
+                                  tuple(Site(**s) for s in m["sites"]))
+                if meta.symbol != symbol:
+                    meta = None
+            except (KeyError, TypeError, ValueError):
+                meta = None
+        if meta is not None:
+            addr = engine.load_object(obj, symbol)
+            self.cache_hits += 1
+            log.debug("jit cache hit", kernel=self.kernel.name, key=key[:12])
+        else:
+            t0 = time.perf_counter()
+            text, meta = generate(self.kernel, self.plan, spec, symbol)
+            obj = engine.compile_object(text)
+            addr = engine.load_object(obj, symbol)
+            seconds = time.perf_counter() - t0
+            self.compile_s += seconds
+            self.compiles += 1
+            log.debug("jit compiled", kernel=self.kernel.name, key=key[:12],
+                      seconds=round(seconds, 4), block=spec.block)
+            if cache is not None:
+                cache.put(key, {"symbol": meta.symbol, "scratch_bytes": meta.scratch_bytes,
+                                "sites": [attrs.asdict(s) for s in meta.sites]}, obj)
+        compiled = Compiled(meta, _TILE_FN(addr))
+        with _process_lock:
+            _process[key] = compiled
+        return compiled
+
+    # -- running ---------------------------------------------------------------------
+    def run_tile(self, tile: Tile, args: Mapping[str, Any]) -> TileWork:
+        if self._fallback is not None:
+            return self._fallback.run_tile(tile, args)
+        bind = Bindings(self.kernel, args)
+        launch = tile.launch
+        items = tile.group_count * launch.group_items
+        private: dict[str, np.ndarray] = {}
+        for name, merge in self.plan.privatisable.items():
+            target = bind.flat[name]
+            if len(target) <= PRIVATE_MAX and len(target) * PRIVATE_RATIO <= items and not any(
+                    np.may_share_memory(target, other) for n, other in bind.flat.items()
+                    if n != name):
+                if merge == "add":
+                    private[name] = np.zeros_like(target)
+                else:
+                    info = np.iinfo(target.dtype)
+                    private[name] = np.full_like(target, info.max if merge == "min" else info.min)
+        spec = Spec(launch.block, self.backend.checked, tuple(sorted(private)))
+        compiled = self.compiled(spec)
+        words = self._pack(bind, private)
+        scratch = self._scratch(compiled.meta.scratch_bytes)
+        out = np.zeros(OUT_SLOTS, np.int64)
+        grid = np.array(launch.grid, np.int64)
+        rc = compiled.fn(_address(words), tile.first_group, tile.group_count, _address(grid),
+                         _address(scratch), _address(out))
+        if private:
+            with ATOMICS_LOCK:  # the merge is the tile's atomic update of the real buffer
+                for name, copy in private.items():
+                    target = bind.flat[name]
+                    _MERGE[self.plan.privatisable[name]](target, copy, out=target)
+        if rc != 0:
+            raise self._error(compiled.meta.sites[int(out[OUT_SITE])], out, bind)
+        return TileWork(ops=int(out[0]), bytes_read=int(out[1]), bytes_written=int(out[2]))
+
+    def _pack(self, bind: Bindings, private: Mapping[str, np.ndarray]) -> np.ndarray:
+        words: list[int] = []
+        for p in self.kernel.params:
+            t = p.type
+            if t.is_scalar:
+                v = bind.scalars[p.name]
+                if t.kind == "f32":
+                    words.append(int(np.float32(v).view(np.uint32)))
+                elif t.kind == "f64":
+                    words.append(int(np.float64(v).view(np.int64)))
+                else:
+                    words.append(int(v))
+                continue
+            arr = private.get(p.name, bind.flat[p.name])
+            words.append(_address(arr))
+            if t.kind == "buffer":
+                words.append(bind.length[p.name])
+            else:
+                words += [bind.width[p.name], bind.height[p.name]]
+        return np.array(words, np.uint64).view(np.int64)
+
+    def _scratch(self, nbytes: int) -> np.ndarray:
+        """Working memory for this thread (the generated code zeroes what it needs)."""
+        buf = getattr(self._tls, "scratch", None)
+        if buf is None or len(buf) < nbytes:
+            buf = self._tls.scratch = np.empty(nbytes, np.uint8)
+        return buf
+
+    def _error(self, site: Site, out: np.ndarray, bind: Bindings) -> KernelRuntimeError:
+        gid = [int(out[OUT_GID + a]) for a in range(3)]
+        item = f"work item global_id=({gid[0]}, {gid[1]}, {gid[2]})"
+        kernel = self.kernel.name
+        if site.kind == "div":
+            return KernelRuntimeError(f"integer {site.name} by zero by {item} in kernel {kernel!r}",
+                                      where=site.where,
+                                      hint="guard the operation where the divisor can be 0")
+        values = [int(out[OUT_INDEX + k]) for k in range(site.dims)]
+        name = site.name
+        decl = self.decls[name]
+        if decl.type.kind == "buffer":
+            shown = f"{name}[{values[0]}]"
+            extent = f"buffer {name!r} has {bind.length[name]} elements"
+        elif decl.type.kind == "image":
+            shown = f"{name}[{values[0]}, {values[1]}]"
+            extent = f"image {name!r} is {bind.width[name]} wide and {bind.height[name]} high"
+        else:
+            shown = name + "".join(f"[{v}]" for v in values)
+            space = {LOCAL: "private", SHARED: "shared", CONSTANT: "constant"}[decl.space]
+            extent = f"{space} array {name!r} is {decl.type}"
+        return KernelRuntimeError(
+            f"out-of-bounds {site.access} {shown} by {item} in kernel {kernel!r}: {extent}",
+            where=site.where, hint="check the index, or guard the access with a bounds test")
+
+
+class JitBackend:
+    """Native code through LLVM (llvmlite).  ``checked``: every buffer, image and array
+    access is bounds-checked, an out-of-bounds access being a located error as on
+    ``interp``; without it such an access is undefined behaviour, as on a GPU.
+    ``cache``: compiled kernels are kept in the disk cache (see :mod:`.cache`)."""
+
+    name = "jit"
+
+    def __init__(self, checked: bool = True, cache: bool | DiskCache = True):
+        self.checked = checked
+        if cache is True:
+            cache = _default_cache()
+        self.cache: DiskCache | None = cache or None
+
+    def prepare(self, kernel: Kernel) -> PreparedJitKernel:
+        return PreparedJitKernel(kernel, self)
+
+
+_caches: dict[str, DiskCache] = {}
+
+
+def _default_cache() -> DiskCache:
+    from xv_cpu.jit.cache import default_dir
+
+    d = str(default_dir())
+    with _process_lock:
+        cache = _caches.get(d)
+        if cache is None:
+            cache = _caches[d] = DiskCache(Path(d))
+        return cache
+
+
+class UncheckedJitBackend(JitBackend):
+    """``jit`` without bounds checks: fastest, for kernels known to stay in bounds."""
+
+    name = "jit-unchecked"
+
+    def __init__(self, cache: bool | DiskCache = True):
+        super().__init__(checked=False, cache=cache)

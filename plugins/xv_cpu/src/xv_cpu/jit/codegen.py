@@ -1,0 +1,1014 @@
+"""From verified IR to LLVM IR: one native function per kernel and specialisation.
+
+The function runs a tile (a run of workgroups) and has the C signature::
+
+    int32_t tile(int64_t *args, int64_t first_group, int64_t group_count,
+                 int64_t *grid, uint8_t *scratch, int64_t *out)
+
+``args`` holds, per kernel parameter in order, one slot for a scalar (its bits), two for
+a buffer (address, elements) and three for an image (address, width, height).  ``grid``
+is the launch's grid in groups.  ``scratch`` is zeroed-on-demand working memory of
+:attr:`KernelMeta.scratch_bytes` (shared arrays, values kept per work item across
+barriers, large private arrays).  ``out`` receives the work counters (operations, bytes
+read, bytes written) and, when the function returns 1, the failing *site* and its
+values (see :class:`KernelMeta`).
+
+Nothing from the IR is pasted as text: the module is built with ``llvmlite.ir``, every
+name in it is generated (``%".12"``, ``@c0``), and constants are built from numbers the
+verifier has checked (``ir.Constant`` prints floats as exact hexadecimal).
+
+Lowering (see docs/jit.md): in ``single`` mode (no barrier) the body is one loop over the
+work items of each group; in ``convergent`` mode the body is cut at barriers into regions,
+each region a loop over the items, the statements with barriers inside run once per group
+with conditions evaluated once per group, and locals that live across regions are kept in
+per-item context arrays.  Work-item loops have the block size as constant trip counts, so
+LLVM unrolls and vectorises the kernel's own inner loops inside them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from llvmlite import ir
+
+from xv_core.ir import BINARY, COMPARE, CONSTANT, LOCAL, PARAM, SHARED, UNARY, Decl, Kernel, Node, Op
+from xv_cpu.jit.analysis import Plan, Region, walk
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+VALUE = {"bool": I1, "i32": I32, "u32": I32, "f32": F32, "f64": F64}
+MEMORY = {"bool": I8, "i32": I32, "u32": I32, "f32": F32, "f64": F64, "vec4": F32}
+SIZE = {"bool": 1, "i32": 4, "u32": 4, "f32": 4, "f64": 8, "vec4": 4}
+FUNCTION = ir.FunctionType(I32, [I64.as_pointer(), I64, I64, I64.as_pointer(),
+                                 I8.as_pointer(), I64.as_pointer()])
+#: Private arrays up to this size live on the stack (where LLVM can keep them in registers).
+STACK_ARRAY_BYTES = 16384
+ALIGN = 64
+
+# Slots of ``out``.
+OUT_OPS, OUT_READ, OUT_WRITTEN, OUT_SITE, OUT_INDEX, OUT_GID = 0, 1, 2, 3, 4, 7
+OUT_SLOTS = 10
+
+_LIBM = {Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan"}
+_INTRINSIC = {Op.FLOOR: "llvm.floor", Op.CEIL: "llvm.ceil", Op.TRUNC: "llvm.trunc",
+              Op.ROUND: "llvm.round", Op.SQRT: "llvm.sqrt", Op.EXP: "llvm.exp",
+              Op.EXP2: "llvm.exp2", Op.LOG: "llvm.log", Op.LOG2: "llvm.log2",
+              Op.SIN: "llvm.sin", Op.COS: "llvm.cos"}
+_ICMP = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+_ALU = UNARY | BINARY | COMPARE | {Op.CAST}
+
+
+@attrs.frozen
+class Spec:
+    """What a compiled function is specialised for, besides the kernel itself."""
+
+    block: tuple[int, int, int]
+    checked: bool = True
+    private: tuple[str, ...] = ()  # buffers whose atomics run on a per-tile private copy
+
+
+@attrs.frozen
+class Site:
+    """A place that can fail at run time.  ``kind``: ``oob`` or ``div``."""
+
+    kind: str
+    where: str
+    name: str = ""  # the memory (oob) or "division"/"modulo" (div)
+    access: str = ""  # read, write, atomic_add, ...
+    dims: int = 1
+
+
+@attrs.frozen
+class KernelMeta:
+    """What running the compiled function needs besides its address."""
+
+    symbol: str
+    scratch_bytes: int
+    sites: tuple[Site, ...]
+
+
+class _Item:
+    """The work item whose code is being emitted."""
+
+    def __init__(self, local: tuple[ir.Value, ir.Value, ir.Value], wi: ir.Value,
+                 ret: ir.Block):
+        self.local = local  # i32 local ids
+        self.wi = wi  # i64 linear item within the group
+        self.ret = ret  # where RETURN goes
+
+
+class Codegen:
+    def __init__(self, kernel: Kernel, plan: Plan, spec: Spec, symbol: str):
+        self.kernel = kernel
+        self.plan = plan
+        self.spec = spec
+        self.decls: dict[str, Decl] = {d.name: d for d in kernel.all_decls()}
+        self.file = kernel.source or f"<kernel {kernel.name}>"
+        self.line = 0
+        self.items = math.prod(spec.block)
+        self.module = ir.Module(name="xv")
+        self.fn = ir.Function(self.module, FUNCTION, name=symbol)
+        self.symbol = symbol
+        self.sites: list[Site] = []
+        self.item: _Item | None = None
+        self.mult: ir.Value | None = None  # group level: counts multiply by live items
+        self.counting = True
+        self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
+        self._unlikely = self.module.add_metadata(
+            [ir.MetaDataString(self.module, "branch_weights"), ir.Constant(I32, 1),
+             ir.Constant(I32, 1 << 20)])
+
+    # ------------------------------------------------------------------------------
+    # helpers
+    # ------------------------------------------------------------------------------
+    def new_block(self, name: str = "") -> ir.Block:
+        return self.fn.append_basic_block(name)
+
+    def dead(self) -> None:
+        """After a terminator: continue emitting into a fresh (unreachable) block."""
+        self.b.position_at_end(self.new_block())
+
+    def terminated(self) -> bool:
+        return self.b.block.is_terminated
+
+    def intrinsic(self, name: str, t: ir.Type, args: int = 1) -> ir.Function:
+        key = (name, t)
+        fn = self._intrinsics.get(key)
+        if fn is None:
+            fn = self.module.declare_intrinsic(name, [t], ir.FunctionType(t, [t] * args))
+            self._intrinsics[key] = fn
+        return fn
+
+    def libm(self, name: str, t: ir.Type, args: int = 1) -> ir.Function:
+        sym = name + ("f" if t == F32 else "")
+        key = (sym, t)
+        fn = self._intrinsics.get(key)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(t, [t] * args), sym)
+            self._intrinsics[key] = fn
+        return fn
+
+    def count(self, slot: int, n: int) -> None:
+        if not self.counting or n == 0:
+            return
+        ptr = self.counters[slot]
+        amount: ir.Value = ir.Constant(I64, n)
+        if self.mult is not None:
+            amount = self.b.mul(amount, self.mult)
+        self.b.store(self.b.add(self.b.load(ptr), amount), ptr)
+
+    def where(self, node: Node) -> str:
+        line = node.line or self.line
+        return f"{self.file}:{line}" if line else self.file
+
+    def site(self, site: Site) -> int:
+        self.sites.append(site)
+        return len(self.sites) - 1
+
+    def check(self, ok: ir.Value, site: int, values: list[ir.Value]) -> None:
+        """Branch to a failure exit for ``site`` unless ``ok``; ``values`` (i32) go to out."""
+        fail = self.new_block()
+        cont = self.new_block()
+        br = self.b.cbranch(ok, cont, fail)
+        br.set_metadata("prof", self._unlikely_true())
+        self.b.position_at_end(fail)
+        out = self.fn.args[5]
+        self.b.store(ir.Constant(I64, site), self.b.gep(out, [ir.Constant(I64, OUT_SITE)]))
+        for k, v in enumerate(values):
+            self.b.store(self.b.sext(v, I64), self.b.gep(out, [ir.Constant(I64, OUT_INDEX + k)]))
+        for a in range(3):
+            self.b.store(self.b.sext(self.global_id(a), I64),
+                         self.b.gep(out, [ir.Constant(I64, OUT_GID + a)]))
+        self.b.ret(ir.Constant(I32, 1))
+        self.b.position_at_end(cont)
+
+    def _unlikely_true(self) -> Any:
+        # Weights are (taken, not taken) for the (true, false) successors: ok is likely.
+        return self.module.add_metadata([ir.MetaDataString(self.module, "branch_weights"),
+                                         ir.Constant(I32, 1 << 20), ir.Constant(I32, 1)])
+
+    def counted_loop(self, n: int | ir.Value, body: Callable[[ir.Value], None],
+                     at_least_once: bool = False) -> None:
+        """for i in range(n): body(i)  (i64)."""
+        if isinstance(n, int):
+            if n <= 0:
+                return
+            if n == 1:
+                body(ir.Constant(I64, 0))
+                return
+            at_least_once = True
+            n = ir.Constant(I64, n)
+        pre = self.b.block
+        head = self.new_block()
+        latch = self.new_block()
+        done = self.new_block()
+        if at_least_once:
+            self.b.branch(head)
+        else:
+            self.b.cbranch(self.b.icmp_signed(">", n, ir.Constant(I64, 0)), head, done)
+        self.b.position_at_end(head)
+        i = self.b.phi(I64)
+        i.add_incoming(ir.Constant(I64, 0), pre)
+        body(i)
+        if not self.terminated():
+            self.b.branch(latch)
+        self.b.position_at_end(latch)
+        nxt = self.b.add(i, ir.Constant(I64, 1))
+        i.add_incoming(nxt, latch)
+        self.b.cbranch(self.b.icmp_signed("<", nxt, n), head, done)
+        self.b.position_at_end(done)
+
+    # ------------------------------------------------------------------------------
+    # the function
+    # ------------------------------------------------------------------------------
+    def generate(self) -> tuple[str, KernelMeta]:
+        fn = self.fn
+        args_p, first, count, grid_p, scratch, out = fn.args
+        self.entry = fn.append_basic_block("entry")
+        self.b = b = ir.IRBuilder(self.entry)
+        self.counters = [b.alloca(I64) for _ in range(3)]
+        for c in self.counters:
+            b.store(ir.Constant(I64, 0), c)
+        self.slots: dict[str, ir.Value] = {}
+        for d in self.kernel.decls:
+            if d.space == LOCAL and d.type.is_scalar:
+                self.slots[d.name] = b.alloca(VALUE[d.type.kind])
+        self.ndone = b.alloca(I64)
+        self.grid = [b.trunc(b.load(b.gep(grid_p, [ir.Constant(I64, a)])), I32) for a in range(3)]
+        self._unpack(args_p)
+        self._constants()
+        self._layout(scratch)
+        # The group loop.
+        gx64 = b.load(b.gep(grid_p, [ir.Constant(I64, 0)]))
+        gy64 = b.load(b.gep(grid_p, [ir.Constant(I64, 1)]))
+
+        def group(g: ir.Value) -> None:
+            lin = b.add(first, g)
+            x = b.urem(lin, gx64)
+            rest = b.udiv(lin, gx64)
+            y = b.urem(rest, gy64)
+            z = b.udiv(rest, gy64)
+            self.group = [b.trunc(v, I32) for v in (x, y, z)]
+            self._group_start()
+            if self.plan.mode == "single":
+                self.region(Region(list(self.kernel.body.args)), single=True)
+            else:
+                self.skeleton(self.kernel.body)
+
+        self.counted_loop(count, group)
+        for k in range(3):
+            b.store(b.load(self.counters[k]), b.gep(out, [ir.Constant(I64, k)]))
+        b.ret(ir.Constant(I32, 0))
+        meta = KernelMeta(self.symbol, self.scratch_bytes, tuple(self.sites))
+        return str(self.module), meta
+
+    def _unpack(self, args_p: ir.Value) -> None:
+        b = self.b
+        self.params: dict[str, ir.Value] = {}
+        self.mem: dict[str, tuple[ir.Value, ...]] = {}  # buffer: (ptr, len); image: (ptr, w, h)
+        slot = 0
+
+        def word() -> ir.Value:
+            nonlocal slot
+            v = b.load(b.gep(args_p, [ir.Constant(I64, slot)]))
+            slot += 1
+            return v
+
+        for p in self.kernel.params:
+            t = p.type
+            if t.is_scalar:
+                w = word()
+                if t.kind == "bool":
+                    self.params[p.name] = b.icmp_unsigned("!=", w, ir.Constant(I64, 0))
+                elif t.kind in ("i32", "u32"):
+                    self.params[p.name] = b.trunc(w, I32)
+                elif t.kind == "f32":
+                    self.params[p.name] = b.bitcast(b.trunc(w, I32), F32)
+                else:
+                    self.params[p.name] = b.bitcast(w, F64)
+            else:
+                ptr = b.inttoptr(word(), MEMORY[t.elem].as_pointer())
+                if t.kind == "buffer":
+                    self.mem[p.name] = (ptr, word())
+                else:
+                    self.mem[p.name] = (ptr, word(), word())
+
+    def _constants(self) -> None:
+        self.const_arrays: dict[str, ir.GlobalVariable] = {}
+        for i, d in enumerate(d for d in self.kernel.decls if d.space == CONSTANT):
+            t = MEMORY[d.type.elem]
+            n = math.prod(d.type.shape)
+            at = ir.ArrayType(t, n)
+            values = [self.constant(v, d.type.elem, memory=True) for v in d.init or ()]
+            g = ir.GlobalVariable(self.module, at, f"c{i}")
+            g.global_constant = True
+            g.linkage = "internal"
+            g.initializer = ir.Constant(at, values)
+            self.const_arrays[d.name] = g
+
+    def _layout(self, scratch: ir.Value) -> None:
+        """Offsets in scratch: shared arrays, context arrays, large private arrays, done flags."""
+        b = self.b
+        offset = 0
+
+        def take(nbytes: int) -> int:
+            nonlocal offset
+            at = offset
+            offset += -(-nbytes // ALIGN) * ALIGN
+            return at
+
+        def ptr(at: int, t: ir.Type) -> ir.Value:
+            return b.bitcast(b.gep(scratch, [ir.Constant(I64, at)]), t.as_pointer())
+
+        self.shared: dict[str, ir.Value] = {}
+        self.context: dict[str, ir.Value] = {}
+        self.private: dict[str, ir.Value] = {}
+        self.group_zero: list[tuple[ir.Value, int]] = []  # (i8* start, bytes) zeroed per group
+        self.item_zero: list[tuple[ir.Value, int]] = []  # private arrays zeroed per item
+        start = take(0)
+        for d in self.kernel.decls:
+            if d.space == SHARED:
+                self.shared[d.name] = ptr(take(math.prod(d.type.shape) * SIZE[d.type.elem]),
+                                          MEMORY[d.type.elem])
+        for name in sorted(self.plan.context_vars):
+            d = self.decls[name]
+            elem = d.type.kind if d.type.is_scalar else d.type.elem
+            size = 1 if d.type.is_scalar else math.prod(d.type.shape)
+            self.context[name] = ptr(take(self.items * size * SIZE[elem]), MEMORY[elem])
+        self.done: ir.Value | None = None
+        if self.plan.mode == "convergent" and self.plan.has_return:
+            self.done = ptr(take(self.items), I8)
+        group_bytes = offset - start
+        if group_bytes:
+            self.group_zero.append((b.gep(scratch, [ir.Constant(I64, start)]), group_bytes))
+        for d in self.kernel.decls:
+            if d.space == LOCAL and d.type.kind == "array" and d.name not in self.context:
+                nbytes = math.prod(d.type.shape) * SIZE[d.type.elem]
+                t = MEMORY[d.type.elem]
+                if nbytes <= STACK_ARRAY_BYTES:
+                    with b.goto_block(self.entry):
+                        arr = b.alloca(t, math.prod(d.type.shape))
+                    arr.align = 16
+                else:
+                    arr = ptr(take(nbytes), t)
+                self.private[d.name] = arr
+                self.item_zero.append((b.bitcast(arr, I8.as_pointer()), nbytes))
+        self.scratch_bytes = max(offset, ALIGN)
+
+    def memset(self, start: ir.Value, nbytes: int) -> None:
+        fn = self.module.declare_intrinsic("llvm.memset", [I8.as_pointer(), I64])
+        self.b.call(fn, [start, ir.Constant(I8, 0), ir.Constant(I64, nbytes), ir.Constant(I1, 0)])
+
+    def _group_start(self) -> None:
+        b = self.b
+        for start, nbytes in self.group_zero:
+            self.memset(start, nbytes)
+        b.store(ir.Constant(I64, 0), self.ndone)
+        for name in self.plan.group_vars:
+            slot = self.slots[name]
+            b.store(ir.Constant(slot.type.pointee, None), slot)
+
+    # ------------------------------------------------------------------------------
+    # the skeleton (convergent mode): runs once per group
+    # ------------------------------------------------------------------------------
+    def live(self) -> ir.Value:
+        return self.b.sub(ir.Constant(I64, self.items), self.b.load(self.ndone))
+
+    def group_expr(self, node: Node) -> ir.Value:
+        """A uniform expression evaluated once for the group; counted once per live item."""
+        saved, self.mult = self.mult, self.live()
+        try:
+            return self.expr(node)
+        finally:
+            self.mult = saved
+
+    def skeleton(self, block: Node) -> None:
+        for piece in self.plan.pieces[id(block)]:
+            if isinstance(piece, Region):
+                self.region(piece)
+                continue
+            node = piece
+            outer, self.line = self.line, node.line or self.line
+            if node.op is Op.BLOCK:
+                self.skeleton(node)
+            elif node.op is Op.IF:
+                c = self.group_expr(node.args[0])
+                then, other, merge = self.new_block(), self.new_block(), self.new_block()
+                self.b.cbranch(c, then, other)
+                self.b.position_at_end(then)
+                self.skeleton(node.args[1])
+                self.b.branch(merge)
+                self.b.position_at_end(other)
+                self.skeleton(node.args[2])
+                self.b.branch(merge)
+                self.b.position_at_end(merge)
+            elif node.op is Op.LOOP:
+                head, body, exit_ = self.new_block(), self.new_block(), self.new_block()
+                self.b.branch(head)
+                self.b.position_at_end(head)
+                c = self.group_expr(node.args[0])
+                self.b.cbranch(c, body, exit_)
+                self.b.position_at_end(body)
+                self.skeleton(node.args[1])
+                self.skeleton(node.args[2])
+                self.b.branch(head)
+                self.b.position_at_end(exit_)
+            self.line = outer
+
+    # ------------------------------------------------------------------------------
+    # regions: a loop over the work items of the group
+    # ------------------------------------------------------------------------------
+    def region(self, region: Region, single: bool = False) -> None:
+        for s in region.hoisted:
+            outer, self.line = self.line, s.line or self.line
+            value = self.group_expr(s.args[0])
+            self.b.store(value, self.slots[s.arg])
+            self.line = outer
+        if not region.stmts:
+            return
+        names: set[str] = set()
+        for s in region.stmts:
+            for n in walk(s):
+                if n.op in (Op.VAR, Op.ASSIGN):
+                    names.add(n.arg)
+                elif n.op is Op.ATOMIC and n.arg[2] is not None:
+                    names.add(n.arg[2])
+        per_item = sorted(n for n in names if n in self.slots and n not in self.plan.group_vars)
+        in_context = [n for n in per_item if n in self.context]
+        fresh = [n for n in per_item if n not in self.context]
+        assigned = sorted({n.arg for s in region.stmts for n in walk(s) if n.op is Op.ASSIGN}
+                          | {n.arg[2] for s in region.stmts for n in walk(s)
+                             if n.op is Op.ATOMIC and n.arg[2] is not None})
+        saved_out = [n for n in assigned if n in self.context]
+        used_arrays = {n.arg for s in region.stmts for n in walk(s)
+                       if n.op in (Op.ALOAD, Op.ASTORE)}
+        zero_arrays = [(p, nb) for (p, nb), name in zip(self.item_zero, self._private_names())
+                       if name in used_arrays]
+        bx, by, bz = self.spec.block
+        b = self.b
+
+        def item(lx: ir.Value, ly: ir.Value, lz: ir.Value) -> None:
+            wi = b.add(lx, b.mul(ir.Constant(I64, bx),
+                                 b.add(ly, b.mul(ir.Constant(I64, by), lz))))
+            nxt = self.new_block()
+            ret = self.new_block()
+            if self.done is not None:
+                flag = b.load(b.gep(self.done, [wi]))
+                go = self.new_block()
+                b.cbranch(b.icmp_unsigned("!=", flag, ir.Constant(I8, 0)), nxt, go)
+                b.position_at_end(go)
+            for name in fresh:
+                slot = self.slots[name]
+                b.store(ir.Constant(slot.type.pointee, None), slot)
+            for start, nbytes in zero_arrays:
+                self.memset(start, nbytes)
+            for name in in_context:
+                b.store(self.from_memory(b.load(b.gep(self.context[name], [wi])),
+                                         self.decls[name].type.kind), self.slots[name])
+            self.item = _Item((b.trunc(lx, I32), b.trunc(ly, I32), b.trunc(lz, I32)), wi, ret)
+            for s in region.stmts:
+                self.stmt(s, {})
+            if not self.terminated():
+                for name in saved_out:
+                    b.store(self.to_memory(b.load(self.slots[name]), self.decls[name].type.kind),
+                            b.gep(self.context[name], [wi]))
+                b.branch(nxt)
+            b.position_at_end(ret)
+            if self.done is not None:
+                b.store(ir.Constant(I8, 1), b.gep(self.done, [wi]))
+                b.store(b.add(b.load(self.ndone), ir.Constant(I64, 1)), self.ndone)
+            b.branch(nxt)
+            b.position_at_end(nxt)
+            self.item = None
+
+        self.counted_loop(bz, lambda lz: self.counted_loop(
+            by, lambda ly: self.counted_loop(bx, lambda lx: item(lx, ly, lz))))
+
+    def _private_names(self) -> list[str]:
+        return [d.name for d in self.kernel.decls
+                if d.space == LOCAL and d.type.kind == "array" and d.name not in self.context]
+
+    # ------------------------------------------------------------------------------
+    # values
+    # ------------------------------------------------------------------------------
+    def constant(self, value: Any, kind: str, memory: bool = False) -> ir.Constant:
+        """An IR constant from a number the verifier has checked."""
+        if kind == "bool":
+            return ir.Constant(I8 if memory else I1, 1 if value else 0)
+        if kind in ("i32", "u32"):
+            v = int(value) & 0xFFFFFFFF
+            return ir.Constant(I32, v - (1 << 32) if v >= 1 << 31 else v)
+        f = float(value)
+        if kind in ("f32", "vec4"):
+            f = struct.unpack("<f", struct.pack("<f", f))[0] if math.isfinite(f) else f
+            return ir.Constant(F32, f)
+        return ir.Constant(F64, f)
+
+    def from_memory(self, v: ir.Value, kind: str) -> ir.Value:
+        if kind == "bool":
+            return self.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+        return v
+
+    def to_memory(self, v: ir.Value, kind: str) -> ir.Value:
+        if kind == "bool":
+            return self.b.zext(v, I8)
+        return v
+
+    def local_id(self, a: int) -> ir.Value:
+        if self.item is None:
+            return ir.Constant(I32, 0)  # group level: errors are blamed on the first item
+        return self.item.local[a]
+
+    def global_id(self, a: int) -> ir.Value:
+        return self.b.add(self.b.mul(self.group[a], ir.Constant(I32, self.spec.block[a])),
+                          self.local_id(a))
+
+    def special(self, name: str) -> ir.Value:
+        what, _, axis = name.partition(".")
+        a = "xyz".index(axis)
+        if what == "local_id":
+            return self.local_id(a)
+        if what == "group_id":
+            return self.group[a]
+        if what == "group_size":
+            return ir.Constant(I32, self.spec.block[a])
+        if what == "num_groups":
+            return self.grid[a]
+        return self.global_id(a)
+
+    # ------------------------------------------------------------------------------
+    # expressions
+    # ------------------------------------------------------------------------------
+    def expr(self, node: Node) -> ir.Value:
+        op = node.op
+        b = self.b
+        kind = node.type.kind
+        if op is Op.CONST:
+            return self.constant(node.arg, kind)
+        if op is Op.VAR:
+            name = node.arg
+            if name in self.params:
+                return self.params[name]
+            if name in self.plan.remat and self.item is not None:
+                saved, self.counting = self.counting, False
+                try:
+                    return self.expr(self.plan.remat[name])
+                finally:
+                    self.counting = saved
+            return b.load(self.slots[name])
+        if op is Op.SPECIAL:
+            return self.special(node.arg)
+        if op is Op.LENGTH:
+            return b.trunc(self.mem[node.arg][1], I32)
+        if op is Op.WIDTH:
+            return b.trunc(self.mem[node.arg][1], I32)
+        if op is Op.HEIGHT:
+            return b.trunc(self.mem[node.arg][2], I32)
+        if op is Op.LOAD:
+            return self.load(node)
+        if op is Op.ILOAD:
+            return self.iload(node)
+        if op is Op.ALOAD:
+            return self.aload(node)
+        if op is Op.LAND or op is Op.LOR:
+            return self.logical(node)
+        if op is Op.SELECT:
+            return self.select(node)
+        if op is Op.CAST:
+            a = self.expr(node.args[0])
+            self.count(OUT_OPS, 1)
+            return self.cast(a, node.args[0].type.kind, kind)
+        if op in UNARY:
+            a = self.expr(node.args[0])
+            self.count(OUT_OPS, 1)
+            return self.unary(op, a, kind)
+        if op in COMPARE:
+            x = self.expr(node.args[0])
+            y = self.expr(node.args[1])
+            self.count(OUT_OPS, 1)
+            return self.compare(op, x, y, node.args[0].type.kind)
+        if op in BINARY:
+            x = self.expr(node.args[0])
+            y = self.expr(node.args[1])
+            self.count(OUT_OPS, 1)
+            return self.binary(op, x, y, kind, node)
+        raise AssertionError(f"unexpected expression {op}")  # the verifier rules this out
+
+    def cast(self, a: ir.Value, src: str, dst: str) -> ir.Value:
+        b = self.b
+        if src == dst or {src, dst} == {"i32", "u32"}:
+            return a
+        if dst == "bool":
+            if src in ("f32", "f64"):
+                return b.fcmp_unordered("!=", a, ir.Constant(VALUE[src], 0.0))
+            return b.icmp_unsigned("!=", a, ir.Constant(VALUE[src], 0))
+        if src == "bool":
+            return b.zext(a, I32) if dst in ("i32", "u32") else b.uitofp(a, VALUE[dst])
+        if src in ("i32", "u32"):
+            if dst in ("f32", "f64"):
+                return b.sitofp(a, VALUE[dst]) if src == "i32" else b.uitofp(a, VALUE[dst])
+        if src in ("f32", "f64"):
+            if dst in ("i32", "u32"):
+                name = "llvm.fptosi.sat" if dst == "i32" else "llvm.fptoui.sat"
+                key = (name, VALUE[src])
+                fn = self._intrinsics.get(key)
+                if fn is None:
+                    fn = self.module.declare_intrinsic(
+                        name, [I32, VALUE[src]], ir.FunctionType(I32, [VALUE[src]]))
+                    self._intrinsics[key] = fn
+                return b.call(fn, [a])
+            return b.fpext(a, F64) if dst == "f64" else b.fptrunc(a, F32)
+        raise AssertionError(f"cast {src} -> {dst}")
+
+    def unary(self, op: Op, a: ir.Value, kind: str) -> ir.Value:
+        b = self.b
+        t = VALUE[kind]
+        flt = kind in ("f32", "f64")
+        if op is Op.NEG:
+            return b.fneg(a) if flt else b.sub(ir.Constant(t, 0), a)
+        if op is Op.NOT:
+            return b.xor(a, ir.Constant(I1, 1))
+        if op is Op.BITNOT:
+            return b.xor(a, ir.Constant(t, -1))
+        if op is Op.ABS:
+            if flt:
+                return b.call(self.intrinsic("llvm.fabs", t), [a])
+            if kind == "u32":
+                return a
+            return b.select(b.icmp_signed("<", a, ir.Constant(t, 0)), b.sub(ir.Constant(t, 0), a), a)
+        if op is Op.SIGN:
+            zero = ir.Constant(t, 0.0 if flt else 0)
+            if flt:
+                one, minus = ir.Constant(t, 1.0), ir.Constant(t, -1.0)
+                # numpy: 1 above zero, -1 below, 0 for either zero, NaN for NaN.
+                r = b.select(b.fcmp_ordered("==", a, zero), zero, a)
+                r = b.select(b.fcmp_ordered("<", a, zero), minus, r)
+                return b.select(b.fcmp_ordered(">", a, zero), one, r)
+            if kind == "u32":
+                return b.zext(b.icmp_unsigned("!=", a, zero), I32)
+            pos = b.zext(b.icmp_signed(">", a, zero), I32)
+            neg = b.zext(b.icmp_signed("<", a, zero), I32)
+            return b.sub(pos, neg)
+        if op is Op.RSQRT:
+            return b.fdiv(ir.Constant(t, 1.0), b.call(self.intrinsic("llvm.sqrt", t), [a]))
+        if op in _INTRINSIC:
+            return b.call(self.intrinsic(_INTRINSIC[op], t), [a])
+        if op in _LIBM:
+            return b.call(self.libm(_LIBM[op], t), [a])
+        raise AssertionError(f"unexpected unary {op}")
+
+    def compare(self, op: Op, x: ir.Value, y: ir.Value, kind: str) -> ir.Value:
+        b = self.b
+        if kind in ("f32", "f64"):
+            if op is Op.NE:
+                return b.fcmp_unordered("!=", x, y)
+            return b.fcmp_ordered(_ICMP[op], x, y)
+        if kind == "i32":
+            return b.icmp_signed(_ICMP[op], x, y)
+        return b.icmp_unsigned(_ICMP[op], x, y)
+
+    def binary(self, op: Op, x: ir.Value, y: ir.Value, kind: str, node: Node) -> ir.Value:
+        b = self.b
+        t = VALUE[kind]
+        flt = kind in ("f32", "f64")
+        if op is Op.ADD:
+            return b.fadd(x, y) if flt else b.add(x, y)
+        if op is Op.SUB:
+            return b.fsub(x, y) if flt else b.sub(x, y)
+        if op is Op.MUL:
+            return b.fmul(x, y) if flt else b.mul(x, y)
+        if op in (Op.DIV, Op.MOD):
+            if flt:
+                return b.fdiv(x, y) if op is Op.DIV else b.frem(x, y)
+            return self.int_divmod(op, x, y, kind, node)
+        if op in (Op.MIN, Op.MAX):
+            if flt:
+                # numpy's minimum/maximum: NaN in either operand gives NaN.
+                pick = b.fcmp_ordered("<" if op is Op.MIN else ">", x, y)
+                pick = b.or_(pick, b.fcmp_unordered("uno", x, x))
+                return b.select(pick, x, y)
+            cmp = b.icmp_signed if kind == "i32" else b.icmp_unsigned
+            return b.select(cmp("<" if op is Op.MIN else ">", x, y), x, y)
+        if op is Op.POW:
+            return b.call(self.intrinsic("llvm.pow", t, 2), [x, y])
+        if op is Op.ATAN2:
+            return b.call(self.libm("atan2", t, 2), [x, y])
+        if op is Op.BITAND:
+            return b.and_(x, y)
+        if op is Op.BITOR:
+            return b.or_(x, y)
+        if op is Op.BITXOR:
+            return b.xor(x, y)
+        if op in (Op.SHL, Op.SHR):
+            amount = b.and_(y, ir.Constant(I32, 31))
+            if op is Op.SHL:
+                return b.shl(x, amount)
+            return b.ashr(x, amount) if kind == "i32" else b.lshr(x, amount)
+        raise AssertionError(f"unexpected binary {op}")
+
+    def int_divmod(self, op: Op, x: ir.Value, y: ir.Value, kind: str, node: Node) -> ir.Value:
+        b = self.b
+        what = "division" if op is Op.DIV else "modulo"
+        site = self.site(Site("div", self.where(node), what))
+        self.check(b.icmp_unsigned("!=", y, ir.Constant(I32, 0)), site, [])
+        if kind == "u32":
+            return b.udiv(x, y) if op is Op.DIV else b.urem(x, y)
+        # INT_MIN / -1 traps on x86: divide by 1 instead and fix the result (it wraps).
+        minus = b.icmp_signed("==", y, ir.Constant(I32, -1))
+        safe = b.select(minus, ir.Constant(I32, 1), y)
+        if op is Op.DIV:
+            return b.select(minus, b.sub(ir.Constant(I32, 0), x), b.sdiv(x, safe))
+        return b.select(minus, ir.Constant(I32, 0), b.srem(x, safe))
+
+    def logical(self, node: Node) -> ir.Value:
+        b = self.b
+        x = self.expr(node.args[0])
+        self.count(OUT_OPS, 1)
+        start = b.block
+        rhs, merge = self.new_block(), self.new_block()
+        if node.op is Op.LAND:
+            b.cbranch(x, rhs, merge)
+        else:
+            b.cbranch(x, merge, rhs)
+        b.position_at_end(rhs)
+        y = self.expr(node.args[1])
+        rhs_end = b.block
+        b.branch(merge)
+        b.position_at_end(merge)
+        phi = b.phi(I1)
+        phi.add_incoming(x, start)
+        phi.add_incoming(y, rhs_end)
+        return phi
+
+    def select(self, node: Node) -> ir.Value:
+        b = self.b
+        c = self.expr(node.args[0])
+        self.count(OUT_OPS, 1)
+        then, other, merge = self.new_block(), self.new_block(), self.new_block()
+        b.cbranch(c, then, other)
+        b.position_at_end(then)
+        x = self.expr(node.args[1])
+        then_end = b.block
+        b.branch(merge)
+        b.position_at_end(other)
+        y = self.expr(node.args[2])
+        other_end = b.block
+        b.branch(merge)
+        b.position_at_end(merge)
+        phi = b.phi(VALUE[node.type.kind])
+        phi.add_incoming(x, then_end)
+        phi.add_incoming(y, other_end)
+        return phi
+
+    # ------------------------------------------------------------------------------
+    # memory
+    # ------------------------------------------------------------------------------
+    def _in_range(self, index: ir.Value, bound: ir.Value) -> ir.Value:
+        """0 <= index < bound for an i32 index and an i64 bound."""
+        return self.b.icmp_unsigned("<", self.b.sext(index, I64), bound)
+
+    def buffer_ptr(self, node: Node, name: str, lane: int, index: ir.Value,
+                   access: str) -> ir.Value:
+        b = self.b
+        ptr, length = self.mem[name]
+        if self.spec.checked:
+            site = self.site(Site("oob", self.where(node), name, access))
+            self.check(self._in_range(index, length), site, [index])
+        lanes = self.decls[name].type.lanes
+        flat = b.sext(index, I64)
+        if lanes != 1:
+            flat = b.add(b.mul(flat, ir.Constant(I64, lanes)), ir.Constant(I64, lane))
+        return b.gep(ptr, [flat])
+
+    def image_ptr(self, node: Node, name: str, lane: int, x: ir.Value, y: ir.Value,
+                  access: str) -> ir.Value:
+        b = self.b
+        ptr, w, h = self.mem[name]
+        if self.spec.checked:
+            site = self.site(Site("oob", self.where(node), name, access, 2))
+            self.check(b.and_(self._in_range(x, w), self._in_range(y, h)), site, [x, y])
+        lanes = self.decls[name].type.lanes
+        flat = b.add(b.mul(b.sext(y, I64), w), b.sext(x, I64))
+        if lanes != 1:
+            flat = b.add(b.mul(flat, ir.Constant(I64, lanes)), ir.Constant(I64, lane))
+        return b.gep(ptr, [flat])
+
+    def array_ptr(self, node: Node, name: str, indices: list[ir.Value], access: str) -> ir.Value:
+        b = self.b
+        decl = self.decls[name]
+        shape = decl.type.shape
+        if self.spec.checked:
+            site = self.site(Site("oob", self.where(node), name, access, len(shape)))
+            ok = None
+            for i, dim in zip(indices, shape):
+                c = b.icmp_unsigned("<", i, ir.Constant(I32, dim))
+                ok = c if ok is None else b.and_(ok, c)
+            self.check(ok, site, indices)
+        lin: ir.Value = b.sext(indices[0], I64)
+        for i, dim in zip(indices[1:], shape[1:]):
+            lin = b.add(b.mul(lin, ir.Constant(I64, dim)), b.sext(i, I64))
+        if decl.space == CONSTANT:
+            return b.gep(self.const_arrays[name], [ir.Constant(I64, 0), lin])
+        if decl.space == SHARED:
+            return b.gep(self.shared[name], [lin])
+        if name in self.context:
+            row = b.mul(self.item.wi, ir.Constant(I64, math.prod(shape)))
+            return b.gep(self.context[name], [b.add(row, lin)])
+        return b.gep(self.private[name], [lin])
+
+    def load(self, node: Node) -> ir.Value:
+        name, lane = node.arg
+        index = self.expr(node.args[0])
+        ptr = self.buffer_ptr(node, name, lane, index, "read")
+        self.count(OUT_READ, SIZE[node.type.kind])
+        return self.from_memory(self.b.load(ptr), node.type.kind)
+
+    def iload(self, node: Node) -> ir.Value:
+        name, lane = node.arg
+        x = self.expr(node.args[0])
+        y = self.expr(node.args[1])
+        ptr = self.image_ptr(node, name, lane, x, y, "read")
+        self.count(OUT_READ, SIZE[node.type.kind])
+        return self.from_memory(self.b.load(ptr), node.type.kind)
+
+    def aload(self, node: Node) -> ir.Value:
+        indices = [self.expr(a) for a in node.args]
+        ptr = self.array_ptr(node, node.arg, indices, "read")
+        return self.from_memory(self.b.load(ptr), node.type.kind)
+
+    # ------------------------------------------------------------------------------
+    # statements (per work item)
+    # ------------------------------------------------------------------------------
+    def stmt(self, node: Node, labels: dict[str, tuple[ir.Block, ir.Block | None]]) -> None:
+        outer, self.line = self.line, node.line or self.line
+        try:
+            self._stmt(node, labels)
+        finally:
+            self.line = outer
+
+    def _stmt(self, node: Node, labels: dict[str, tuple[ir.Block, ir.Block | None]]) -> None:
+        b = self.b
+        op = node.op
+        if op is Op.BLOCK:
+            inner = labels
+            end = None
+            if node.arg is not None:
+                end = self.new_block()
+                inner = {**labels, node.arg: (end, None)}
+            for s in node.args:
+                self.stmt(s, inner)
+            if end is not None:
+                if not self.terminated():
+                    b.branch(end)
+                b.position_at_end(end)
+        elif op is Op.ASSIGN:
+            b.store(self.expr(node.args[0]), self.slots[node.arg])
+        elif op is Op.STORE:
+            name, lane = node.arg
+            index = self.expr(node.args[0])
+            value = self.expr(node.args[1])
+            ptr = self.buffer_ptr(node, name, lane, index, "write")
+            self.count(OUT_WRITTEN, SIZE[node.args[1].type.kind])
+            b.store(self.to_memory(value, node.args[1].type.kind), ptr)
+        elif op is Op.ISTORE:
+            name, lane = node.arg
+            x = self.expr(node.args[0])
+            y = self.expr(node.args[1])
+            value = self.expr(node.args[2])
+            ptr = self.image_ptr(node, name, lane, x, y, "write")
+            self.count(OUT_WRITTEN, SIZE[node.args[2].type.kind])
+            b.store(self.to_memory(value, node.args[2].type.kind), ptr)
+        elif op is Op.ASTORE:
+            indices = [self.expr(a) for a in node.args[:-1]]
+            value = self.expr(node.args[-1])
+            ptr = self.array_ptr(node, node.arg, indices, "write")
+            b.store(self.to_memory(value, node.args[-1].type.kind), ptr)
+        elif op is Op.ATOMIC:
+            self.atomic(node)
+        elif op is Op.IF:
+            c = self.expr(node.args[0])
+            then, merge = self.new_block(), self.new_block()
+            other = self.new_block() if node.args[2].args else merge
+            b.cbranch(c, then, other)
+            b.position_at_end(then)
+            self.stmt(node.args[1], labels)
+            if not self.terminated():
+                b.branch(merge)
+            if other is not merge:
+                b.position_at_end(other)
+                self.stmt(node.args[2], labels)
+                if not self.terminated():
+                    b.branch(merge)
+            b.position_at_end(merge)
+        elif op is Op.LOOP:
+            head, body, step, exit_ = (self.new_block() for _ in range(4))
+            b.branch(head)
+            b.position_at_end(head)
+            c = self.expr(node.args[0])
+            b.cbranch(c, body, exit_)
+            b.position_at_end(body)
+            self.stmt(node.args[1], {**labels, node.arg: (exit_, step)})
+            if not self.terminated():
+                b.branch(step)
+            b.position_at_end(step)
+            # A continue inside the step goes on to the condition.
+            self.stmt(node.args[2], {**labels, node.arg: (exit_, head)})
+            if not self.terminated():
+                b.branch(head)
+            b.position_at_end(exit_)
+        elif op is Op.BREAK:
+            b.branch(labels[node.arg][0])
+            self.dead()
+        elif op is Op.CONTINUE:
+            target = labels[node.arg][1]
+            assert target is not None  # the verifier: continue targets a loop
+            b.branch(target)
+            self.dead()
+        elif op is Op.RETURN:
+            b.branch(self.item.ret)
+            self.dead()
+        elif op is Op.BARRIER:
+            pass  # regions hold no barrier; the analysis cut the body at each one
+        else:
+            raise AssertionError(f"unexpected statement {op}")
+
+    def atomic(self, node: Node) -> None:
+        b = self.b
+        kind, name, result = node.arg
+        elem = self.decls[name].type.elem
+        index = self.expr(node.args[0])
+        values = [self.expr(a) for a in node.args[1:]]
+        ptr = self.buffer_ptr(node, name, 0, index, f"atomic_{kind}")
+        self.count(OUT_OPS, 1)
+        self.count(OUT_READ, SIZE[elem])
+        self.count(OUT_WRITTEN, SIZE[elem])
+        if name in self.spec.private:
+            old = b.load(ptr)
+            b.store(self.combine(kind, elem, old, values), ptr)
+        elif elem in ("i32", "u32") and kind != "cmpxchg":
+            rmw = {"add": "add", "sub": "sub", "exchange": "xchg",
+                   "min": "min" if elem == "i32" else "umin",
+                   "max": "max" if elem == "i32" else "umax"}[kind]
+            old = b.atomic_rmw(rmw, ptr, values[0], "seq_cst")
+        elif elem in ("i32", "u32"):
+            pair = b.cmpxchg(ptr, values[0], values[1], "seq_cst", "seq_cst")
+            old = b.extract_value(pair, 0)
+        elif kind == "exchange":
+            bits = b.atomic_rmw("xchg", b.bitcast(ptr, I32.as_pointer()),
+                                b.bitcast(values[0], I32), "seq_cst")
+            old = b.bitcast(bits, F32)
+        else:
+            old = self.cas_loop(ptr, lambda cur: self.combine(kind, elem, cur, values))
+        if result is not None:
+            b.store(old, self.slots[result])
+
+    def combine(self, kind: str, elem: str, cur: ir.Value, values: list[ir.Value]) -> ir.Value:
+        """The new value of an element after one atomic (as interp.atomics._combine)."""
+        b = self.b
+        flt = elem == "f32"
+        if kind == "add":
+            return b.fadd(cur, values[0]) if flt else b.add(cur, values[0])
+        if kind == "sub":
+            return b.fsub(cur, values[0]) if flt else b.sub(cur, values[0])
+        if kind in ("min", "max"):
+            op = Op.MIN if kind == "min" else Op.MAX
+            return self.binary(op, cur, values[0], elem, Node(op))
+        if kind == "exchange":
+            return values[0]
+        expected, new = values
+        same = (b.fcmp_ordered("==", cur, expected) if flt
+                else b.icmp_unsigned("==", cur, expected))
+        return b.select(same, new, cur)
+
+    def cas_loop(self, ptr: ir.Value, update: Callable[[ir.Value], ir.Value]) -> ir.Value:
+        """An atomic read-modify-write of an f32 by compare-and-swap on its bits."""
+        b = self.b
+        iptr = b.bitcast(ptr, I32.as_pointer())
+        start = b.block
+        first = b.load_atomic(iptr, "monotonic", 4)
+        head, done = self.new_block(), self.new_block()
+        b.branch(head)
+        b.position_at_end(head)
+        bits = b.phi(I32)
+        bits.add_incoming(first, start)
+        cur = b.bitcast(bits, F32)
+        new = b.bitcast(update(cur), I32)
+        pair = b.cmpxchg(iptr, bits, new, "seq_cst", "seq_cst")
+        seen = b.extract_value(pair, 0)
+        bits.add_incoming(seen, b.block)
+        b.cbranch(b.extract_value(pair, 1), done, head)
+        b.position_at_end(done)
+        return cur
+
+
+def generate(kernel: Kernel, plan: Plan, spec: Spec, symbol: str) -> tuple[str, KernelMeta]:
+    """LLVM IR text of ``kernel`` (verified, planned) for ``spec``, and its metadata."""
+    return Codegen(kernel, plan, spec, symbol).generate()
+
+
+__all__ = ["KernelMeta", "OUT_GID", "OUT_INDEX", "OUT_SITE", "OUT_SLOTS", "Site", "Spec",
+           "generate"]
