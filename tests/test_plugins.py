@@ -124,4 +124,6 @@ def test_installed_distributions_are_discovered_with_what_they_provide():
     assert loaded.failures == []
     names = {info.name: info.distribution for info in loaded.loaded}
     assert names["xv_cpu"] == "xenovectra-cpu"
-    assert loaded.provided_by("xenovectra") == {"bus model": ["fifo", "ideal", "shared", "tcp"]}
+    assert loaded.provided_by("xenovectra") == {"bus model": ["fifo", "ideal", "shared", "tcp"],
+                                                "scheduling policy": ["eft", "locality",
+                                                                      "round-robin"]}

@@ -4,7 +4,8 @@ third parties use (as datasette does with its default plugins)."""
 from __future__ import annotations
 
 from xv_core.hookspecs import hookimpl
-from xv_core.registry import BusModelSpec
+from xv_core.registry import BusModelSpec, SchedulerSpec
+from xv_core.runtime.placement import BUILTIN_POLICIES
 from xv_core.timing.models import BUILTIN_MODELS, BusModel
 
 
@@ -21,3 +22,10 @@ def _factory(model: BusModel):
 def xv_bus_models() -> list[BusModelSpec]:
     # ideal, shared, fifo, tcp: docs/timing.md derives what each computes.
     return [BusModelSpec(m.name, _factory(m), m.description) for m in BUILTIN_MODELS.values()]
+
+
+@hookimpl
+def xv_schedulers() -> list[SchedulerSpec]:
+    # eft, round-robin, locality: docs/scheduling.md says what each chooses.
+    return [SchedulerSpec(name, cls, description)
+            for name, (cls, description) in BUILTIN_POLICIES.items()]

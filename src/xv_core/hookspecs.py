@@ -20,7 +20,8 @@ import pluggy
 if TYPE_CHECKING:
     from xv_core.events import DispatchEvent, PageEvent, TileEvent, TransferEvent
     from xv_core.registry import (
-        BackendSpec, BusModelSpec, ComponentKind, EvictionPolicySpec, FrontendSpec, VramSpec,
+        BackendSpec, BusModelSpec, ComponentKind, EvictionPolicySpec, FrontendSpec, SchedulerSpec,
+        VramSpec,
     )
 
 PROJECT = "xenovectra"
@@ -86,6 +87,15 @@ def xv_vram_managers() -> list[VramSpec]:
 
     Called once when the plugin manager is built.  A VRAM manager allocates
     device buffers within the fabric's declared capacity.
+    """
+
+
+@hookspec
+def xv_schedulers() -> list[SchedulerSpec]:
+    """Return the scheduling policies this plugin provides (``scheduler:`` in a fabric).
+
+    Called once when the plugin manager is built.  A policy chooses the component each tile
+    of a dispatch runs on, from the modelled costs the runtime offers it.
     """
 
 

@@ -22,7 +22,8 @@ import structlog
 from xv_core import hookspecs
 from xv_core.errors import PluginError, UnknownNameError
 from xv_core.registry import (
-    BackendSpec, BusModelSpec, ComponentKind, EvictionPolicySpec, FrontendSpec, Registry, VramSpec,
+    BackendSpec, BusModelSpec, ComponentKind, EvictionPolicySpec, FrontendSpec, Registry,
+    SchedulerSpec, VramSpec,
 )
 
 log = structlog.get_logger("xv.plugins")
@@ -55,6 +56,7 @@ _REGISTRATIONS: tuple[tuple[str, str, str, type], ...] = (
     ("bus_models", "xv_bus_models", "bus model", BusModelSpec),
     ("frontends", "xv_frontends", "front end", FrontendSpec),
     ("vram_managers", "xv_vram_managers", "VRAM manager", VramSpec),
+    ("schedulers", "xv_schedulers", "scheduling policy", SchedulerSpec),
 )
 
 
@@ -69,6 +71,7 @@ class Plugins:
     bus_models: Registry[BusModelSpec]
     frontends: Registry[FrontendSpec]
     vram_managers: Registry[VramSpec]
+    schedulers: Registry[SchedulerSpec]
     loaded: list[PluginInfo] = attrs.Factory(list)
     failures: list[PluginFailure] = attrs.Factory(list)
 

@@ -81,6 +81,16 @@ class VramSpec:
     description: str = ""
 
 
+@attrs.frozen
+class SchedulerSpec:
+    """A scheduling policy: ``factory()`` returns an object with ``choose(tile, candidates)``
+    (see :mod:`xv_core.runtime.placement`), built once per fabric."""
+
+    name: str
+    factory: Callable[[], Any]
+    description: str = ""
+
+
 T = TypeVar("T")
 
 
