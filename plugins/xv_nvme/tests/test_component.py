@@ -46,3 +46,14 @@ def test_keep_leaves_the_file(tmp_path):
                                          keep=True), Context("/nonexistent"))
     tier.close()
     assert (tmp_path / "p.bin").exists()
+
+
+def test_the_tier_is_offered_to_the_vram_with_its_profile(tmp_path):
+    tier = NvmeTier("nvme0", NvmeOptions(path="p", capacity="256KiB", profile="nvme-gen3"),
+                    Context(tmp_path))
+    assert tier.page_tier is tier.pages
+    assert (tier.page_tier.name, tier.page_tier.profile) == ("nvme0", "nvme-gen3")
+    tier.close()
+    assert NvmeOptions(path="p", capacity="1MiB").profile == "nvme-gen4"
+    with pytest.raises(ValueError, match=r"unknown link profile 'nvme9'"):
+        NvmeOptions(path="p", capacity="1MiB", profile="nvme9")

@@ -168,3 +168,16 @@ def test_concurrent_writers_and_readers(tmp_path):
             th.join()
         assert not errors
         assert len(pf) == 64
+
+
+def test_read_into_copies_into_a_buffer(tmp_path):
+    with PageFile(tmp_path / "p", 4 * 4096, 4096, name="nvme0", profile="nvme-gen3") as pages:
+        assert (pages.name, pages.profile) == ("nvme0", "nvme-gen3")
+        pages.write_page(7, bytes(range(200)))
+        out = bytearray(4096)
+        assert pages.read_into(7, out) == 200
+        assert bytes(out[:200]) == bytes(range(200)) and not any(out[200:])
+        assert pages.read_into(8, out) is None
+        with pytest.raises(XvError, match=r"page 7 is 200 bytes, more than the 100 bytes given"):
+            pages.read_into(7, bytearray(100))
+        assert pages.stats()["reads"] == 1 and pages.stats()["misses"] == 1
