@@ -557,6 +557,83 @@ def test_scalar_params(run):
     assert_array_equal(out["out"], want)
 
 
+def saturate(x: float, lo: int, hi: int) -> int:
+    """Float to integer as the interp backend defines it: truncate, saturate, NaN to 0."""
+    if math.isnan(x):
+        return 0
+    return int(min(max(math.trunc(x) if math.isfinite(x) else x, lo), hi))
+
+
+@pytest.mark.parametrize("a, b, s, u, v, x", [
+    (INT_MIN, -1, 33, 0xFFFFFFFF, 2, 0.49999997),
+    (7, -2, -1, 1, 0xFFFFFFFF, 8388609.0),
+    (3, 2, 32, 5, 6, 3.0e9),
+    (-8, 3, 35, 7, 0, math.nan),
+    (-7, 2, 0, 0x80000000, 3, -2.5),
+], ids=["int-min", "shift-minus-one", "saturate", "nan", "halves"])
+def test_uniform_ops(run, a, b, s, u, v, x):
+    out = run("uniform_ops.xvk", {
+        "bi": np.array([a, b, s], i32), "bu": np.array([u, v], u32), "bf": np.array([x], f32),
+        "oi": np.zeros(18, i32), "ou": np.zeros(14, u32), "of": np.zeros(8, f32),
+        "a": a, "b": b, "s": s, "u": u, "v": v, "x": x,
+    }, global_size=4, block=4)
+    xf = float(f32(x))
+    amount = s & 31
+    M = 2**32
+    want_i = wrap32([a << amount, a >> amount, c_div(a, b), c_rem(a, b), a * a, -a,
+                     saturate(xf, INT_MIN, INT_MAX), a + b, min(a, b) - max(a, s)])
+    want_u = [(u << amount) % M, u >> amount, (u - v) % M, (u * v) % M, saturate(xf, 0, M - 1),
+              (a % M) // max(v, 1), ~u % M]
+    want_f = np.array([round_half_away(np.array([xf], f32))[0], u, a,
+                       math.floor(xf) - math.trunc(xf) if math.isfinite(xf) else math.nan], f32)
+    for row, where in enumerate(["parameters", "buffers"]):
+        assert_array_equal(out["oi"][9 * row: 9 * row + 9], want_i, err_msg=where)
+        assert_array_equal(out["ou"][7 * row: 7 * row + 7], want_u, err_msg=where)
+        assert_array_equal(out["of"][4 * row: 4 * row + 4], want_f, err_msg=where)
+
+
+def test_float_specials(run):
+    x = np.array([0.0, -0.0, -1.0, np.inf, -np.inf, np.nan, 2.0, -1e-8, 0.75], f32)
+    n = len(x)
+    out = run("float_specials.xvk", {"x": x, "of": np.zeros(8 * n, f32),
+                                     "ob": np.zeros(4 * n, bool)}, global_size=n, block=4)
+    with np.errstate(all="ignore"):
+        want = np.stack([x / (x - x), np.sqrt(x), np.log(x), np.minimum(x, f32(1)),
+                         np.maximum(f32(1), x), np.sign(x), x - np.floor(x),
+                         np.minimum(np.maximum(x, f32(0)), f32(1))], 1)
+    assert_array_equal(out["of"].reshape(n, 8), want)
+    assert_array_equal(out["ob"].reshape(n, 4), np.stack([x == x, x != x, x < 1, ~(x >= 1)], 1))
+    assert out["of"][8 * 7 + 6] == 1.0  # fract(-1e-8) is x - floor(x), which rounds to 1
+
+
+def test_calls_in_conditions(run):
+    n = 6
+    out = run("calls_in_conditions.xvk", {"bv": np.zeros((n, 4), f32),
+                                          "img": np.ones((1, n, 4), f32),
+                                          "out": np.zeros(n, i32), "calls": np.zeros(n, i32)},
+              global_size=8)
+
+    def next_multiple(k: int, m: int) -> int:
+        return -(-k // m) * m
+
+    want = []
+    for i in range(n):
+        total = 0
+        k = 0
+        while next_multiple(k, 3) < 10 + i:
+            if k != 4:
+                total += k
+            k += 1
+        lazy = next_multiple(i, 5) if i % 2 == 0 else -5
+        want.append(total * 1000 + 30 * 10 + lazy)
+    assert_array_equal(out["out"], want)
+    assert_array_equal(out["calls"], np.where(np.arange(n) % 2 == 0, 4, 5))
+    lid = np.arange(n) % 4
+    assert_array_equal(out["bv"], np.stack([3 - lid, np.full(n, 2), np.zeros(n), np.zeros(n)], 1))
+    assert_array_equal(out["img"][0], np.stack([np.full(n, 7), np.full(n, 8), np.arange(n),
+                                                np.full(n, 2)], 1))
+
+
 # ---------------------------------------------------------------------------------------------
 # vectors and math
 # ---------------------------------------------------------------------------------------------
@@ -782,7 +859,7 @@ def test_bools(run):
     p, q = a, nn != 0
     rr = mask.ravel()[:n]
     assert_array_equal(out["ob"].reshape(n, 6),
-                       np.stack([p & q, p | q, p != True, (p == q) == rr, ~(p ^ rr), q], 1))  # noqa: E712
+                       np.stack([p & q, p | q, ~p, (p == q) == rr, ~(p ^ rr), q], 1))  # p != true
     assert_array_equal(out["oi"], p * 1 + q * 2 + rr * 4 + 8 + (q + 1) * 16)
     want_mask = mask.copy().ravel()
     want_mask[:n] = a
@@ -925,7 +1002,8 @@ def test_buffer_vec4(run):
     out = run("buffer_vec4.xvk", {"pixels": px, "out": np.zeros((n, 4), f32),
                                   "lanes": np.zeros(2 * n, f32)}, global_size=n, block=16)
     assert_array_equal(out["out"], px[:, [3, 1, 2, 0]] + [0, 0, 0, n])
-    assert_array_equal(out["lanes"], np.stack([px[:, 0] + px[:, 1], px[:, 2] * px[:, 3]], 1).ravel())
+    lanes = np.stack([px[:, 0] + px[:, 1], px[:, 2] * px[:, 3]], 1)
+    assert_array_equal(out["lanes"], lanes.ravel())
     want = px.copy()
     want[:, 3] *= 2
     want[:, 1] = px[:, 0]
