@@ -218,3 +218,37 @@ def test_misconfiguration_is_reported(tmp_path):
         vram.flush(a)
     with pytest.raises(XvError, match="cannot write a float64 array of shape \\[4\\]"):
         a.write(np.zeros(4))
+
+
+def test_page_events_reach_the_xv_on_page_hook(tmp_path):
+    from xv_core import hookimpl
+    from xv_core.config.fabric import parse_fabric
+    from xv_core.plugins import load_plugins
+    from xv_core.runtime.api import open_fabric
+
+    events = []
+
+    class Watcher:
+        @hookimpl
+        def xv_on_page(self, event):
+            events.append((event.kind, event.buffer, event.page, event.tier))
+
+    plugins = load_plugins(extra=[("watcher", Watcher())])
+    config = parse_fabric({"vram": {"capacity": "8KiB", "page_size": "4KiB"},
+                           "components": [{"name": "alu", "kind": "cpu", "threads": 1}]},
+                          plugins, "f.yaml")
+    with open_fabric(config, plugins=plugins, workdir=tmp_path) as fabric:
+        a = fabric.zeros(1024, name="a")  # one page each
+        b = fabric.zeros(1024, name="b")
+        c = fabric.buffer(np.ones(1024, np.float32), name="c")  # the host fills a free frame
+        vram = fabric.vram
+        vram.make_resident(a.device, [(0, 1)], write=True).release()  # zero-filled
+        vram.make_resident(b.device, [(0, 1)], write=False).release()  # evicts c: dirty
+        vram.make_resident(c.device, [(0, 1)], write=False).release()  # evicts a: dirty
+        stats = vram.stats()["tiers"]["vram"]
+    assert events == [("fault", "a", 0, "zero"),
+                      ("writeback", "c", 0, "backing"), ("evict", "c", 0, "vram"),
+                      ("fault", "b", 0, "zero"),
+                      ("writeback", "a", 0, "backing"), ("evict", "a", 0, "vram"),
+                      ("fault", "c", 0, "backing")]
+    assert (stats["misses"], stats["evictions"], stats["writebacks"]) == (3, 2, 2)

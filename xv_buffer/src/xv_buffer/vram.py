@@ -51,6 +51,7 @@ import numpy as np
 import structlog
 
 from xv_core.errors import XvError
+from xv_core.events import PageEvent
 from xv_core.profiles import LinkProfile, get_profile
 from xv_core.runtime.interfaces import PAGE_TRACE_DTYPE, PAGE_TRACE_MAGIC, PAGE_WRITE
 from xv_buffer.backing import Backing, FileBacking, PersistentBacking, RamBacking
@@ -292,7 +293,8 @@ class RamVram:
                  backing: str = "ram", path: str | os.PathLike[str] = ".xv/vram",
                  persistent: Sequence[str] = (), profile: str = "plain",
                  link: str = "pcie4-x16", fault_latency_us: float = 40.0,
-                 policy_factory: Callable[[int], Any] | None = None):
+                 policy_factory: Callable[[int], Any] | None = None,
+                 on_page: Callable[..., Any] | None = None):
         try:
             self.capacity = to_bytes(capacity, "vram.capacity")
             self.page_size = to_bytes(page_size, "vram.page_size")
@@ -375,6 +377,8 @@ class RamVram:
         self._trace: array.array[int] | None = None
         self._trace_path: Path | None = None
         self._scratch = bytearray(self.page_size)
+        # The xv_on_page hook (called with event=PageEvent), when a plugin implements it.
+        self._on_page = on_page
 
     @classmethod
     def from_config(cls, vram_config: Any, context: Any = None) -> RamVram:
@@ -382,9 +386,11 @@ class RamVram:
         the context's working directory and the policy through its plugin registry."""
         plugins = getattr(context, "plugins", None) if context is not None else None
         eviction = getattr(vram_config, "eviction", "lru")
-        factory = None
+        factory = on_page = None
         if plugins is not None:
             factory = plugins.eviction_policies.get(eviction, where="$.vram.eviction").factory
+            if plugins.hook.xv_on_page.get_hookimpls():
+                on_page = plugins.hook.xv_on_page
         path = Path(os.path.expanduser(getattr(vram_config, "path", ".xv/vram")))
         if not path.is_absolute() and context is not None:
             path = Path(context.workdir) / path
@@ -396,7 +402,7 @@ class RamVram:
                    profile=getattr(vram_config, "profile", "plain"),
                    link=getattr(vram_config, "link", "pcie4-x16"),
                    fault_latency_us=getattr(vram_config, "fault_latency_us", 40.0),
-                   policy_factory=factory)
+                   policy_factory=factory, on_page=on_page)
 
     # -- allocation -------------------------------------------------------------------
     def allocate(self, name: str, shape: tuple[int, ...], dtype: Any) -> PagedBuffer:
@@ -603,7 +609,6 @@ class RamVram:
         with self._lock:
             buf = self._check(buffer)
             vs, bs = self._vstats, buf.counters
-            upp = self._unit_pages
             for start, stop in page_ranges:
                 start, stop = max(0, int(start)), min(buf.pages, int(stop))
                 if stop <= start:
@@ -616,26 +621,33 @@ class RamVram:
                     vs.add("hits", count)
                     bs.add("hits", count)
                 else:
-                    for unit in range(start // upp, (stop - 1) // upp + 1):
-                        touched = min(stop, (unit + 1) * upp) - max(start, unit * upp)
-                        key = buf.key_base | unit
-                        # Pinned before it is made resident, so that neither the prefetcher
-                        # nor later units of this very call can evict it.
-                        self._pins[key] = self._pins.get(key, 0) + 1
-                        lease.keys.append(key)
-                        if buf.resident[unit * upp]:
-                            vs.add("hits", touched)
-                            bs.add("hits", touched)
-                            self.policy.hit(key)
-                        else:
-                            vs.add("misses")
-                            bs.add("misses")
-                            vs.add("hits", touched - 1)
-                            bs.add("hits", touched - 1)
-                            self._fault(buf, unit, key)
+                    misses = self._touch(buf, start, stop, lease)
+                    vs.add("misses", misses)
+                    bs.add("misses", misses)
+                    vs.add("hits", count - misses)
+                    bs.add("hits", count - misses)
                 if write:
                     buf.dirty[start:stop] = b"\x01" * count
         return lease
+
+    def _touch(self, buf: PagedBuffer, start: int, stop: int, lease: Lease) -> int:
+        """Pin and make resident the units holding pages ``[start, stop)``; the faults."""
+        upp = self._unit_pages
+        pins, keys, resident = self._pins, lease.keys, buf.resident
+        hit, base = self.policy.hit, buf.key_base
+        misses = 0
+        for unit in range(start // upp, (stop - 1) // upp + 1):
+            key = base | unit
+            # Pinned before it is made resident, so that neither the prefetcher nor later
+            # units of this very call can evict it.
+            pins[key] = pins.get(key, 0) + 1
+            keys.append(key)
+            if resident[unit * upp]:
+                hit(key)
+            else:
+                misses += 1  # one fault brings the whole unit: its other pages are hits
+                self._fault(buf, unit, key)
+        return misses
 
     def _unpin(self, keys: list[int]) -> None:
         with self._lock:
@@ -666,10 +678,20 @@ class RamVram:
         self._resident_peak = max(self._resident_peak, self._resident)
         self._over_peak = max(self._over_peak, self._resident - self.frames)
 
+    def _event(self, kind: str, buf: PagedBuffer, page: int, tier: str) -> None:
+        if self._on_page is not None:
+            self._on_page(event=PageEvent(kind, buf.name, page, tier))
+
+    def _source(self, buf: PagedBuffer, page: int) -> str:
+        if buf.tiered[page]:
+            return self._tier.name
+        return "backing" if buf.stored[page] else "zero"
+
     def _fault(self, buf: PagedBuffer, unit: int, key: int) -> None:
         first, stop = self._unit_range(buf, unit)
         self.policy.miss(key)
         self._make_room(stop - first)
+        self._event("fault", buf, first, self._source(buf, first))
         moved = self._load(buf, first, stop - first)
         self.policy.insert(key)
         buf.resident[first:stop] = b"\x01" * (stop - first)
@@ -698,7 +720,12 @@ class RamVram:
     def _evict(self, key: int) -> None:
         buf = self._by_id[key >> _KEY_BITS]
         first, stop = self._unit_range(buf, key & ((1 << _KEY_BITS) - 1))
+        if self._on_page is not None and any(buf.dirty[first:stop]):
+            below = self._tier.name if self._tier is not None and buf.backing.kind != "ram" \
+                else "backing"
+            self._event("writeback", buf, first, below)
         self._write_down(buf, first, stop)
+        self._event("evict", buf, first, "vram")
         buf._release(first, stop - first)
         buf.resident[first:stop] = bytes(stop - first)
         buf.dirty[first:stop] = bytes(stop - first)
@@ -723,6 +750,7 @@ class RamVram:
                     self._make_room(stop - first)
                     if self._resident + (stop - first) > self.frames:
                         return moved  # no room without evicting pinned pages: stop here
+                    self._event("fault", buf, first, self._source(buf, first))
                     moved += self._load(buf, first, stop - first)
                     self.policy.insert(key)
                     buf.resident[first:stop] = b"\x01" * (stop - first)
