@@ -135,3 +135,27 @@ def test_summary_prints_the_statistics(tmp_path):
     assert lines[at + 4].split() == ["img1", "4", "4", "0", "0B", "0B"]
     assert lines[at + 5].split() == ["img2", "0", "0", "0", "0B", "0B"]
     assert f"page trace: {tmp_path / 't.pages'}" in lines
+
+
+def test_a_buffer_larger_than_vram_works_in_a_dispatch():
+    """With paging a buffer may be larger than all of VRAM.  Until per-tile footprints narrow
+    what a tile pins, a tile pins its buffers whole: VRAM runs over capacity while it runs,
+    and the statistics say so."""
+    from xv_core.config.fabric import parse_fabric
+    from xv_core.plugins import load_plugins
+    from xv_core.runtime.api import open_fabric
+
+    plugins = load_plugins()
+    config = parse_fabric({"vram": {"capacity": "64KiB", "page_size": "4KiB"},
+                           "components": [{"name": "alu", "kind": "cpu", "threads": 2}]},
+                          plugins, "tiny.yaml")
+    n = 100_000  # 400,000 bytes a buffer, six times the VRAM
+    with open_fabric(config, plugins=plugins) as fabric:
+        saxpy = fabric.kernel(ROOT / "examples/kernels/saxpy.xvk")
+        x = fabric.buffer(np.arange(n, dtype=np.float32), name="x")
+        y = fabric.buffer(np.full(n, 3, np.float32), name="y")
+        fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 0.5, "x": x, "y": y})
+        np.testing.assert_array_equal(y.read(), 3 + 0.5 * np.arange(n, dtype=np.float32))
+        vram = fabric.vram.stats()["tiers"]["vram"]
+        assert vram["overcommit_peak"] == 2 * 98 * 4 * KiB - 64 * KiB  # 98 pages a buffer
+        assert vram["resident"] == 64 * KiB  # back within capacity once the tiles ended
