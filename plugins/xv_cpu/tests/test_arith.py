@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
-from xv_cpu_irb import E, Node, T, assign, c, kernel, load, run, sp, store, var
+from xv_cpu_irb import E, Node, T, assign, c, exact_or_close, kernel, load, run, sp, store, var
 
 from xv_core.ir import Op
+
+pytestmark = pytest.mark.usefixtures("each_backend")
 
 I32_EDGES = np.array([0, 1, -1, 2, -2, 7, -7, 3, -3, 2**31 - 1, -2**31, 123456789, -987654321],
                      dtype=np.int32)
@@ -193,15 +195,18 @@ def test_casts_between_ints_bools_and_floats():
 def test_float_unary_functions_in_single_precision(op, ref):
     x = np.array([0.25, 1.0, 2.5, 10.0, -3.75, 0.0], np.float32)
     with np.errstate(all="ignore"):
-        np.testing.assert_array_equal(unary_run(op, "f32", x), ref(x))
+        # The jit calls libm, which may differ from numpy's own routines in the last bit.
+        exact_or_close(unary_run(op, "f32", x), ref(x),
+                       transcendental=op not in (Op.NEG, Op.ABS, Op.SIGN, Op.FLOOR, Op.CEIL,
+                                                 Op.TRUNC, Op.SQRT))
 
 
 def test_rsqrt_asin_acos_and_integer_unary():
     x = np.array([0.25, 1.0, 4.0], np.float32)
     np.testing.assert_allclose(unary_run(Op.RSQRT, "f32", x), 1 / np.sqrt(x), rtol=1e-7)
     y = np.array([-1.0, 0.0, 0.5], np.float32)
-    np.testing.assert_array_equal(unary_run(Op.ASIN, "f32", y), np.arcsin(y))
-    np.testing.assert_array_equal(unary_run(Op.ACOS, "f32", y), np.arccos(y))
+    exact_or_close(unary_run(Op.ASIN, "f32", y), np.arcsin(y))
+    exact_or_close(unary_run(Op.ACOS, "f32", y), np.arccos(y))
     i = np.array([5, -5, -2**31, 0], np.int32)
     np.testing.assert_array_equal(unary_run(Op.NEG, "i32", i), [-5, 5, -2**31, 0])
     np.testing.assert_array_equal(unary_run(Op.ABS, "i32", i), [5, 5, -2**31, 0])

@@ -9,6 +9,8 @@ import pytest
 from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import assign, barrier, kernel, run, sp, store, var
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 NAMES = ["global_id", "local_id", "group_id", "group_size", "num_groups"]
 
 

@@ -82,15 +82,16 @@ def test_zero_threads_means_every_core():
         comp.close()
 
 
+@pytest.mark.parametrize("backend", ["interp", "jit"])
 @pytest.mark.parametrize("threads", [1, 4])
-def test_threads_give_the_single_threaded_results(threads):
+def test_threads_give_the_single_threaded_results(threads, backend):
     rng = np.random.default_rng(8)
     values = rng.normal(0.5, 0.25, 100_000).astype(np.float32)
     src = rng.random((70, 90), dtype=np.float32)
     results = {}
     for t in (1, threads):
         ctx = Context()
-        comp = CpuComponent("alu", CpuOptions(threads=t), ctx)
+        comp = CpuComponent("alu", CpuOptions(threads=t, backend=backend), ctx)
         try:
             bins = np.zeros(32, np.int32)
             w1 = run_on(comp, histogram_kernel(), {"values": values, "bins": bins,
@@ -101,7 +102,7 @@ def test_threads_give_the_single_threaded_results(threads):
                         tile_groups=4)
         finally:
             comp.close()
-        assert set(ctx.calls) == {"interp"}
+        assert set(ctx.calls) == {backend}
         results[t] = (bins, dst, w1, w2)
     bins, dst, w1, w2 = results[threads]
     np.testing.assert_array_equal(bins, results[1][0])
@@ -111,14 +112,15 @@ def test_threads_give_the_single_threaded_results(threads):
     assert bins.sum() == len(values)
 
 
-def test_many_threads_hitting_one_atomic_counter():
+@pytest.mark.parametrize("backend", ["interp", "jit"])
+def test_many_threads_hitting_one_atomic_counter(backend):
     k = kernel("count", "buffer<i32> counter, buffer<i32> tickets", [
         assign("i", sp("global_id.x")),
         if_(var("i").ge(length("tickets")), [ret()]),
         atomic("add", "counter", c(0), c(1), result="t"),
         store("tickets", var("i"), var("t")),
     ], locals="i32 i, i32 t")
-    comp = CpuComponent("alu", CpuOptions(threads=4), Context())
+    comp = CpuComponent("alu", CpuOptions(threads=4, backend=backend), Context())
     try:
         counter = np.zeros(1, np.int32)
         tickets = np.full(64 * 500, -1, np.int32)
@@ -130,10 +132,11 @@ def test_many_threads_hitting_one_atomic_counter():
     np.testing.assert_array_equal(np.sort(tickets), np.arange(64 * 500))
 
 
-def test_errors_surface_through_the_future():
+@pytest.mark.parametrize("backend", ["interp", "jit"])
+def test_errors_surface_through_the_future(backend):
     from xv_core.errors import KernelRuntimeError
     k = kernel("oob", "buffer<f32> x", [store("x", sp("global_id.x"), load("x", c(99)), line=2)])
-    comp = CpuComponent("alu", CpuOptions(threads=2), Context())
+    comp = CpuComponent("alu", CpuOptions(threads=2, backend=backend), Context())
     try:
         launch = Launch((1, 1, 1), (4, 1, 1))
         future = comp.submit(k, Tile(0, launch, 0, 1), {"x": np.zeros(4, np.float32)})

@@ -12,6 +12,8 @@ from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import run
 from xv_cpu_kernels import gauss5_reference, tree_reference
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 KERNELS = Path(__file__).resolve().parents[3] / "examples" / "kernels"
 PLUGINS = load_plugins()
 

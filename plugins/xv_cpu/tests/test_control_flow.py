@@ -8,6 +8,8 @@ from xv_cpu_irb import (
     run, select, sp, store, var,
 )
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 BATCHES = [32768, 64, 7]  # one batch per tile, several, and batches splitting groups
 
 

@@ -23,6 +23,8 @@ from xv_cpu_irb import (
     ret, run, select, sp, store, var,
 )
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 INTS = ["a", "b", "d"]
 SLOTS = 4
 

@@ -10,6 +10,8 @@ from xv_cpu_irb import (
 
 from xv_core.errors import JobError, KernelRuntimeError
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 HINT = " (hint: check the index, or guard the access with a bounds test)"
 
 

@@ -12,6 +12,8 @@ from xv_cpu_kernels import (
     tree_reference,
 )
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 
 @pytest.mark.parametrize("batch_items", [32768, 256, 1000])
 def test_block_sum_tree_reduction_in_shared_memory(batch_items):

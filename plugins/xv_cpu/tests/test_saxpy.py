@@ -5,6 +5,8 @@ import pytest
 from xv_cpu.interp import InterpBackend
 from xv_cpu_irb import assign, if_, kernel, length, load, run, sp, store, var
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 
 def saxpy_kernel():
     i = var("i")

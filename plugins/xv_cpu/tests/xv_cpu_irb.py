@@ -18,6 +18,30 @@ from xv_core.ir import (
 from xv_core.runtime.interfaces import Launch, Tile, TileWork
 
 SOURCE = "tests/kernel.xvk"
+#: The backend ``run`` uses (set per test by the ``each_backend`` fixture of conftest.py).
+BACKEND = "interp"
+#: Relative tolerance of float results of the jit against numpy (and so against interp)
+#: for transcendental functions: libm and numpy's own SIMD routines may differ by an ulp.
+JIT_RTOL = 4e-7
+
+
+def exact_or_close(actual, expected, *, transcendental=True):
+    """Floats equal on interp (which computes with numpy), within JIT_RTOL on the jit."""
+    if BACKEND == "interp" or not transcendental:
+        np.testing.assert_array_equal(actual, expected)
+    else:
+        np.testing.assert_allclose(actual, expected, rtol=JIT_RTOL, atol=0)
+
+
+def current_backend(given=None):
+    """The backend a test's kernels run on: ``given`` on interp, else the jit."""
+    if BACKEND == "interp":
+        from xv_cpu.interp import InterpBackend
+
+        return given or InterpBackend()
+    from xv_cpu.jit import JitBackend
+
+    return JitBackend()
 
 
 def T(text: str) -> Type:
@@ -230,12 +254,10 @@ def kernel(name: str, params: str, body: Iterable[Node], *, locals: str = "",
 def run(kernel_: Kernel, args: Mapping[str, Any], *, grid: Any, block: Any,
         backend: Any = None, tile_groups: int | None = None) -> TileWork:
     """Run every tile of a launch (tiles of ``tile_groups`` groups; default one tile)."""
-    from xv_cpu.interp import InterpBackend
-
     grid = tuple(grid) + (1,) * (3 - len(grid)) if not isinstance(grid, int) else (grid, 1, 1)
     block = tuple(block) + (1,) * (3 - len(block)) if not isinstance(block, int) else (block, 1, 1)
     launch = Launch(grid, block)
-    prepared = (backend or InterpBackend()).prepare(kernel_)
+    prepared = current_backend(backend).prepare(kernel_)
     per_tile = tile_groups or launch.groups
     work = TileWork()
     for i, first in enumerate(range(0, launch.groups, per_tile)):

@@ -1,6 +1,7 @@
-"""xv_cpu: the ``cpu`` component kind and the ``interp`` IR backend of Xenovectra."""
+"""xv_cpu: the ``cpu`` component kind and the ``interp`` and ``jit`` IR backends of Xenovectra."""
 
 from xv_cpu.component import CpuComponent, CpuOptions
 from xv_cpu.interp import InterpBackend
+from xv_cpu.jit import JitBackend
 
-__all__ = ["CpuComponent", "CpuOptions", "InterpBackend"]
+__all__ = ["CpuComponent", "CpuOptions", "InterpBackend", "JitBackend"]

@@ -195,7 +195,7 @@ class PreparedJitKernel:
                 elif t.kind == "f64":
                     words.append(int(np.float64(v).view(np.int64)))
                 else:
-                    words.append(int(v))
+                    words.append(int(v) & 0xFFFFFFFF)  # the function reads the low 32 bits
                 continue
             arr = private.get(p.name, bind.flat[p.name])
             words.append(_address(arr))
