@@ -331,10 +331,11 @@ def test_every_problem_is_reported_at_once_in_file_order(write, plugins):
     pytest.param("components:\n  - {name: a, kind: cpu\n",
                  "fabric.yaml:3:1: invalid YAML: expected ',' or '}', but got '<stream end>' "
                  "(hint: while parsing a flow mapping at line 2)", id="yaml-syntax"),
-    pytest.param("", "fabric.yaml: expected a mapping with keys name, vram, components, links; "
-                 "the fabric is empty @ $", id="empty"),
+    pytest.param("", "fabric.yaml: expected a mapping with keys name, vram, components, links, "
+                 "bus, clock, scheduler; the fabric is empty @ $", id="empty"),
     pytest.param("- cpu\n", "fabric.yaml:1:1: expected a mapping with keys name, vram, "
-                 "components, links; got a list @ $", id="not-a-mapping"),
+                 "components, links, bus, clock, scheduler; got a list @ $",
+                 id="not-a-mapping"),
     pytest.param("components: []\n", "fabric.yaml:1:13: expected a list of components, got an "
                  "empty list @ $.components (hint: list at least one component, like "
                  "{name: alu, kind: cpu})", id="no-components"),

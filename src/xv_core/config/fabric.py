@@ -22,9 +22,12 @@ from xv_core.config.convert import Invalid, make_converter, structure, structure
 from xv_core.config.problems import (
     ROOT, Locator, PathPart, Problems, describe, did_you_mean, located_error, read_yaml,
 )
+from xv_core.config.timing import (
+    CLOCKS, DEFAULT_BUS, DeviceTiming, Duration, Rate, add_timing_hooks,
+)
 from xv_core.config.units import GiB, KiB, Size, format_size, parse_size
 from xv_core.errors import ConfigError
-from xv_core.profiles import PROFILES, unknown_profile
+from xv_core.profiles import PROFILES, LinkProfile, unknown_profile
 
 if TYPE_CHECKING:
     from xv_core.plugins import Plugins
@@ -33,7 +36,9 @@ if TYPE_CHECKING:
 HOST = "host"
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_TOP_KEYS = ("name", "vram", "components", "links")
+_TOP_KEYS = ("name", "vram", "components", "links", "bus", "clock", "scheduler")
+#: Keys of a component the fabric reads itself; the others are its kind's options.
+_COMPONENT_KEYS = ("name", "kind", "timing")
 
 
 def _positive_size(_inst: object, attribute: attrs.Attribute, value: int) -> None:
@@ -120,21 +125,38 @@ class VramConfig:
 @attrs.frozen
 class ComponentConfig:
     """One component: its unique ``name``, its ``kind`` and the kind's ``options`` (an instance of
-    the kind's :attr:`~xv_core.registry.ComponentKind.options` class)."""
+    the kind's :attr:`~xv_core.registry.ComponentKind.options` class).  ``timing`` overrides the
+    device profile the modelled fabric times its tiles with (None: the kind's)."""
 
     name: str
     kind: str
     options: object
+    timing: DeviceTiming | None = None
 
 
 @attrs.frozen
 class LinkConfig:
-    """A link between two endpoints (``host`` or component names) with a built-in profile
-    (:data:`xv_core.profiles.PROFILES`)."""
+    """A link between two endpoints (``host`` or component names): a built-in ``profile``
+    (:data:`xv_core.profiles.PROFILES`), or a link of its own given by ``bandwidth`` (bytes/s),
+    ``latency`` (seconds) and ``duplex``.  ``model`` names the bus model that times it (None:
+    the fabric's ``bus``)."""
 
     name: str
     between: tuple[str, str]
-    profile: str
+    profile: str | None = None
+    model: str | None = None
+    bandwidth: Rate | None = None
+    latency: Duration | None = None
+    duplex: Literal["full", "half"] | None = None
+
+    def link_profile(self) -> LinkProfile:
+        """The :class:`~xv_core.profiles.LinkProfile` that times this link."""
+        if self.profile is not None:
+            return PROFILES[self.profile]
+        assert self.bandwidth is not None  # the loader accepts no link without either
+        return LinkProfile(self.name, self.bandwidth, self.latency or 0.0,
+                           f"link {self.name!r} of the fabric", "the fabric file",
+                           full_duplex=self.duplex != "half")
 
 
 @attrs.frozen
@@ -154,6 +176,11 @@ class FabricConfig:
     source: str | None
     locator: Locator | None = attrs.field(default=None, eq=False, repr=False)
     label: str | None = attrs.field(default=None, eq=False, repr=False)
+    #: The bus model of links that name none; the clock tiles are timed by (``modelled``: the
+    #: roofline of their counted work, ``measured``: their wall time); the scheduling policy.
+    bus: str = DEFAULT_BUS
+    clock: Literal["modelled", "measured"] = "modelled"
+    scheduler: str = "eft"
 
     def component(self, name: str) -> ComponentConfig:
         """The component called ``name`` (KeyError if there is none)."""
@@ -245,14 +272,40 @@ def _parse(data: object, plugins: Plugins, *, label: str, source: str | None,
         else:
             problems.add(("name",), f"expected a non-empty string, got {describe(data['name'])}")
 
-    conv = make_converter()
+    conv = add_timing_hooks(make_converter())
     vram = _parse_vram(data, plugins, conv, problems)
     components, names = _parse_components(data, plugins, conv, problems)
-    links = _parse_links(data, names, conv, problems)
+    links = _parse_links(data, names, conv, problems, plugins)
+    timing = _parse_timing(data, plugins, problems)
     if problems or vram is None:
         raise problems.error()
     return FabricConfig(name=name, vram=vram, components=tuple(components), links=tuple(links),
-                        source=source, locator=locator, label=label)
+                        source=source, locator=locator, label=label, **timing)
+
+
+def _parse_timing(data: dict[Any, Any], plugins: Plugins, problems: Problems) -> dict[str, str]:
+    """``bus``, ``clock`` and ``scheduler``: names checked against what is installed."""
+    out: dict[str, str] = {}
+    for key, registry in (("bus", plugins.bus_models), ("scheduler", plugins.schedulers)):
+        if key not in data:
+            continue
+        value = data[key]
+        if not isinstance(value, str):
+            problems.add((key,), f"expected a {registry.what} name, got {describe(value)}")
+        elif value not in registry:
+            unknown = registry.unknown(value)
+            problems.add((key,), unknown.message, unknown.hint)
+        else:
+            out[key] = value
+    if "clock" in data:
+        value = data["clock"]
+        if value in CLOCKS:
+            out["clock"] = value
+        else:
+            problems.add(("clock",), f"expected one of {', '.join(CLOCKS)}, got "
+                         f"{describe(value)}", did_you_mean(value, CLOCKS)
+                         if isinstance(value, str) else None)
+    return out
 
 
 def _check_keys(data: Mapping[Any, Any], path: tuple[PathPart, ...], known: Iterable[str],
@@ -334,7 +387,13 @@ def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problem
             continue
         kind = plugins.components.get(kind_name)
         any_compute = any_compute or kind.compute
-        options_data = {k: v for k, v in item.items() if k not in ("name", "kind")}
+        options_data = {k: v for k, v in item.items() if k not in _COMPONENT_KEYS}
+        timing = None
+        if "timing" in item:
+            found_timing: list[Any] = []
+            timing = structure(conv, item["timing"], DeviceTiming, path + ("timing",),
+                               found_timing)
+            problems.extend(found_timing)
         if not attrs.has(kind.options):
             plugin = plugins.components.plugin_of(kind_name)
             problems.add(path + ("kind",), f"the plugin {plugin!r} gives kind {kind_name!r} an "
@@ -342,11 +401,13 @@ def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problem
                          "report this to the plugin's authors")
             continue
         found: list[Any] = []
+        # The hint lists the kind's own keys after name and kind (timing is the fabric's).
         options = structure(conv, options_data, kind.options, path, found,
                             other_keys=("name", "kind"))
         problems.extend(found)
         if options is not None and name is not None:
-            components.append(ComponentConfig(name=name, kind=kind_name, options=options))
+            components.append(ComponentConfig(name=name, kind=kind_name, options=options,
+                                              timing=timing))
     if kinds_known and not any_compute:
         compute = [k for k in plugins.components if plugins.components.get(k).compute]
         installed = ", ".join(compute) or "none installed"
@@ -376,7 +437,7 @@ def _check_name(item: dict[Any, Any], path: tuple[PathPart, ...], what: str,
 
 
 def _parse_links(data: dict[Any, Any], names: set[str] | None, conv: Any,
-                 problems: Problems) -> list[LinkConfig]:
+                 problems: Problems, plugins: Plugins) -> list[LinkConfig]:
     """The links; endpoints are checked against ``names`` unless it is None."""
     raw = data.get("links")
     if raw is None:
@@ -425,9 +486,35 @@ def _parse_links(data: dict[Any, Any], names: set[str] | None, conv: Any,
             unknown = unknown_profile(profile_name)
             problems.add(path + ("profile",), unknown.message, unknown.hint)
             ok = False
+        ok = _check_link_timing(item, fields, path, problems, plugins) and ok
         if ok:
             links.append(LinkConfig(**fields))
     return links
+
+
+def _check_link_timing(item: Any, fields: dict[str, Any], path: tuple[PathPart, ...],
+                       problems: Problems, plugins: Plugins) -> bool:
+    """A link has a profile or a bandwidth (not both), and its model is installed."""
+    if not isinstance(item, dict):
+        return False
+    ok = True
+    custom = [k for k in ("bandwidth", "latency", "duplex") if k in item]
+    if "profile" in item and custom:
+        problems.add(path + (custom[0],), f"a link with a profile takes its {custom[0]} from "
+                     "the profile", f"remove {custom[0]}, or profile to define the link yourself",
+                     at_key=True)
+        ok = False
+    elif "profile" not in item and "bandwidth" not in item:
+        problems.add(path, "a link needs a profile, or a bandwidth (and latency) of its own",
+                     f"for example profile: pcie4-x16 or bandwidth: 64GB/s, latency: 300ns "
+                     f"(profiles: {', '.join(PROFILES)})")
+        ok = False
+    model = fields.get("model")
+    if model is not None and model not in plugins.bus_models:
+        unknown = plugins.bus_models.unknown(model)
+        problems.add(path + ("model",), unknown.message, unknown.hint)
+        ok = False
+    return ok
 
 
 __all__ = [

@@ -1,0 +1,606 @@
+"""The modelled fabric: where every page lives in virtual time, and what each dispatch costs.
+
+A :class:`FabricModel` is built with a fabric and lives as long as it.  It holds a
+:class:`~xv_core.timing.Timeline` of the fabric's links (plus a default link for a component
+that has none to the host) and its compute components (each with its device profile), and the
+*memory nodes* pages can live on: ``host`` (the host's RAM, where inputs come from and outputs
+go) and each compute component with memory of its own.  A ``cpu`` component that no link names
+shares the host's memory: it is the ``host`` node.
+
+For each buffer it tracks, page by page (pages of the fabric's ``vram.page_size``), which nodes
+hold the current contents and since when (the activity after which they are there), which tiles
+wrote it and which read it since.  The runtime drives it, per dispatch:
+
+1. :meth:`place` -- for each tile, in order, the scheduling policy is offered one candidate per
+   compute component (estimated ready, start, compute and finish times, bytes moved); the tile
+   is committed where the policy chooses: transfers of the pages it reads that its component
+   does not hold start on the timeline (from the node whose copy would arrive first, after the
+   tile that produced it), and the component's lanes and the links are booked in the estimates;
+2. the tiles really run (anywhere: idle CPU workers may steal them) and their backends count
+   their work;
+3. :meth:`finish` -- each tile's compute is submitted on its planned component, after its
+   transfers and after the tiles of earlier dispatches it depends on (the writers of what it
+   reads; the readers and writers of what it writes), timed by the roofline of the counted work
+   (or its measured wall time with ``clock: measured``).  What the dispatch wrote becomes the
+   pages' current contents.
+
+Host reads (:meth:`host_read`) add read-back transfers; host writes (:meth:`host_write`) put
+new contents on the host.  Transfers for a tile start as soon as their data exists, while the
+component still computes earlier tiles: transfers overlap compute.  The timeline runs lazily
+(:meth:`report`); its times never depend on wall time or thread timing (tags are
+``s<dispatch>/t<tile>...``), so the same fabric and job give the same timeline, event for event,
+whatever the number of worker threads.
+
+``docs/scheduling.md`` explains the estimates, the dependencies and the lower bound reported
+beside the makespan.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from xv_core.runtime.footprint import TileFootprint
+from xv_core.runtime.interfaces import Tile, TileWork
+from xv_core.runtime.placement import Candidate
+from xv_core.timing import DEFAULT_DEVICE_PROFILES, DeviceProfile, Link, Timeline
+from xv_core.timing.engine import Activity
+
+HOST = "host"
+#: A page no one has written yet (a buffer allocated zero-filled): any node has it, at once.
+ANYWHERE = "*"
+#: Component kinds that share the host's memory when no link names them.
+HOST_MEMORY_KINDS = frozenset({"cpu"})
+#: The link a component gets when no link joins it to the host: (profile, bus model or None
+#: for the fabric's ``bus``), by kind; other kinds get :data:`DEFAULT_LINK`.
+DEFAULT_LINKS: dict[str, tuple[str, str | None]] = {
+    "hdd": ("sata3", None),
+    "net": ("1gbe", "tcp"),
+}
+DEFAULT_LINK: tuple[str, str | None] = ("pcie4-x16", None)
+
+_Held = tuple[tuple[Activity, ...], float]  # (activities it waits for, estimated time)
+
+
+# --------------------------------------------------------------------------
+# The fabric as the timeline sees it
+# --------------------------------------------------------------------------
+
+
+def _configured_lanes(options: object) -> int | None:
+    """``threads`` or ``workers`` when the fabric sets them (0 means 'per core': not set)."""
+    for key in ("threads", "workers"):
+        value = getattr(options, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def device_profiles(config: Any, plugins: Any) -> dict[str, DeviceProfile]:
+    """The device profile of each compute component, in fabric order.
+
+    The component's ``timing.profile``, else its kind's default profile, else ``cpu``'s; its
+    numbers overridden by the other ``timing`` keys.  Lanes: ``timing.lanes``, else the
+    ``threads`` or ``workers`` the fabric gives the component, else the profile's -- never the
+    machine's core count, so a fabric times the same everywhere.
+    """
+    out: dict[str, DeviceProfile] = {}
+    for c in config.components:
+        if not plugins.components.get(c.kind).compute:
+            continue
+        timing = c.timing
+        base = (timing.profile if timing is not None and timing.profile else
+                c.kind if c.kind in DEFAULT_DEVICE_PROFILES else "cpu")
+        profile = DEFAULT_DEVICE_PROFILES[base]
+        changes: dict[str, Any] = {"lanes": _configured_lanes(c.options) or profile.lanes}
+        if timing is not None:
+            for key in ("lanes", "ops_per_lane_per_s", "mem_bandwidth", "launch_latency"):
+                value = getattr(timing, key)
+                if value is not None:
+                    changes[key] = value
+        out[c.name] = attrs.evolve(profile, **changes)
+    return out
+
+
+def model_links(config: Any, plugins: Any) -> tuple[list[Link], dict[str, str]]:
+    """The timeline's links and each compute component's memory node.
+
+    The fabric's links as declared; a ``cpu`` component no link names is the ``host`` node;
+    any other compute component that no chain of links joins to the host gets a link of its
+    own, ``<name>-link``, by its kind (:data:`DEFAULT_LINKS`: ``hdd`` over ``sata3``, ``net``
+    over ``1gbe`` with the ``tcp`` model, others over ``pcie4-x16``).
+    """
+    from xv_core.profiles import PROFILES
+
+    links = [Link(ln.name, ln.between[0], ln.between[1], ln.link_profile(), ln.model)
+             for ln in config.links]
+    named = {end for ln in config.links for end in ln.between}
+    reach = _reachable(links, HOST)
+    nodes: dict[str, str] = {}
+    for c in config.components:
+        if not plugins.components.get(c.kind).compute:
+            continue
+        if c.kind in HOST_MEMORY_KINDS and c.name not in named:
+            nodes[c.name] = HOST
+            continue
+        nodes[c.name] = c.name
+        if c.name not in reach:
+            profile, model = DEFAULT_LINKS.get(c.kind, DEFAULT_LINK)
+            links.append(Link(f"{c.name}-link", HOST, c.name, PROFILES[profile], model))
+            reach = _reachable(links, HOST)
+    return links, nodes
+
+
+def _reachable(links: Sequence[Link], start: str) -> set[str]:
+    seen = {start}
+    todo = [start]
+    while todo:
+        node = todo.pop()
+        for ln in links:
+            for a, b in ((ln.a, ln.b), (ln.b, ln.a)):
+                if a == node and b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+    return seen
+
+
+# --------------------------------------------------------------------------
+# Page state
+# --------------------------------------------------------------------------
+
+
+class _Page:
+    """Where one page's current contents are.  ``copies``: nodes holding all of it; ``parts``:
+    nodes holding the pieces of a version several nodes wrote in one dispatch (then no node
+    holds all of it until one gathers it).  ``writers`` wrote the current contents, ``readers``
+    read them since."""
+
+    __slots__ = ("copies", "parts", "writers", "readers")
+
+    def __init__(self, copies: dict[str, _Held]):
+        self.copies = copies
+        self.parts: dict[str, _Held] = {}
+        self.writers: list[Activity] = []
+        self.readers: list[Activity] = []
+
+
+class _Buffer:
+    __slots__ = ("name", "nbytes", "pages")
+
+    def __init__(self, name: str, nbytes: int, page_size: int, where: str):
+        self.name = name
+        self.nbytes = nbytes
+        count = -(-nbytes // page_size)
+        self.pages = [_Page({where: ((), 0.0)}) for _ in range(count)]
+
+
+@attrs.frozen
+class _Need:
+    """Pages one tile reads that a candidate node does not hold, from one source node."""
+
+    buffer: str
+    page: int
+    nbytes: int
+    source: str
+    held: _Held
+
+
+@attrs.define
+class Placed:
+    """A tile committed to a component: what its compute waits for, and the estimates."""
+
+    tile: Tile
+    component: str
+    candidate: Candidate
+    after: list[Activity]
+    depends: list[Activity]  # computes of earlier dispatches it must follow
+    reads: list[tuple[str, int]]
+    writes: list[tuple[str, int]]
+    estimate: TileWork
+    compute: Activity | None = None
+
+
+@attrs.define
+class _Step:
+    index: int
+    kernel: str
+    tiles: list[Placed]
+    transfers: list[Activity]
+
+
+# --------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------
+
+
+class FabricModel:
+    """The modelled fabric of one running :class:`~xv_core.runtime.api.Fabric` (module
+    docstring).  ``compute`` lists the compute components in fabric order."""
+
+    def __init__(self, config: Any, plugins: Any):
+        self.config = config
+        links, self.node_of = model_links(config, plugins)
+        self.profiles = device_profiles(config, plugins)
+        self.compute = list(self.profiles)
+        self.kinds = {c.name: c.kind for c in config.components}
+        models = {name: plugins.bus_models.get(name).factory() for name in plugins.bus_models}
+        self.timeline = Timeline(links, self.profiles, bus=config.bus, models=models)
+        self.page_size = int(config.vram.page_size)
+        self.measured = config.clock == "measured"
+        self._buffers: dict[str, _Buffer] = {}
+        self._lanes = {c: [0.0] * p.lanes for c, p in self.profiles.items()}
+        self._link_free: dict[tuple[int, int], float] = {}
+        self._routes: dict[tuple[str, str], tuple[Any, float, float]] = {}
+        self._est: dict[int, float] = {}
+        self._steps: list[_Step] = []
+        self._readbacks: list[Activity] = []
+        self._reads = 0
+        self._base = 0.0
+        # For the lower bound: each tile's best compute time over the components, the time on
+        # each component, and the longest chain of dependent computes ending at each tile.
+        self._times: list[list[float]] = []
+        self._chain: dict[int, float] = {}
+
+    @property
+    def lanes(self) -> int:
+        """Lanes of every compute component together (tiles are cut for them)."""
+        return sum(p.lanes for p in self.profiles.values())
+
+    # -- buffers -----------------------------------------------------------
+    def allocate(self, name: str, nbytes: int, *, filled: bool) -> None:
+        """A new buffer: its contents on the host (``filled``) or zeros, anywhere at once."""
+        self._buffers[name] = _Buffer(name, nbytes, self.page_size, HOST if filled else ANYWHERE)
+
+    def free(self, name: str) -> None:
+        self._buffers.pop(name, None)
+
+    def host_write(self, name: str) -> None:
+        """The host replaced the contents: they are on the host once every tile that read or
+        wrote the old contents is done."""
+        buf = self._buffers.get(name)
+        if buf is None:
+            return
+        for page in buf.pages:
+            waits = tuple(page.readers) + tuple(page.writers)
+            page.copies = {HOST: (waits, self._latest(waits))}
+            page.parts = {}
+            page.writers = list(waits)
+            page.readers = []
+
+    def host_read(self, name: str) -> None:
+        """The host reads the whole buffer: read-back transfers of what it does not hold."""
+        buf = self._buffers.get(name)
+        if buf is None:
+            return
+        self._reads += 1
+        needs: list[_Need] = []
+        for number, page in enumerate(buf.pages):
+            needs.extend(self._needs(buf, number, page, HOST))
+        acts, _ = self._move(needs, HOST, f"r{self._reads}", book=True)
+        self._readbacks.extend(acts)
+
+    # -- placing a dispatch ----------------------------------------------------
+    def place(self, step: int, kernel: str, tiles: Sequence[Tile],
+              footprints: Sequence[TileFootprint], buffers: Mapping[str, str],
+              estimates: Sequence[TileWork], policy: Any) -> list[Placed]:
+        """Choose each tile's component with ``policy`` and start its transfers (module
+        docstring, step 1).  ``buffers`` maps the kernel's buffer parameters to buffer names;
+        ``estimates`` is each tile's expected work."""
+        record = _Step(step, kernel, [], [])
+        self._steps.append(record)
+        placed: list[Placed] = []
+        for tile, footprint, estimate in zip(tiles, footprints, estimates):
+            reads: list[tuple[str, int]] = []
+            writes: list[tuple[str, int]] = []
+            for param, fp in footprint.buffers.items():
+                name = buffers[param]
+                for a, b in fp.reads:
+                    reads.extend((name, p) for p in range(a, b))
+                for a, b in fp.writes:
+                    writes.extend((name, p) for p in range(a, b))
+            # What any placement waits for: the writers of what the tile reads (they made the
+            # copies it fetches), the readers and writers of what it overwrites.
+            depends: dict[int, Activity] = {}
+            for name, p in reads:
+                for act in self._buffers[name].pages[p].writers:
+                    depends[id(act)] = act
+            for name, p in writes:
+                page = self._buffers[name].pages[p]
+                for act in page.readers + page.writers:
+                    depends[id(act)] = act
+            waits = list(depends.values())
+            floor = max(self._base, self._latest(waits))
+            candidates = []
+            options = []
+            for comp in self.compute:
+                cand, needs, local = self._candidate(comp, estimate, reads, floor)
+                candidates.append(cand)
+                options.append((needs, local))
+            choice = policy.choose(tile, candidates)
+            if not isinstance(choice, int) or not 0 <= choice < len(candidates):
+                from xv_core.errors import XvError
+
+                raise XvError(f"scheduling policy {getattr(policy, 'name', policy)!r} chose "
+                              f"{choice!r} for tile {tile.index}, not a candidate's index "
+                              f"(0 to {len(candidates) - 1})",
+                              hint="report this to the policy's authors")
+            cand = candidates[choice]
+            needs, local = options[choice]
+            node = self.node_of[cand.component]
+            moved, _ = self._move(needs, node, f"s{step}/t{tile.index}", book=True)
+            record.transfers.extend(moved)
+            after = {id(a): a for a in moved}
+            for act in local + waits:
+                after[id(act)] = act
+            heapq.heapreplace(self._lanes[cand.component], cand.finish_s)
+            placed.append(Placed(tile, cand.component, cand, list(after.values()), waits,
+                                 reads, writes, estimate))
+        record.tiles = placed
+        return placed
+
+    def _candidate(self, comp: str, estimate: TileWork, reads: Sequence[tuple[str, int]],
+                   floor: float) -> tuple[Candidate, list[_Need], list[Activity]]:
+        node = self.node_of[comp]
+        needs: list[_Need] = []
+        local: dict[int, Activity] = {}
+        ready = floor
+        local_bytes = 0
+        for name, p in reads:
+            buf = self._buffers[name]
+            page = buf.pages[p]
+            held = page.copies.get(node) or page.copies.get(ANYWHERE)
+            if held is not None:
+                local_bytes += self._page_bytes(buf, p)
+                ready = max(ready, held[1])
+                for act in held[0]:
+                    local[id(act)] = act
+            else:
+                needs.extend(self._needs(buf, p, page, node))
+        moved_bytes = sum(n.nbytes for n in needs)
+        arrive, transfer_s = self._estimate_moves(needs, node, ready)
+        ready = max(ready, arrive)
+        compute_s = self.timeline.compute_estimate(comp, estimate, lanes=1)
+        start = max(ready, self._lanes[comp][0])
+        cand = Candidate(comp, self.kinds[comp], ready, start, compute_s, start + compute_s,
+                         local_bytes, moved_bytes, transfer_s)
+        return cand, needs, list(local.values())
+
+    def _page_bytes(self, buf: _Buffer, page: int) -> int:
+        return min(self.page_size, buf.nbytes - page * self.page_size)
+
+    def _needs(self, buf: _Buffer, number: int, page: _Page, node: str) -> list[_Need]:
+        """The transfers that give ``node`` all of a page it does not hold."""
+        nbytes = self._page_bytes(buf, number)
+        if node in page.copies or ANYWHERE in page.copies:
+            return []
+        if page.copies:  # a whole copy somewhere: from the one whose bytes would arrive first
+            best = min(page.copies.items(), key=lambda kv: (
+                kv[1][1] + self._route(kv[0], node)[1] + nbytes * self._route(kv[0], node)[2],
+                kv[0]))
+            return [_Need(buf.name, number, nbytes, best[0], best[1])]
+        # Pieces on several nodes: each other holder sends its piece (a page each, at most).
+        return [_Need(buf.name, number, nbytes, src, held)
+                for src, held in sorted(page.parts.items()) if src != node]
+
+    def _route(self, src: str, dst: str) -> tuple[Any, float, float]:
+        """(route, latency, seconds per byte) between two nodes, on an idle fabric."""
+        key = (src, dst)
+        hit = self._routes.get(key)
+        if hit is None:
+            route = self.timeline.route(src, dst)
+            latency = self.timeline.transfer_estimate(route, 0)
+            probe = 1 << 30
+            per_byte = (self.timeline.transfer_estimate(route, probe) - latency) / probe
+            hit = self._routes[key] = (route, latency, per_byte)
+        return hit
+
+    def _estimate_moves(self, needs: Sequence[_Need], node: str,
+                        ready: float) -> tuple[float, float]:
+        """When everything in ``needs`` would have arrived at ``node`` (transfers from one
+        source one after another on links still busy with earlier ones), and the time spent."""
+        by_source: dict[str, list[_Need]] = {}
+        for need in needs:
+            by_source.setdefault(need.source, []).append(need)
+        arrive = ready
+        spent = 0.0
+        for src, group in sorted(by_source.items()):
+            route, latency, per_byte = self._route(src, node)
+            nbytes = sum(n.nbytes for n in group)
+            start = max(max(n.held[1] for n in group), self._busy(route))
+            end = start + latency + nbytes * per_byte
+            spent += latency + nbytes * per_byte
+            arrive = max(arrive, end)
+        return arrive, spent
+
+    def _busy(self, route: Any) -> float:
+        return max((self._link_free.get(hop, 0.0) for hop in route.hops), default=0.0)
+
+    def _move(self, needs: Sequence[_Need], node: str, tag: str,
+              *, book: bool) -> tuple[list[Activity], float]:
+        """Submit the transfers of ``needs`` to ``node``: one per run of consecutive pages of
+        a buffer from one source that wait for the same activities.  The pages then have a
+        copy on ``node``."""
+        acts: list[Activity] = []
+        latest = 0.0
+        runs: list[list[_Need]] = []
+        for need in sorted(needs, key=lambda n: (n.buffer, n.source, n.page)):
+            last = runs[-1][-1] if runs else None
+            if (last is not None and last.buffer == need.buffer and last.source == need.source
+                    and last.page + 1 == need.page and last.held[0] == need.held[0]):
+                runs[-1].append(need)
+            else:
+                runs.append([need])
+        gathered: dict[tuple[str, int], list[_Held]] = {}
+        for run in runs:
+            first, last = run[0], run[-1]
+            route, latency, per_byte = self._route(first.source, node)
+            nbytes = sum(n.nbytes for n in run)
+            ready = max(self._base, max(n.held[1] for n in run))
+            start = max(ready, self._busy(route))
+            end = start + latency + nbytes * per_byte
+            if book:
+                for hop in route.hops:
+                    self._link_free[hop] = start + nbytes * per_byte
+            label = (f"{tag}/{first.buffer}/p{first.page}" +
+                     (f"-{last.page}" if last.page != first.page else "") +
+                     f"/{first.source}>{node}")
+            act = self.timeline.transfer(route, nbytes, tag=label, after=first.held[0])
+            self._est[id(act)] = end
+            acts.append(act)
+            latest = max(latest, end)
+            for n in run:
+                gathered.setdefault((n.buffer, n.page), []).append(((act,), end))
+        for (name, number), helds in gathered.items():
+            page = self._buffers[name].pages[number]
+            waits = tuple(a for held in helds for a in held[0])
+            own = page.parts.get(node)
+            if own is not None:
+                waits += own[0]
+            page.copies[node] = (waits, max(h[1] for h in helds))
+        return acts, latest
+
+    def _latest(self, acts: Sequence[Activity]) -> float:
+        return max((self._est.get(id(a), 0.0) for a in acts), default=0.0)
+
+    # -- after the tiles ran -----------------------------------------------------
+    def finish(self, placed: Sequence[Placed], works: Sequence[TileWork],
+               walls: Sequence[float]) -> None:
+        """Submit each tile's compute with its counted work (or measured wall time), then make
+        what the dispatch wrote the pages' current contents (module docstring, step 3)."""
+        step = self._steps[-1]
+        written: dict[tuple[str, int], list[tuple[str, Activity, float]]] = {}
+        for tile, work, wall in zip(placed, works, walls):
+            comp = tile.component
+            act = self.timeline.compute(comp, work, lanes=1, after=tile.after,
+                                        duration=wall if self.measured else None,
+                                        tag=f"s{step.index}/t{tile.tile.index}")
+            tile.compute = act
+            self._est[id(act)] = tile.candidate.finish_s
+            times = ([wall] * len(self.compute) if self.measured else
+                     [self.timeline.compute_estimate(c, work, lanes=1) for c in self.compute])
+            self._times.append(times)
+            chain = max((self._chain.get(id(a), 0.0) for a in tile.depends), default=0.0)
+            self._chain[id(act)] = chain + min(times)
+            node = self.node_of[comp]
+            for name, p in tile.reads:
+                self._buffers[name].pages[p].readers.append(act)
+            for name, p in tile.writes:
+                written.setdefault((name, p), []).append((node, act, tile.candidate.finish_s))
+        for (name, p), writers in written.items():
+            buf = self._buffers.get(name)
+            if buf is None:
+                continue
+            page = buf.pages[p]
+            holders: dict[str, list[tuple[Activity, float]]] = {}
+            for node, act, est in writers:
+                holders.setdefault(node, []).append((act, est))
+            held = {node: (tuple(a for a, _ in acts), max(e for _, e in acts))
+                    for node, acts in holders.items()}
+            if len(held) == 1:
+                page.copies, page.parts = held, {}
+            else:
+                page.copies, page.parts = {}, held
+            page.writers = [act for _, act, _ in writers]
+            page.readers = []
+
+    # -- results -------------------------------------------------------------------
+    def run(self) -> float:
+        """Run the timeline over everything submitted so far; the virtual time reached."""
+        end = self.timeline.run()
+        self._base = max(self._base, self.timeline.now)
+        return end
+
+    def bound(self) -> dict[str, float]:
+        """The lower bound on the makespan of the computes so far: max(total work / total
+        throughput, critical path) (``docs/scheduling.md``)."""
+        area = _area_bound(self._times, [self.profiles[c].lanes for c in self.compute])
+        chain = max(self._chain.values(), default=0.0)
+        return {"area_s": area, "critical_path_s": chain, "lower_bound_s": max(area, chain)}
+
+    def step_spans(self) -> list[dict[str, Any]]:
+        """Per dispatch: its virtual span (first transfer or compute start to last compute
+        end), where its tiles were placed, and the bytes its transfers moved."""
+        out = []
+        for step in self._steps:
+            acts = [t.compute for t in step.tiles if t.compute is not None] + step.transfers
+            starts = [a.start for a in acts if a.start is not None]
+            ends = [a.end for a in acts if a.end is not None]
+            placement: dict[str, int] = {}
+            for t in step.tiles:
+                placement[t.component] = placement.get(t.component, 0) + 1
+            out.append({"virtual_start_s": min(starts, default=0.0),
+                        "virtual_end_s": max(ends, default=0.0),
+                        "placement": placement,
+                        "moved_bytes": sum(a.nbytes for a in step.transfers)})
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """Run the timeline and return its report (``Timeline.report``) with ``bound``:
+        ``lower_bound_s``, ``area_s``, ``critical_path_s`` and ``ratio`` (makespan over the
+        bound), ``readback_bytes``, and the fabric's ``bus``, ``clock`` and memory ``nodes``."""
+        self.run()
+        report = self.timeline.report()
+        bound = self.bound()
+        lower = bound["lower_bound_s"]
+        bound["makespan_s"] = report["virtual_s"]
+        bound["ratio"] = report["virtual_s"] / lower if lower > 0 else None
+        report["bound"] = bound
+        report["readback_bytes"] = sum(a.nbytes for a in self._readbacks)
+        report["bus"] = self.config.bus
+        report["clock"] = self.config.clock
+        report["nodes"] = dict(self.node_of)
+        return report
+
+
+def _area_bound(times: Sequence[Sequence[float]], lanes: Sequence[int],
+                rounds: int = 40) -> float:
+    """A lower bound on the time ``lanes[c]`` lanes of each component need for every tile,
+    when tile ``i`` takes ``times[i][c]`` on one lane of component ``c``.
+
+    The fractional relaxation (tiles may be split between components) is a linear program
+    whose dual gives, for any weights ``y >= 0`` with ``sum(lanes[c] * y[c]) == 1``, the bound
+    ``sum over tiles of min over c of times[i][c] * y[c]``.  The weights start at each
+    component's throughput share (exact when tiles differ only by size: total work / total
+    throughput), then move pairwise while the bound grows.
+    """
+    if not times:
+        return 0.0
+    n = len(lanes)
+    totals = [sum(t[c] for t in times) for c in range(n)]
+    if any(total <= 0 for total in totals):
+        return 0.0
+    inv = [lanes[c] / totals[c] for c in range(n)]
+    y = [(1.0 / totals[c]) / sum(inv) for c in range(n)]
+
+    def value(w: Sequence[float]) -> float:
+        return sum(min(t[c] * w[c] for c in range(n)) for t in times)
+
+    best = value(y)
+    step = 0.25
+    for _ in range(rounds):
+        improved = False
+        for a in range(n):
+            for b in range(n):
+                if a == b or y[b] <= 0:
+                    continue
+                # Move weight from b to a, keeping sum(lanes * y) == 1.
+                delta = step * y[b] * lanes[b]
+                trial = list(y)
+                trial[b] -= delta / lanes[b]
+                trial[a] += delta / lanes[a]
+                v = value(trial)
+                if v > best * (1 + 1e-12):
+                    y, best, improved = trial, v, True
+        if not improved:
+            step /= 2
+            if step < 1e-4:
+                break
+    return best
+
+
+__all__ = ["ANYWHERE", "DEFAULT_LINK", "DEFAULT_LINKS", "FabricModel", "HOST",
+           "HOST_MEMORY_KINDS", "Placed", "device_profiles", "model_links"]
