@@ -35,8 +35,10 @@ from xv_core.events import DispatchEvent, TileEvent
 from xv_core.ir import Kernel, Module
 from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
+from xv_core.runtime.footprint import BufferInfo, TileFootprint, estimate_work, tile_footprints
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
-from xv_core.runtime.scheduler import make_tiles, place_round_robin
+from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel
+from xv_core.runtime.scheduler import execute, make_tiles
 
 log = structlog.get_logger("xv.runtime")
 
@@ -67,6 +69,7 @@ class Buffer:
 
     def read(self) -> np.ndarray:
         self._check_live()
+        self._fabric.model.host_read(self.name)
         return self.device.read()
 
     def write(self, data: np.ndarray) -> None:
@@ -76,9 +79,11 @@ class Buffer:
             raise JobError(f"cannot write a {data.dtype} array of shape {list(data.shape)} into "
                            f"buffer {self.name!r} ({self.dtype}, shape {list(self.shape)})")
         self.device.write(data)
+        self._fabric.model.host_write(self.name)
 
     def free(self) -> None:
         if self.device is not None:
+            self._fabric.model.free(self.name)
             self._fabric.vram.free(self.device)
             self._fabric._buffers.pop(self.name, None)
             self.device = None  # type: ignore[assignment]
@@ -96,12 +101,16 @@ class Buffer:
 
 @attrs.frozen
 class TileRecord:
+    """One tile: the ``component`` that really ran it and the one the scheduling policy
+    ``planned`` (the modelled timeline's; they differ when an idle CPU worker stole it)."""
+
     tile: int
     component: str
     first_group: int
     group_count: int
     wall_s: float
     work: TileWork
+    planned: str = ""
 
 
 @attrs.frozen
@@ -112,6 +121,8 @@ class DispatchResult:
     launch: Launch
     tiles: tuple[TileRecord, ...]
     wall_s: float
+    #: The dispatch's number on its fabric (its tiles' tags in the timeline are ``s<step>/...``).
+    step: int = -1
 
     @property
     def work(self) -> TileWork:
@@ -121,10 +132,23 @@ class DispatchResult:
         return total
 
     def tiles_per_component(self) -> dict[str, int]:
+        """Where the tiles really ran."""
         out: dict[str, int] = {}
         for t in self.tiles:
             out[t.component] = out.get(t.component, 0) + 1
         return out
+
+    def placement(self) -> dict[str, int]:
+        """Where the scheduling policy put the tiles (the modelled timeline's placement)."""
+        out: dict[str, int] = {}
+        for t in self.tiles:
+            out[t.planned] = out.get(t.planned, 0) + 1
+        return out
+
+    @property
+    def stolen(self) -> int:
+        """Tiles an idle CPU worker took from another component's queue."""
+        return sum(1 for t in self.tiles if t.planned and t.component != t.planned)
 
 
 class _Context:
@@ -165,12 +189,20 @@ class Fabric:
     """
 
     def __init__(self, config: Any, plugins: Plugins, *, backend: str | None = None,
-                 workdir: str | os.PathLike[str] | None = None):
+                 workdir: str | os.PathLike[str] | None = None, scheduler: str | None = None):
         self.config = config
         self.plugins = plugins
         if backend is not None:
             plugins.backends.get(backend, where="--backend")
         self.backend_override = backend
+        #: The scheduling policy's name (the fabric's ``scheduler``, or the override).
+        self.scheduler = scheduler or config.scheduler
+        where = "--scheduler" if scheduler else "$.scheduler"
+        self.policy = plugins.schedulers.get(self.scheduler, where=where).factory()
+        #: The modelled fabric: virtual time of everything this fabric does.
+        self.model = FabricModel(config, plugins)
+        self._steps = 0
+        self._history: dict[int, tuple[Kernel, float, float]] = {}
         base = Path(workdir) if workdir is not None else (
             Path(config.source).parent if config.source else Path.cwd())
         self._context = _Context(self, base)
@@ -262,6 +294,7 @@ class Fabric:
             raise JobError(f"a buffer named {name!r} already exists")
         device = self.vram.allocate(name, tuple(int(n) for n in shape_t), np_dtype)
         buf = Buffer(self, device)
+        self.model.allocate(name, device.nbytes, filled=data is not None)
         if data is not None:
             device.write(data)
         self._buffers[name] = buf
@@ -294,68 +327,111 @@ class Fabric:
             p = problems[0]
             raise JobError("; ".join(q.message for q in problems), hint=p.hint)
         run_args: dict[str, Any] = {}
-        resident: list[tuple[DeviceBuffer, bool]] = []
-        written = _written_params(kernel)
+        buffers: dict[str, DeviceBuffer] = {}
         for p in kernel.params:
             value = args[p.name]
             if isinstance(value, Buffer):
                 if value._fabric is not self or value.device is None:
                     raise JobError(f"buffer {value.name!r} does not belong to this fabric")
                 run_args[p.name] = value.device.array()
-                resident.append((value.device, p.name in written))
+                buffers[p.name] = value.device
             else:
                 run_args[p.name] = scalar_value(p.type.kind, value)
-        return self._run(kernel, launch, run_args, resident)
+        return self._run(kernel, launch, run_args, buffers)
 
-    def _make_resident(self, resident: Sequence[tuple[DeviceBuffer, bool]]) -> list[Any]:
-        """Leases on the pages a tile touches.  Until the scheduler derives per-tile
-        footprints (issue 6), a tile's footprint is the whole of each buffer argument."""
-        return [self.vram.make_resident(device, [(0, device.pages)], write=write)
-                for device, write in resident]
+    def _make_resident(self, buffers: Mapping[str, DeviceBuffer],
+                       footprint: TileFootprint) -> list[Any]:
+        """Leases on the pages a tile touches: its footprint in each buffer argument."""
+        leases = []
+        try:
+            for param, device in buffers.items():
+                fp = footprint[param]
+                ranges = fp.touched
+                if ranges:
+                    leases.append(self.vram.make_resident(device, list(ranges),
+                                                          write=bool(fp.writes)))
+        except BaseException:
+            _release(leases)
+            raise
+        return leases
+
+    def _estimates(self, kernel: Kernel, launch: Launch, tiles: Sequence[Any],
+                   scalars: Mapping[str, Any], infos: Mapping[str, BufferInfo]) -> list[TileWork]:
+        """Each tile's expected work: the IR's per-item estimate times its work items, scaled
+        by what the backend counted against that estimate in the kernel's last dispatch."""
+        per_item = estimate_work(kernel, launch, scalars, infos)
+        seen = self._history.get(id(kernel))
+        ops_ratio, bytes_ratio = (seen[1], seen[2]) if seen and seen[0] is kernel else (1.0, 1.0)
+        out = []
+        for tile in tiles:
+            items = tile.group_count * launch.group_items
+            out.append(TileWork(ops=round(per_item.ops * items * ops_ratio),
+                                bytes_read=round(per_item.bytes * items * bytes_ratio)))
+        return out
 
     def _run(self, kernel: Kernel, launch: Launch, args: dict[str, Any],
-             resident: Sequence[tuple[DeviceBuffer, bool]] = ()) -> DispatchResult:
+             buffers: Mapping[str, DeviceBuffer]) -> DispatchResult:
         hook = self.plugins.hook
-        workers = sum(_workers(self.components[n]) for n in self.compute)
-        tiles = make_tiles(launch, workers)
-        placement = place_round_robin(tiles, self.compute)
+        model = self.model
+        step = self._steps
+        self._steps += 1
+        tiles = make_tiles(launch, model.lanes)
+        infos = {p: BufferInfo(d.dtype, tuple(d.shape), d.nbytes) for p, d in buffers.items()}
+        scalars = {k: v for k, v in args.items() if k not in buffers}
+        footprints = tile_footprints(kernel, tiles, scalars, infos, self.vram.page_size)
+        estimates = self._estimates(kernel, launch, tiles, scalars, infos)
+        placed = model.place(step, kernel.name, tiles, footprints,
+                             {p: d.name for p, d in buffers.items()}, estimates, self.policy)
         hook.xv_on_dispatch(event=DispatchEvent("start", kernel.name, launch.grid, launch.block,
                                                 len(tiles)))
         start = time.perf_counter()
-        futures = []
-        for tile, comp in zip(tiles, placement):
-            leases = self._make_resident(resident)
-            submitted = time.perf_counter()
+
+        def submit(tile: Any, comp: str) -> Any:
+            leases = self._make_resident(buffers, footprints[tile.index])
             try:
                 fut = self.components[comp].submit(kernel, tile, args)
             except BaseException:
                 _release(leases)
                 raise
-            fut.add_done_callback(lambda _f, leases=leases: _release(leases))
-            futures.append((tile, comp, submitted, fut))
-        records: list[TileRecord] = []
-        error: BaseException | None = None
-        for tile, comp, submitted, fut in futures:
-            try:
-                work = fut.result()
-            except BaseException as exc:  # keep the first error in tile order; drain the rest
-                if error is None:
-                    error = exc
-                continue
-            record = TileRecord(tile.index, comp, tile.first_group, tile.group_count,
-                                time.perf_counter() - submitted, work)
-            records.append(record)
-            hook.xv_on_tile(event=TileEvent(kernel.name, tile.index, comp, tile.first_group,
-                                            tile.group_count, record.wall_s, work.ops,
-                                            work.bytes_read, work.bytes_written))
+            fut.add_done_callback(lambda _f: _release(leases))
+            return fut
+
+        slots = {n: _workers(self.components[n]) for n in self.compute}
+        thieves = {n for n in self.compute if model.kinds[n] in HOST_MEMORY_KINDS}
+        runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit)
         wall = time.perf_counter() - start
-        if error is not None:
-            raise error
+        model.finish(placed, [r.work for r in runs], [r.wall_s for r in runs])
+        records: list[TileRecord] = []
+        for run in runs:
+            tile, work = run.tile, run.work
+            record = TileRecord(tile.index, run.component, tile.first_group, tile.group_count,
+                                run.wall_s, work, run.planned)
+            records.append(record)
+            hook.xv_on_tile(event=TileEvent(kernel.name, tile.index, run.component,
+                                            tile.first_group, tile.group_count, record.wall_s,
+                                            work.ops, work.bytes_read, work.bytes_written))
+        counted = sum(r.work.ops for r in runs), sum(r.work.bytes_read + r.work.bytes_written
+                                                     for r in runs)
+        guessed = sum(e.ops for e in estimates), sum(e.bytes_read for e in estimates)
+        seen = self._history.get(id(kernel))
+        old = (seen[1], seen[2]) if seen and seen[0] is kernel else (1.0, 1.0)
+        self._history[id(kernel)] = (
+            kernel, old[0] * counted[0] / guessed[0] if guessed[0] else old[0],
+            old[1] * counted[1] / guessed[1] if guessed[1] else old[1])
         hook.xv_on_dispatch(event=DispatchEvent("end", kernel.name, launch.grid, launch.block,
                                                 len(tiles), wall))
         log.debug("dispatch", kernel=kernel.name, grid=launch.grid, block=launch.block,
-                  tiles=len(tiles), wall_s=round(wall, 6))
-        return DispatchResult(kernel.name, launch, tuple(records), wall)
+                  tiles=len(tiles), stolen=sum(r.stolen for r in runs), wall_s=round(wall, 6))
+        return DispatchResult(kernel.name, launch, tuple(records), wall, step)
+
+    def timing_report(self) -> dict[str, Any]:
+        """The modelled timeline of everything this fabric did so far (runs it first):
+        :meth:`FabricModel.report <xv_core.runtime.model.FabricModel.report>` plus ``steps``,
+        each dispatch's virtual span and placement, in dispatch order."""
+        report = self.model.report()
+        report["steps"] = self.model.step_spans()
+        report["scheduler"] = self.scheduler
+        return report
 
     # -- lifetime -------------------------------------------------------------------
     def close(self) -> None:
@@ -455,8 +531,10 @@ def launch_geometry(kernel: Kernel, *, global_size: Sequence[int] | int | None =
 
 
 def open_fabric(spec: Any = "default", *, plugins: Plugins | None = None,
-                backend: str | None = None, workdir: str | os.PathLike[str] | None = None) -> Fabric:
-    """Open a fabric by YAML path, built-in name, or an already loaded FabricConfig."""
+                backend: str | None = None, workdir: str | os.PathLike[str] | None = None,
+                scheduler: str | None = None) -> Fabric:
+    """Open a fabric by YAML path, built-in name, or an already loaded FabricConfig;
+    ``backend`` and ``scheduler`` override the fabric's."""
     from xv_core.config.fabric import load_fabric
 
     if not structlog.is_configured():  # a library user who set nothing sees warnings only
@@ -465,7 +543,7 @@ def open_fabric(spec: Any = "default", *, plugins: Plugins | None = None,
         configure()
     plugins = plugins if plugins is not None else load_plugins()
     config = spec if hasattr(spec, "components") else load_fabric(spec, plugins)
-    return Fabric(config, plugins, backend=backend, workdir=workdir)
+    return Fabric(config, plugins, backend=backend, workdir=workdir, scheduler=scheduler)
 
 
 __all__ = ["Buffer", "DispatchResult", "Fabric", "TileRecord", "open_fabric", "launch_geometry",

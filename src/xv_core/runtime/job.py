@@ -44,6 +44,9 @@ class JobResult:
     wall_s: float
     #: The VRAM manager's statistics at the end of the job (``Vram.stats()``).
     vram: dict[str, Any] = attrs.field(factory=dict)
+    #: The modelled timeline of the job (``Fabric.timing_report()``): virtual time, links,
+    #: components, the lower bound, and each dispatch's span under ``steps``.
+    timing: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -138,6 +141,7 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
             steps.append(StepResult(i, kernel.name, launch, result))
         results = {name: buffers[name].read() for name in job.outputs}
         fabric.vram.flush()  # persistent buffers keep what the job computed
+        timing = fabric.timing_report()
     finally:
         for buf in buffers.values():
             buf.free()
@@ -146,7 +150,7 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
     outputs = {name: _display(path) for name, path in paths.items()}
     wall = time.perf_counter() - start
     return JobResult(job.source, fabric.config.name, tuple(steps), outputs, compile_s, wall,
-                     fabric.vram.stats())
+                     fabric.vram.stats(), timing)
 
 
 def _display(path: Path) -> str:

@@ -1,33 +1,57 @@
-"""Splitting a dispatch into tiles and placing tiles on components.
+"""Splitting a dispatch into tiles, and running tiles on components with work stealing.
 
-First cut: contiguous tiles of whole workgroups, placed round-robin over the
-compute components.  Tiles are sized so every worker gets several (for
-balance) while each stays large enough for a vectorising backend to batch
-many work items into each operation.
+Tiles are contiguous runs of whole workgroups (linear ids, x fastest), as many as the fabric's
+modelled lanes times :data:`TILES_PER_WORKER` (for balance), each at least
+:data:`MIN_TILE_ITEMS` work items (so a batching backend amortises its overhead).  On a 2-D or
+3-D grid a tile of at least a row of groups takes whole rows, so its footprint is a band of the
+image rather than a ragged run.  The count depends on the fabric only -- never on the machine's
+threads -- so the tiles, and so the modelled timeline, are the same everywhere.
+
+Where each tile runs is the scheduling policy's choice (:mod:`xv_core.runtime.placement`), made
+on the modelled fabric before anything runs.  :func:`execute` then runs the tiles for real:
+each component takes tiles from its own queue as its workers free up; a component that may
+steal (the ``cpu`` components: idle CPU workers) and has nothing left in its queue takes the
+last tile of the longest other queue.  Stealing changes where tiles really run on this machine,
+never the modelled timeline, which follows the policy's placement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future
 
-from xv_core.runtime.interfaces import Launch, Tile
+import attrs
+
+from xv_core.runtime.interfaces import Launch, Tile, TileWork
 
 #: Work items a tile aims for at least, so batching backends amortise their overhead.
-MIN_TILE_ITEMS = 1 << 16
-#: Tiles per worker a dispatch aims for at least, so uneven tiles even out.
+MIN_TILE_ITEMS = 1 << 14
+#: Tiles per modelled lane a dispatch aims for at least, so uneven tiles even out.
 TILES_PER_WORKER = 4
 
 
-def make_tiles(launch: Launch, workers: int) -> list[Tile]:
-    """Deterministic tiles covering every workgroup of ``launch`` once, in order."""
+def make_tiles(launch: Launch, lanes: int) -> list[Tile]:
+    """Deterministic tiles covering every workgroup of ``launch`` once, in order, for a fabric
+    of ``lanes`` modelled lanes in all."""
     groups = launch.groups
-    by_balance = max(1, workers) * TILES_PER_WORKER
+    by_balance = max(1, lanes) * TILES_PER_WORKER
     by_size = max(1, (groups * launch.group_items) // MIN_TILE_ITEMS)
     count = max(1, min(groups, by_balance, by_size))
-    base, extra = divmod(groups, count)
+    row = launch.grid[0]
+    rows = groups // row
+    if row > 1 and rows > 1 and groups // count >= row:
+        # Whole rows of groups: a band of the grid per tile.
+        count = min(count, rows)
+        base, extra = divmod(rows, count)
+        sizes = [(base + (1 if i < extra else 0)) * row for i in range(count)]
+    else:
+        base, extra = divmod(groups, count)
+        sizes = [base + (1 if i < extra else 0) for i in range(count)]
     tiles, first = [], 0
-    for i in range(count):
-        n = base + (1 if i < extra else 0)
+    for i, n in enumerate(sizes):
         tiles.append(Tile(i, launch, first, n))
         first += n
     return tiles
@@ -36,3 +60,90 @@ def make_tiles(launch: Launch, workers: int) -> list[Tile]:
 def place_round_robin(tiles: Sequence[Tile], components: Sequence[str]) -> list[str]:
     """The component each tile runs on: in turn, in fabric order."""
     return [components[t.index % len(components)] for t in tiles]
+
+
+@attrs.frozen
+class TileRun:
+    """How a tile really ran: ``component`` ran it (``planned`` is where the policy put it;
+    they differ when it was stolen), for ``wall_s`` seconds from hand-off to completion."""
+
+    tile: Tile
+    planned: str
+    component: str
+    work: TileWork
+    wall_s: float
+
+    @property
+    def stolen(self) -> bool:
+        return self.component != self.planned
+
+
+def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
+            thieves: Collection[str],
+            submit: Callable[[Tile, str], Future[TileWork]]) -> list[TileRun]:
+    """Run every tile of ``plan`` (tile, planned component) and return how each ran, in tile
+    order.
+
+    ``slots`` gives each component's number of tiles in flight at once (its workers), in
+    fabric order; ``thieves`` the components that steal when their queue is empty;
+    ``submit(tile, component)`` hands a tile to a component.  Everything is decided on the
+    calling thread, as completions arrive.  If tiles fail, no further tile is started, those
+    in flight are waited for, and the error of the first failed tile (in tile order) is raised.
+    """
+    order = {name: i for i, name in enumerate(slots)}
+    queues: dict[str, deque[Tile]] = {name: deque() for name in slots}
+    for tile, comp in plan:
+        queues[comp].append(tile)
+    planned = {tile.index: comp for tile, comp in plan}
+    done: queue.SimpleQueue[tuple[Tile, str, float, float, Future[TileWork]]] = \
+        queue.SimpleQueue()
+    inflight = {name: 0 for name in slots}
+    runs: dict[int, TileRun] = {}
+    errors: dict[int, BaseException] = {}
+
+    def take(comp: str) -> Tile | None:
+        own = queues[comp]
+        if own:
+            return own.popleft()
+        if comp not in thieves:
+            return None
+        victims = [c for c in queues if c != comp and queues[c]]
+        if not victims:
+            return None
+        victim = max(victims, key=lambda c: (len(queues[c]), -order[c]))
+        return queues[victim].pop()
+
+    def launch(comp: str) -> None:
+        while not errors and inflight[comp] < slots[comp]:
+            tile = take(comp)
+            if tile is None:
+                return
+            started = time.perf_counter()
+            try:
+                fut = submit(tile, comp)
+            except BaseException as exc:  # the component refused it: a failed tile
+                errors[tile.index] = exc
+                return
+            inflight[comp] += 1
+            fut.add_done_callback(lambda f, tile=tile, comp=comp, started=started: done.put(
+                (tile, comp, started, time.perf_counter(), f)))
+
+    for comp in slots:
+        launch(comp)
+    while any(inflight.values()):
+        tile, comp, started, ended, fut = done.get()
+        inflight[comp] -= 1
+        try:
+            work = fut.result()
+        except BaseException as exc:  # kept; the first in tile order is raised
+            errors[tile.index] = exc
+        else:
+            runs[tile.index] = TileRun(tile, planned[tile.index], comp, work, ended - started)
+        launch(comp)
+    if errors:
+        raise errors[min(errors)]
+    return [runs[index] for index in sorted(runs)]
+
+
+__all__ = ["MIN_TILE_ITEMS", "TILES_PER_WORKER", "TileRun", "execute", "make_tiles",
+           "place_round_robin"]
