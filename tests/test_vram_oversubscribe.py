@@ -138,9 +138,9 @@ def test_summary_prints_the_statistics(tmp_path):
 
 
 def test_a_buffer_larger_than_vram_works_in_a_dispatch():
-    """With paging a buffer may be larger than all of VRAM.  Until per-tile footprints narrow
-    what a tile pins, a tile pins its buffers whole: VRAM runs over capacity while it runs,
-    and the statistics say so."""
+    """With paging a buffer may be larger than all of VRAM.  A tile pins the pages of its
+    footprint (about 17 of each buffer's 98 here), two tiles at once on two threads: VRAM
+    runs over capacity while they run, and the statistics say so."""
     from xv_core.config.fabric import parse_fabric
     from xv_core.plugins import load_plugins
     from xv_core.runtime.api import open_fabric
@@ -157,5 +157,8 @@ def test_a_buffer_larger_than_vram_works_in_a_dispatch():
         fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 0.5, "x": x, "y": y})
         np.testing.assert_array_equal(y.read(), 3 + 0.5 * np.arange(n, dtype=np.float32))
         vram = fabric.vram.stats()["tiers"]["vram"]
-        assert vram["overcommit_peak"] == 2 * 98 * 4 * KiB - 64 * KiB  # 98 pages a buffer
+        # six tiles of 65 or 66 groups: 17 or 18 pages of each buffer, one or two tiles at a
+        # time (which overlap depends on thread timing)
+        assert 2 * 17 * 4 * KiB - 64 * KiB <= vram["overcommit_peak"] \
+            <= 2 * 2 * 18 * 4 * KiB - 64 * KiB
         assert vram["resident"] == 64 * KiB  # back within capacity once the tiles ended
