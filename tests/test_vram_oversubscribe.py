@@ -138,9 +138,9 @@ def test_summary_prints_the_statistics(tmp_path):
 
 
 def test_a_buffer_larger_than_vram_works_in_a_dispatch():
-    """With paging a buffer may be larger than all of VRAM.  A tile pins the pages of its
-    footprint (about 17 of each buffer's 98 here), two tiles at once on two threads: VRAM
-    runs over capacity while they run, and the statistics say so."""
+    """With paging a buffer may be larger than all of VRAM: each tile pins only its footprint
+    (its part of each buffer), and VRAM is over capacity only while the footprints of the
+    tiles running at once do not fit together (reported)."""
     from xv_core.config.fabric import parse_fabric
     from xv_core.plugins import load_plugins
     from xv_core.runtime.api import open_fabric
@@ -149,7 +149,7 @@ def test_a_buffer_larger_than_vram_works_in_a_dispatch():
     config = parse_fabric({"vram": {"capacity": "64KiB", "page_size": "4KiB"},
                            "components": [{"name": "alu", "kind": "cpu", "threads": 2}]},
                           plugins, "tiny.yaml")
-    n = 100_000  # 400,000 bytes a buffer, six times the VRAM
+    n = 100_000  # 400,000 bytes (98 pages) a buffer, six times the VRAM
     with open_fabric(config, plugins=plugins) as fabric:
         saxpy = fabric.kernel(ROOT / "examples/kernels/saxpy.xvk")
         x = fabric.buffer(np.arange(n, dtype=np.float32), name="x")
@@ -157,8 +157,6 @@ def test_a_buffer_larger_than_vram_works_in_a_dispatch():
         fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 0.5, "x": x, "y": y})
         np.testing.assert_array_equal(y.read(), 3 + 0.5 * np.arange(n, dtype=np.float32))
         vram = fabric.vram.stats()["tiers"]["vram"]
-        # six tiles of 65 or 66 groups: 17 or 18 pages of each buffer, one or two tiles at a
-        # time (which overlap depends on thread timing)
-        assert 2 * 17 * 4 * KiB - 64 * KiB <= vram["overcommit_peak"] \
-            <= 2 * 2 * 18 * 4 * KiB - 64 * KiB
-        assert vram["resident"] == 64 * KiB  # back within capacity once the tiles ended
+        assert vram["accesses"] >= 2 * 98 and vram["evictions"] > 0
+        assert vram["overcommit_peak"] < 2 * 98 * 4 * KiB - 64 * KiB  # less than whole buffers
+        assert vram["resident"] <= 64 * KiB  # within capacity once the tiles ended

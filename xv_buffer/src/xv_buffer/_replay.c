@@ -140,13 +140,15 @@ enum { NONE, T1, T2, B1, B2 };
 
 int64_t xv_arc(const int32_t *ids, int64_t n, int64_t nkeys, int64_t cap, int64_t *resident) {
     uint8_t *where = calloc((size_t)nkeys + 1, 1);
-    list_t t1, t2, b1, b2; int64_t misses = 0, p = 0;
+    list_t t1, t2, b1, b2; int64_t misses = 0;
+    double p = 0.0;  /* the target size of T1: a real number, as in the paper */
     links_t ln = {NULL, NULL};
     if (!where || !links(&ln, nkeys)) { free(where); unlinks(&ln); return -1; }
     l_init(&t1, &ln); l_init(&t2, &ln); l_init(&b1, &ln); l_init(&b2, &ln);
 #define REPLACE(in_b2)                                                                  \
     do {                                                                                \
-        if ((t1.size && (t1.size > p || (t1.size == p && (in_b2)))) || !t2.size) {      \
+        if ((t1.size && ((double)t1.size > p || ((double)t1.size == p && (in_b2)))) ||  \
+            !t2.size) {                                                                 \
             int32_t v = l_pop(&t1); l_push(&b1, v); where[v] = B1;                      \
         } else {                                                                        \
             int32_t v = l_pop(&t2); l_push(&b2, v); where[v] = B2;                      \
@@ -159,15 +161,15 @@ int64_t xv_arc(const int32_t *ids, int64_t n, int64_t nkeys, int64_t cap, int64_
         if (w == T2) { l_remove(&t2, k); l_push(&t2, k); continue; }
         misses++;
         if (w == B1) {
-            int64_t d = b2.size / b1.size;
-            p += d > 1 ? d : 1;
-            if (p > cap) p = cap;
+            double d = (double)b2.size / (double)b1.size;
+            p += d > 1.0 ? d : 1.0;
+            if (p > (double)cap) p = (double)cap;
             REPLACE(0);
             l_remove(&b1, k);
         } else if (w == B2) {
-            int64_t d = b1.size / b2.size;
-            p -= d > 1 ? d : 1;
-            if (p < 0) p = 0;
+            double d = (double)b1.size / (double)b2.size;
+            p -= d > 1.0 ? d : 1.0;
+            if (p < 0.0) p = 0.0;
             REPLACE(1);
             l_remove(&b2, k);
         } else if (t1.size + t2.size >= cap) {

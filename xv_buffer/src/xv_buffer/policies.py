@@ -26,8 +26,9 @@ counts:
 * ``lfu`` evicts the least frequently used key, the oldest to reach that
   frequency first; a key's count is forgotten when it is evicted;
 * ``clock`` is second chance with one reference bit, clear on admission;
-* ``arc`` is Megiddo and Modha's ARC with an integer target ``p`` adapted by
-  ``max(|B2| // |B1|, 1)`` (and the mirror), as libCacheSim adapts it;
+* ``arc`` is Megiddo and Modha's ARC; its target size ``p`` of T1 is a real
+  number adapted by ``max(|B2| / |B1|, 1)`` (and the mirror), as in the paper
+  and libCacheSim;
 * ``s3fifo`` is Yang et al.'s S3-FIFO as libCacheSim's ``S3FIFO.c`` has it: a
   small FIFO of 10 % of the capacity, a main FIFO with a two-bit clock, a ghost
   FIFO of 90 % of the capacity; keys reaching two hits in the small queue move
@@ -462,7 +463,7 @@ class ARC(EvictionPolicy):
         self._t2: OrderedDict[Hashable, None] = OrderedDict()
         self._b1: OrderedDict[Hashable, None] = OrderedDict()
         self._b2: OrderedDict[Hashable, None] = OrderedDict()
-        self.p = 0
+        self.p = 0.0
         self._ghost = 0  # the admitted key's ghost list: 0 none, 1 B1, 2 B2
         self._pending_replace = False
 
@@ -479,11 +480,11 @@ class ARC(EvictionPolicy):
         cap = self.capacity
         self._ghost = 0
         if key in self._b1:
-            self.p = min(self.p + max(len(self._b2) // len(self._b1), 1), cap)
+            self.p = min(self.p + max(len(self._b2) / len(self._b1), 1.0), cap)
             del self._b1[key]
             self._ghost = 1
         elif key in self._b2:
-            self.p = max(self.p - max(len(self._b1) // len(self._b2), 1), 0)
+            self.p = max(self.p - max(len(self._b1) / len(self._b2), 1.0), 0.0)
             del self._b2[key]
             self._ghost = 2
         # A ghost hit replaces at once (as REPLACE in the paper); deferred to evict() so
@@ -544,9 +545,9 @@ class ARC(EvictionPolicy):
         t2: OrderedDict[Hashable, None] = OrderedDict()
         b1: OrderedDict[Hashable, None] = OrderedDict()
         b2: OrderedDict[Hashable, None] = OrderedDict()
-        cap, p, misses = self.capacity, 0, 0
+        cap, p, misses = self.capacity, 0.0, 0
 
-        def replace(p: int, in_b2: bool) -> None:
+        def replace(p: float, in_b2: bool) -> None:
             if t1 and (len(t1) > p or (len(t1) == p and in_b2)) or not t2:
                 b1[t1.popitem(False)[0]] = None
             else:
@@ -563,14 +564,14 @@ class ARC(EvictionPolicy):
             misses += 1
             ghost = 0
             if key in b1:
-                d = len(b2) // len(b1)
-                p = min(p + (d if d > 1 else 1), cap)
+                d = len(b2) / len(b1)
+                p = min(p + (d if d > 1.0 else 1.0), cap)
                 replace(p, False)
                 del b1[key]
                 ghost = 1
             elif key in b2:
-                d = len(b1) // len(b2)
-                p = max(p - (d if d > 1 else 1), 0)
+                d = len(b1) / len(b2)
+                p = max(p - (d if d > 1.0 else 1.0), 0.0)
                 replace(p, True)
                 del b2[key]
                 ghost = 2
