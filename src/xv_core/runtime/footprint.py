@@ -17,8 +17,8 @@ This is an abstract interpretation of the kernel over intervals:
   (``if (i < x.length)`` bounds ``i`` by the length in the branch, a ``return`` under
   ``x >= width`` bounds ``x`` after it); ``break``, ``continue`` and ``return`` are followed;
 * a loop is iterated to a fixed point, widening a bound that keeps growing to its type's limit
-  (then the loop condition bounds it again), so ``for (i32 dy = -2; dy <= 2; dy += 1)`` gives
-  ``dy`` in [-2, 2] inside the body;
+  after a few exact iterations (then the loop condition bounds it again), so
+  ``for (i32 dy = -2; dy <= 2; dy += 1)`` gives ``dy`` in [-2, 2] inside the body;
 * ``min``, ``max`` (and so ``clamp``), ``+ - *``, division and remainder by constants, shifts,
   masks and casts have their interval rules; a value that may overflow its type (i32 wraps)
   becomes the whole type range, which keeps the analysis sound;
@@ -55,8 +55,11 @@ U32_MAX = (1 << 32) - 1
 TYPE_RANGE: dict[str, tuple[int, int]] = {
     "i32": (I32_MIN, I32_MAX), "u32": (0, U32_MAX), "bool": (0, 1),
 }
+#: Iterations of a loop joined exactly before bounds that still move are widened: enough for
+#: short loops (a 5-tap window, a loop left by ``break`` at a small count) to converge exactly.
+JOIN_ITERATIONS = 4
 #: Fixed-point iterations of one loop before every local it assigns is given up (never reached
-#: in practice: widening ends the climb after two or three iterations).
+#: in practice: widening ends the climb a few iterations after the exact ones).
 MAX_LOOP_ITERATIONS = 32
 #: Operations a backend counts (as ``interp`` does): arithmetic, comparisons, casts, the lazy
 #: operators and atomics; reads, writes and assignments move bytes but are not operations.
@@ -251,14 +254,24 @@ def _within(a: State | None, b: State | None) -> bool:
 
 
 class _Access:
-    """The accesses of one analysis: per parameter and mode ("r" or "w"), the set of index
-    intervals (one per dimension)."""
+    """The accesses of one analysis: per parameter, mode ("r" or "w") and access site (the IR
+    node), the hull of the index intervals (one per dimension) the site was reached with --
+    a site in a loop is reached once per fixed-point iteration."""
 
     def __init__(self) -> None:
-        self.found: dict[tuple[str, str], set[tuple[Interval, ...]]] = {}
+        self.sites: dict[tuple[str, str, int], tuple[Interval, ...]] = {}
 
-    def add(self, name: str, mode: str, index: tuple[Interval, ...]) -> None:
-        self.found.setdefault((name, mode), set()).add(index)
+    def add(self, name: str, mode: str, index: tuple[Interval, ...], site: Node) -> None:
+        key = (name, mode, id(site))
+        old = self.sites.get(key)
+        self.sites[key] = index if old is None else tuple(map(_hull, old, index))
+
+    @property
+    def found(self) -> dict[tuple[str, str], set[tuple[Interval, ...]]]:
+        out: dict[tuple[str, str], set[tuple[Interval, ...]]] = {}
+        for (name, mode, _site), index in self.sites.items():
+            out.setdefault((name, mode), set()).add(index)
+        return out
 
 
 class KernelAnalysis:
@@ -341,11 +354,12 @@ class KernelAnalysis:
             return (n, n)
         if op is Op.LOAD:
             index = self._ev(node.args[0], st)
-            self._access.add(node.arg[0], "r", (index or TYPE_RANGE["i32"],))
+            self._access.add(node.arg[0], "r", (index or TYPE_RANGE["i32"],), node)
             return TYPE_RANGE[kind] if kind in TYPE_RANGE else None
         if op is Op.ILOAD:
             x, y = self._ev(node.args[0], st), self._ev(node.args[1], st)
-            self._access.add(node.arg[0], "r", (x or TYPE_RANGE["i32"], y or TYPE_RANGE["i32"]))
+            self._access.add(node.arg[0], "r", (x or TYPE_RANGE["i32"], y or TYPE_RANGE["i32"]),
+                             node)
             return TYPE_RANGE[kind] if kind in TYPE_RANGE else None
         if op is Op.ALOAD:
             for a in node.args:
@@ -489,12 +503,13 @@ class KernelAnalysis:
         if op is Op.STORE:
             index = self._ev(node.args[0], st)
             self._ev(node.args[1], st)
-            self._access.add(node.arg[0], "w", (index or TYPE_RANGE["i32"],))
+            self._access.add(node.arg[0], "w", (index or TYPE_RANGE["i32"],), node)
             return st
         if op is Op.ISTORE:
             x, y = self._ev(node.args[0], st), self._ev(node.args[1], st)
             self._ev(node.args[2], st)
-            self._access.add(node.arg[0], "w", (x or TYPE_RANGE["i32"], y or TYPE_RANGE["i32"]))
+            self._access.add(node.arg[0], "w", (x or TYPE_RANGE["i32"], y or TYPE_RANGE["i32"]),
+                             node)
             return st
         if op is Op.ASTORE:
             for a in node.args:
@@ -506,8 +521,8 @@ class KernelAnalysis:
             for a in node.args[1:]:
                 self._ev(a, st)
             where = (index or TYPE_RANGE["i32"],)
-            self._access.add(buffer, "r", where)
-            self._access.add(buffer, "w", where)
+            self._access.add(buffer, "r", where, node)
+            self._access.add(buffer, "w", where, node)
             if result is not None and result in self.kinds:
                 st = dict(st)
                 st.pop(result, None)
@@ -546,7 +561,8 @@ class KernelAnalysis:
             if _within(new, head):
                 break
             assert new is not None  # entry is a state
-            head = _join(head, new) if iteration < 2 else _widen(head, new, self.kinds)
+            head = (_join(head, new) if iteration < JOIN_ITERATIONS
+                    else _widen(head, new, self.kinds))
         else:  # pragma: no cover - widening reaches a fixed point long before
             head = {k: v for k, v in entry.items() if k not in _assigned(node)}
         self._count_trips(node, inside)
