@@ -50,7 +50,7 @@ def run_on(component, kernel_, args, grid, block, tile_groups):
 
 
 def test_options_defaults_and_validation():
-    assert CpuOptions() == CpuOptions(threads=0, backend="interp")
+    assert CpuOptions() == CpuOptions(threads=0, backend="jit")
     with pytest.raises(ValueError, match=r"threads must be >= 0 \(got -1\)"):
         CpuOptions(threads=-1)
     with pytest.raises(ValueError, match="threads must be an integer"):
@@ -61,8 +61,8 @@ def test_options_defaults_and_validation():
     ({"threads": -2}, "f.yaml: threads must be >= 0 (got -2) @ $.components[0].threads "
                       "(hint: 0 means one per CPU core)"),
     ({"backend": ""}, "f.yaml: backend must be the name of an IR backend (got '') "
-                      "@ $.components[0].backend (hint: interp is always installed with the cpu "
-                      "component)"),
+                      "@ $.components[0].backend (hint: jit and interp are always installed with "
+                      "the cpu component)"),
     ({"thread": 2}, "f.yaml: unknown key 'thread' @ $.components[0].thread "
                     "(hint: did you mean 'threads'?)"),
 ])

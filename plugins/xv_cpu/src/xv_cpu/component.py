@@ -27,7 +27,7 @@ def _threads(instance: Any, attribute: attrs.Attribute[int], value: int) -> None
 def _backend(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value:
         raise Invalid(f"backend must be the name of an IR backend (got {value!r})",
-                      hint="interp is always installed with the cpu component")
+                      hint="jit and interp are always installed with the cpu component")
 
 
 @attrs.frozen
@@ -36,16 +36,23 @@ class CpuOptions:
 
     ``threads``: worker threads, each running one tile at a time (0: one per
     CPU core, ``os.cpu_count()``).  ``backend``: the IR backend that runs the
-    tiles (``interp``); the run's ``--backend`` overrides it.
+    tiles (``jit``: native code; ``interp``: the reference interpreter); the
+    run's ``--backend`` overrides it.
     """
 
     threads: int = attrs.field(default=0, validator=_threads)
-    backend: str = attrs.field(default="interp", validator=_backend)
+    backend: str = attrs.field(default="jit", validator=_backend)
+
+
+#: Tiles of at most this many work items run on the thread that submits them: handing
+#: a tile to a worker and waiting for it costs more than running such a tile.
+INLINE_ITEMS = 1 << 12
 
 
 class CpuComponent:
-    """Runs tiles on ``threads`` worker threads.  Numpy releases the GIL in its
-    loops, so the workers really run in parallel on large batches."""
+    """Runs tiles on ``threads`` worker threads.  The jit's native code and numpy's
+    loops release the GIL, so the workers really run in parallel.  Tiny tiles
+    (:data:`INLINE_ITEMS`) run on the submitting thread instead."""
 
     kind = "cpu"
 
@@ -59,7 +66,15 @@ class CpuComponent:
                   backend=options.backend)
 
     def submit(self, kernel: Kernel, tile: Tile, args: Mapping[str, Any]) -> Future[TileWork]:
-        return self._pool.submit(self._run, kernel, tile, args)
+        if tile.group_count * tile.launch.group_items > INLINE_ITEMS:
+            return self._pool.submit(self._run, kernel, tile, args)
+        done: Future[TileWork] = Future()
+        done.set_running_or_notify_cancel()
+        try:
+            done.set_result(self._run(kernel, tile, args))
+        except BaseException as exc:  # delivered through the future, as from a worker
+            done.set_exception(exc)
+        return done
 
     def _run(self, kernel: Kernel, tile: Tile, args: Mapping[str, Any]) -> TileWork:
         # Preparing on the worker keeps submit() cheap; the context caches prepared kernels.

@@ -118,9 +118,6 @@ class Codegen:
         self.mult: ir.Value | None = None  # group level: counts multiply by live items
         self.counting = True
         self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
-        self._unlikely = self.module.add_metadata(
-            [ir.MetaDataString(self.module, "branch_weights"), ir.Constant(I32, 1),
-             ir.Constant(I32, 1 << 20)])
 
     # ------------------------------------------------------------------------------
     # helpers
@@ -358,6 +355,32 @@ class Codegen:
                 self.private[d.name] = arr
                 self.item_zero.append((b.bitcast(arr, I8.as_pointer()), nbytes))
         self.scratch_bytes = max(offset, ALIGN)
+        self._alias_scopes()
+
+    def _alias_scopes(self) -> None:
+        """Scoped no-alias metadata: scratch objects (shared, context, private arrays, done
+        flags) never overlap each other or the arguments' memory, which LLVM cannot see
+        through one scratch pointer; without it, vectorised loops need run-time overlap
+        checks.  Buffers and images may overlap each other (one array passed twice)."""
+        m = self.module
+        domain = m.add_metadata([ir.MetaDataString(m, "xv.memory")])
+        objects = ([("buffers", None)] + [(f"s.{n}", None) for n in sorted(self.shared)]
+                   + [(f"x.{n}", None) for n in sorted(self.context)]
+                   + [(f"p.{n}", None) for n in sorted(self.private)] + [("done", None)])
+        scopes = {name: m.add_metadata([ir.MetaDataString(m, name), domain])
+                  for name, _ in objects}
+        self._scope: dict[str, tuple[Any, Any]] = {}
+        for name, scope in scopes.items():
+            others = [s for n, s in scopes.items() if n != name]
+            self._scope[name] = (m.add_metadata([scope]), m.add_metadata(others))
+
+    def tag(self, inst: Any, obj: str) -> Any:
+        """Mark a load or store with the memory object it touches (see _alias_scopes)."""
+        scope = self._scope.get(obj)
+        if scope is not None:
+            inst.set_metadata("alias.scope", scope[0])
+            inst.set_metadata("noalias", scope[1])
+        return inst
 
     def memset(self, start: ir.Value, nbytes: int) -> None:
         fn = self.module.declare_intrinsic("llvm.memset", [I8.as_pointer(), I64])
@@ -457,7 +480,7 @@ class Codegen:
             nxt = self.new_block()
             ret = self.new_block()
             if self.done is not None:
-                flag = b.load(b.gep(self.done, [wi]))
+                flag = self.tag(b.load(b.gep(self.done, [wi])), "done")
                 go = self.new_block()
                 b.cbranch(b.icmp_unsigned("!=", flag, ir.Constant(I8, 0)), nxt, go)
                 b.position_at_end(go)
@@ -467,19 +490,19 @@ class Codegen:
             for start, nbytes in zero_arrays:
                 self.memset(start, nbytes)
             for name in in_context:
-                b.store(self.from_memory(b.load(b.gep(self.context[name], [wi])),
-                                         self.decls[name].type.kind), self.slots[name])
+                value = self.tag(b.load(b.gep(self.context[name], [wi])), f"x.{name}")
+                b.store(self.from_memory(value, self.decls[name].type.kind), self.slots[name])
             self.item = _Item((b.trunc(lx, I32), b.trunc(ly, I32), b.trunc(lz, I32)), wi, ret)
             for s in region.stmts:
                 self.stmt(s, {})
             if not self.terminated():
                 for name in saved_out:
-                    b.store(self.to_memory(b.load(self.slots[name]), self.decls[name].type.kind),
-                            b.gep(self.context[name], [wi]))
+                    value = self.to_memory(b.load(self.slots[name]), self.decls[name].type.kind)
+                    self.tag(b.store(value, b.gep(self.context[name], [wi])), f"x.{name}")
                 b.branch(nxt)
             b.position_at_end(ret)
             if self.done is not None:
-                b.store(ir.Constant(I8, 1), b.gep(self.done, [wi]))
+                self.tag(b.store(ir.Constant(I8, 1), b.gep(self.done, [wi])), "done")
                 b.store(b.add(b.load(self.ndone), ir.Constant(I64, 1)), self.ndone)
             b.branch(nxt)
             b.position_at_end(nxt)
@@ -797,7 +820,8 @@ class Codegen:
             flat = b.add(b.mul(flat, ir.Constant(I64, lanes)), ir.Constant(I64, lane))
         return b.gep(ptr, [flat])
 
-    def array_ptr(self, node: Node, name: str, indices: list[ir.Value], access: str) -> ir.Value:
+    def array_ptr(self, node: Node, name: str, indices: list[ir.Value],
+                  access: str) -> tuple[ir.Value, str]:
         b = self.b
         decl = self.decls[name]
         shape = decl.type.shape
@@ -812,20 +836,20 @@ class Codegen:
         for i, dim in zip(indices[1:], shape[1:]):
             lin = b.add(b.mul(lin, ir.Constant(I64, dim)), b.sext(i, I64))
         if decl.space == CONSTANT:
-            return b.gep(self.const_arrays[name], [ir.Constant(I64, 0), lin])
+            return b.gep(self.const_arrays[name], [ir.Constant(I64, 0), lin]), ""
         if decl.space == SHARED:
-            return b.gep(self.shared[name], [lin])
+            return b.gep(self.shared[name], [lin]), f"s.{name}"
         if name in self.context:
             row = b.mul(self.item.wi, ir.Constant(I64, math.prod(shape)))
-            return b.gep(self.context[name], [b.add(row, lin)])
-        return b.gep(self.private[name], [lin])
+            return b.gep(self.context[name], [b.add(row, lin)]), f"x.{name}"
+        return b.gep(self.private[name], [lin]), f"p.{name}"
 
     def load(self, node: Node) -> ir.Value:
         name, lane = node.arg
         index = self.expr(node.args[0])
         ptr = self.buffer_ptr(node, name, lane, index, "read")
         self.count(OUT_READ, SIZE[node.type.kind])
-        return self.from_memory(self.b.load(ptr), node.type.kind)
+        return self.from_memory(self.tag(self.b.load(ptr), "buffers"), node.type.kind)
 
     def iload(self, node: Node) -> ir.Value:
         name, lane = node.arg
@@ -833,12 +857,12 @@ class Codegen:
         y = self.expr(node.args[1])
         ptr = self.image_ptr(node, name, lane, x, y, "read")
         self.count(OUT_READ, SIZE[node.type.kind])
-        return self.from_memory(self.b.load(ptr), node.type.kind)
+        return self.from_memory(self.tag(self.b.load(ptr), "buffers"), node.type.kind)
 
     def aload(self, node: Node) -> ir.Value:
         indices = [self.expr(a) for a in node.args]
-        ptr = self.array_ptr(node, node.arg, indices, "read")
-        return self.from_memory(self.b.load(ptr), node.type.kind)
+        ptr, obj = self.array_ptr(node, node.arg, indices, "read")
+        return self.from_memory(self.tag(self.b.load(ptr), obj), node.type.kind)
 
     # ------------------------------------------------------------------------------
     # statements (per work item)
@@ -873,7 +897,7 @@ class Codegen:
             value = self.expr(node.args[1])
             ptr = self.buffer_ptr(node, name, lane, index, "write")
             self.count(OUT_WRITTEN, SIZE[node.args[1].type.kind])
-            b.store(self.to_memory(value, node.args[1].type.kind), ptr)
+            self.tag(b.store(self.to_memory(value, node.args[1].type.kind), ptr), "buffers")
         elif op is Op.ISTORE:
             name, lane = node.arg
             x = self.expr(node.args[0])
@@ -881,12 +905,12 @@ class Codegen:
             value = self.expr(node.args[2])
             ptr = self.image_ptr(node, name, lane, x, y, "write")
             self.count(OUT_WRITTEN, SIZE[node.args[2].type.kind])
-            b.store(self.to_memory(value, node.args[2].type.kind), ptr)
+            self.tag(b.store(self.to_memory(value, node.args[2].type.kind), ptr), "buffers")
         elif op is Op.ASTORE:
             indices = [self.expr(a) for a in node.args[:-1]]
             value = self.expr(node.args[-1])
-            ptr = self.array_ptr(node, node.arg, indices, "write")
-            b.store(self.to_memory(value, node.args[-1].type.kind), ptr)
+            ptr, obj = self.array_ptr(node, node.arg, indices, "write")
+            self.tag(b.store(self.to_memory(value, node.args[-1].type.kind), ptr), obj)
         elif op is Op.ATOMIC:
             self.atomic(node)
         elif op is Op.IF:
