@@ -3,8 +3,10 @@
 For each workload it runs Xenovectra on every registered backend and the
 peers in the same process, checks every result against the numpy reference,
 and prints medians of ``--runs`` runs after one warm-up, as rates and as
-ratios to the first peer.  ``--write`` records the table in
-``bench/RESULTS.md`` with the machine and the date.
+ratios to the hand-written numba peer (the first peer without numba).  Then the
+dispatch overhead of a tiny kernel through the Python API (µs per dispatch,
+compiled and cached) and the jit's cold-compile time per kernel.  ``--write``
+records the tables in ``bench/RESULTS.md`` with the machine and the date.
 """
 
 from __future__ import annotations
@@ -38,10 +40,15 @@ def machine() -> str:
             f"numpy {np.__version__}")
 
 
-def timed(fn, runs: int) -> list[float]:
+def timed(fn, runs: int, setup=None) -> list[float]:
+    """Wall times of ``runs`` calls after a warm-up; ``setup`` runs untimed before each."""
+    if setup is not None:
+        setup()
     fn()  # warm-up: caches, compilation, page faults
     times = []
     for _ in range(runs):
+        if setup is not None:
+            setup()
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
@@ -56,13 +63,15 @@ def run_xv(w: Workload, backend: str, inputs: dict[str, np.ndarray], runs: int) 
         buffers = {name: fabric.buffer(arr, name=name) for name, arr in inputs.items()}
         args = {**w.scalars, **buffers}
 
-        def once() -> None:
+        def reset() -> None:
             for name, arr in inputs.items():  # every run starts from the same inputs
                 if name in w.outputs:
                     buffers[name].write(arr)
+
+        def once() -> None:
             fabric.dispatch(kernel, args=args, **w.launch)
 
-        times = timed(once, runs)
+        times = timed(once, runs, reset)
         got = {name: buffers[name].read() for name in w.outputs}
     why = check(w, got, w.reference(inputs))
     return statistics.median(times), why
@@ -90,11 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         inputs = w.make_inputs(rng)
         peer_rates: dict[str, float] = {}
         for peer, fn in w.peers.items():
+            amount = w.amount
+            if isinstance(fn, tuple):
+                fn, amount = fn
             copies = {k: v.copy() for k, v in inputs.items()}
             t = statistics.median(timed(lambda: fn(copies), opts.runs))
-            peer_rates[peer] = w.amount / t
-            rows.append((w.name, peer, w.unit, w.amount / t, None, ""))
-        first_peer = next(iter(peer_rates.values()), None)
+            peer_rates[peer] = amount / t
+            rows.append((w.name, peer, w.unit, amount / t, None, ""))
+        numba_peer = next((r for p, r in peer_rates.items() if p.startswith("numba prange")), None)
+        first_peer = numba_peer or next(iter(peer_rates.values()), None)
         for backend in backends:
             t, why = run_xv(w, backend, {k: v.copy() for k, v in inputs.items()}, opts.runs)
             rate = w.amount / t
@@ -102,19 +115,77 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((w.name, f"xenovectra {backend}", w.unit, rate, ratio, why or ""))
             failed |= why is not None
         print_rows(rows[-(len(w.peers) + len(backends)):])
+    extras: list[str] = []
+    if not only or "dispatch" in only:
+        extras += dispatch_overhead(backends, opts.runs)
+    if not only or "compile" in only:
+        extras += cold_compile(opts.quick)
+    for line in extras:
+        print(line)
     if opts.write:
-        write_results(rows, opts)
+        write_results(rows, opts, extras)
     return 1 if failed else 0
+
+
+def dispatch_overhead(backends: list[str], runs: int) -> list[str]:
+    """µs per dispatch of a tiny kernel (saxpy of 256 elements, one workgroup) through the
+    Python API, the kernel compiled and cached: what a dispatch costs beyond its work."""
+    import xv_core as xv
+
+    lines = ["", "Dispatch overhead: saxpy of 256 elements (one workgroup) through "
+                 "`Fabric.dispatch`, compiled and cached; median of 5 runs of 200 dispatches.",
+             "", "| backend | µs per dispatch |", "| --- | ---: |"]
+    for backend in backends:
+        with xv.open_fabric("default", backend=backend) as fabric:
+            kernel = fabric.kernel(KERNELS / "saxpy.xvk")
+            x = fabric.buffer(np.ones(256, np.float32))
+            y = fabric.buffer(np.ones(256, np.float32))
+            args = {"a": 2.0, "x": x, "y": y}
+
+            def many() -> None:
+                for _ in range(200):
+                    fabric.dispatch(kernel, args=args, global_size=256, block=256)
+
+            us = statistics.median(timed(many, max(runs, 5))) / 200 * 1e6
+        lines.append(f"| {backend} | {us:.1f} |")
+    return lines
+
+
+def cold_compile(quick: bool) -> list[str]:
+    """Seconds the jit takes to compile each kernel with nothing cached (code generation,
+    LLVM -O3, object code, loading), for the block size its workload uses."""
+    import tempfile
+
+    from xv_core.runtime.api import launch_geometry
+    from xv_cpu.jit import backend as jit_backend
+    from xv_cpu.jit.cache import DiskCache
+    from xv_cpu.jit.codegen import Spec
+    from xv_dsl import compile_file
+
+    lines = ["", "Cold compile of the jit (nothing in the process or the disk cache; code "
+                 "generation, LLVM -O3, object code, loading), per kernel:", "",
+             "| kernel | block | seconds |", "| --- | --- | ---: |"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in workloads(quick):
+            kernel = compile_file(KERNELS / w.kernel_file).kernels[0]
+            launch = launch_geometry(kernel, **w.launch)
+            jit_backend._process.clear()  # forget what this process compiled before
+            backend = jit_backend.JitBackend(cache=DiskCache(Path(tmp) / w.name))
+            prepared = backend.prepare(kernel)
+            prepared.compiled(Spec(launch.block, True, ()))
+            lines.append(f"| {kernel.name} | {list(launch.block)} | {prepared.compile_s:.3f} |")
+    return lines
 
 
 def print_rows(rows) -> None:
     for name, who, unit, rate, ratio, why in rows:
-        ratio_s = f"{ratio:6.3f}x first peer" if ratio is not None else ""
-        print(f"{name:<13} {who:<22} {rate:10.3f} {unit:<10} {ratio_s} {'WRONG: ' + why if why else ''}")
+        ratio_s = f"{ratio:6.3f}x numba" if ratio is not None else ""
+        print(f"{name:<13} {who:<24} {rate:10.3f} {unit:<10} {ratio_s} "
+              f"{'WRONG: ' + why if why else ''}")
     sys.stdout.flush()
 
 
-def write_results(rows, opts) -> None:
+def write_results(rows, opts, extras) -> None:
     lines = [
         "# Benchmark results",
         "",
@@ -123,14 +194,14 @@ def write_results(rows, opts) -> None:
         f"{' --quick' if opts.quick else ''}`. Medians of {opts.runs} runs after a warm-up; every "
         "Xenovectra result checked against the numpy reference.",
         "",
-        "| workload | who | rate | unit | ratio to first peer | check |",
+        "| workload | who | rate | unit | ratio to numba (or first peer) | check |",
         "| --- | --- | ---: | --- | ---: | --- |",
     ]
     for name, who, unit, rate, ratio, why in rows:
         ratio_s = f"{ratio:.3f}" if ratio is not None else ""
         lines.append(f"| {name} | {who} | {rate:.3f} | {unit} | {ratio_s} | "
                      f"{'WRONG: ' + why if why else ('ok' if who.startswith('xenovectra') else '')} |")
-    RESULTS.write_text("\n".join(lines) + "\n")
+    RESULTS.write_text("\n".join(lines + extras) + "\n")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ class Workload:
     outputs: tuple[str, ...]
     reference: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     tolerance: float = 0.0  # relative tolerance for float outputs (0 = exact)
-    peers: dict[str, Callable[[dict[str, np.ndarray]], Any]] = attrs.Factory(dict)
+    #: name -> fn(inputs), or (fn, amount) for a peer that does a different amount of work
+    #: in the same unit (the parallel copy beside saxpy).
+    peers: dict[str, Any] = attrs.Factory(dict)
     kernel_name: str | None = None
 
 
@@ -78,8 +80,18 @@ def _mandel_numpy(out_shape: tuple[int, int], cx: float, cy: float, scale: float
     return out
 
 
+def _numba() -> Any:
+    """bench.peers_numba, or None when numba is not installed."""
+    try:
+        from bench import peers_numba
+    except ImportError:
+        return None
+    return peers_numba
+
+
 def workloads(quick: bool = False) -> list[Workload]:
     """The suite; ``quick`` shrinks every size for a smoke run."""
+    nb = _numba()
     n_saxpy = 1 << (20 if quick else 24)
     img = 512 if quick else 2048
     mat = 256 if quick else 1024
@@ -94,7 +106,10 @@ def workloads(quick: bool = False) -> list[Workload]:
                      "y": rng.standard_normal(n_saxpy, dtype=np.float32)},
         {"a": 2.0}, {"global_size": n_saxpy, "block": 256}, ("y",),
         lambda a: {"y": np.float32(2.0) * a["x"] + a["y"]},
-        peers={"numpy": lambda a: np.add(np.float32(2.0) * a["x"], a["y"], out=a["y"])},
+        peers={"numpy": lambda a: np.add(np.float32(2.0) * a["x"], a["y"], out=a["y"]),
+               **({"numba prange": lambda a: nb.saxpy(np.float32(2.0), a["x"], a["y"]),
+                   "numba parallel copy": (lambda a: nb.copy(a["x"], a["y"]),
+                                           8 * n_saxpy / 1e9)} if nb else {})},
     ))
     items.append(Workload(
         "gauss5", "Mpix/s", img * img / 1e6, "gauss5.xvk",
@@ -103,7 +118,9 @@ def workloads(quick: bool = False) -> list[Workload]:
         {}, {"global_size": (img, img)}, ("dst",),
         lambda a: {"dst": _gauss5_numpy(a["src"])}, tolerance=1e-5,
         peers={"numpy": lambda a: _gauss5_numpy(a["src"]),
-               "scipy.ndimage": lambda a: _scipy_gauss5(a["src"])},
+               "scipy.ndimage": lambda a: _scipy_gauss5(a["src"]),
+               **({"numba prange": lambda a: nb.gauss5(a["src"], a["dst"], nb.W5)}
+                  if nb else {})},
     ))
     items.append(Workload(
         "matmul_tiled", "GFLOPS", 2 * mat ** 3 / 1e9, "matmul_tiled.xvk",
@@ -113,7 +130,10 @@ def workloads(quick: bool = False) -> list[Workload]:
         {"n": mat}, {"global_size": (mat, mat)}, ("c",),
         lambda a: {"c": (a["a"].reshape(mat, mat) @ a["b"].reshape(mat, mat)).ravel()},
         tolerance=1e-4, kernel_name="matmul",
-        peers={"numpy (BLAS)": lambda a: a["a"].reshape(mat, mat) @ a["b"].reshape(mat, mat)},
+        peers={"numpy (BLAS)": lambda a: a["a"].reshape(mat, mat) @ a["b"].reshape(mat, mat),
+               **({"numba prange i-k-j": lambda a: nb.matmul_ikj(
+                   a["a"].reshape(mat, mat), a["b"].reshape(mat, mat), a["c"].reshape(mat, mat))}
+                  if nb else {})},
     ))
     items.append(Workload(
         "mandelbrot", "Mpix/s", mandel * mandel / 1e6, "mandelbrot.xvk",
@@ -122,7 +142,9 @@ def workloads(quick: bool = False) -> list[Workload]:
         {"global_size": (mandel, mandel), "block": (16, 16)}, ("out",),
         lambda a: {"out": _mandel_numpy((mandel, mandel), -0.5, 0.0, 3.0, 256)},
         tolerance=-1.0,  # chaotic: compared by the share of pixels that agree, see check()
-        peers={"numpy": lambda a: _mandel_numpy((mandel, mandel), -0.5, 0.0, 3.0, 256)},
+        peers={"numpy": lambda a: _mandel_numpy((mandel, mandel), -0.5, 0.0, 3.0, 256),
+               **({"numba prange": lambda a: nb.mandelbrot(a["out"], -0.5, 0.0, 3.0, 256)}
+                  if nb else {})},
     ))
     groups = n_sum // 256
     items.append(Workload(
@@ -132,7 +154,9 @@ def workloads(quick: bool = False) -> list[Workload]:
         {}, {"global_size": n_sum}, ("partial",),
         lambda a: {"partial": a["x"].reshape(groups, 256).sum(axis=1, dtype=np.float64)
                    .astype(np.float32)}, tolerance=1e-5,
-        peers={"numpy": lambda a: a["x"].reshape(groups, 256).sum(axis=1)},
+        peers={"numpy": lambda a: a["x"].reshape(groups, 256).sum(axis=1),
+               **({"numba prange": lambda a: nb.block_sum(a["x"], a["partial"], 256)}
+                  if nb else {})},
     ))
     items.append(Workload(
         "histogram", "M items/s", n_hist / 1e6, "histogram.xvk",
@@ -143,9 +167,15 @@ def workloads(quick: bool = False) -> list[Workload]:
                                                .astype(np.int32), 0, 255), minlength=256)
                    .astype(np.int32)},
         peers={"numpy": lambda a: np.bincount(np.clip((a["values"] * 256).astype(np.int32), 0, 255),
-                                              minlength=256)},
+                                              minlength=256),
+               **({"numba prange": lambda a: _numba_histogram(nb, a)} if nb else {})},
     ))
     return items
+
+
+def _numba_histogram(nb: Any, a: dict[str, np.ndarray]) -> None:
+    a["bins"][:] = 0
+    nb.histogram(a["values"], a["bins"], np.float32(0.0), np.float32(1.0), 4 * nb.threads())
 
 
 def _scipy_gauss5(src: np.ndarray) -> np.ndarray:
