@@ -1,0 +1,198 @@
+"""How the jit lowers kernels: modes, generated names and constants, work counts equal to
+interp's, unchecked mode, atomics (native, compare-and-swap, privatised) on several threads."""
+
+import struct
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from xv_cpu_irb import (
+    assign, atomic, barrier, brk, c, for_, if_, kernel, length, load, ret, run, sp, store, var,
+)
+from xv_cpu_kernels import (
+    block_sum_kernel, gauss5_kernel, histogram_kernel, matmul_kernel, tree_reference,
+)
+
+from xv_core.runtime.interfaces import Launch, Tile
+from xv_cpu.interp import InterpBackend
+from xv_cpu.jit import JitBackend, UncheckedJitBackend
+from xv_cpu.jit.analysis import plan_kernel
+from xv_cpu.jit.codegen import Spec, generate
+
+
+def test_modes():
+    i = var("i")
+    saxpy = kernel("saxpy", "buffer<f32> x", [assign("i", sp("global_id.x")),
+                                              store("x", i, load("x", i))], locals="i32 i")
+    assert plan_kernel(saxpy).mode == "single"
+    assert plan_kernel(block_sum_kernel()).mode == "convergent"
+    plan = plan_kernel(matmul_kernel())
+    assert plan.mode == "convergent"
+    # t is uniform and runs once per group; acc lives across barriers, once per item;
+    # row, col, ly, lx are recomputed from the builtins wherever they are read.
+    assert plan.group_vars == {"t"} and plan.context_vars == {"acc"}
+    assert set(plan.remat) == {"row", "col", "ly", "lx"}
+    lid, j = var("lid"), var("j")
+    divergent = kernel("loop_break", "buffer<i32> out", [
+        assign("lid", sp("local_id.x")),
+        *for_("L", "j", 0, 4, [if_(j.eq(2) & lid.eq(3), [brk("L")]), barrier()]),
+    ], locals="i32 lid, i32 j")
+    plan = plan_kernel(divergent)
+    assert plan.mode == "fallback"
+    assert plan.why == "a barrier in a loop whose condition differs between items"
+    branch = kernel("uniform_branch", "buffer<i32> out", [
+        assign("g", sp("group_id.x")),
+        if_((var("g") % 2).eq(0), [barrier(), store("out", sp("global_id.x"), var("g"))]),
+    ], locals="i32 g")
+    assert plan_kernel(branch).mode == "convergent"
+    per_item = kernel("per_item_branch", "buffer<i32> out", [
+        if_(sp("local_id.x").lt(3), [barrier()]),
+    ])
+    assert plan_kernel(per_item).mode == "fallback"
+
+
+def test_generated_code_uses_generated_names_and_exact_constants():
+    k = kernel("evil_kernel_name", "buffer<f32> evil_param_name, f32 scalar_param_name", [
+        assign("secret_local_name", c(0.1, "f32") * var("scalar_param_name", "f32")),
+        *for_("loop_label_name", "counter_name", 0, 3, [
+            store("evil_param_name", var("counter_name"), var("secret_local_name", "f32")),
+        ]),
+    ], locals="f32 secret_local_name, i32 counter_name")
+    text, meta = generate(k, plan_kernel(k), Spec((4, 1, 1)), "xv_tile_0")
+    for name in ("evil", "secret", "scalar_param", "loop_label", "counter_name"):
+        assert name not in text
+    # 0.1 as the f32 the verifier checked, printed exactly (LLVM's hexadecimal double form).
+    bits = struct.unpack("<Q", struct.pack("<d", float(np.float32(0.1))))[0]
+    assert f"0x{bits:016x}" in text
+    assert meta.symbol == "xv_tile_0"
+
+
+@pytest.mark.parametrize("make, args, grid, block", [
+    (gauss5_kernel, lambda r: {"src": r.random((40, 50), dtype=np.float32),
+                               "dst": np.zeros((40, 50), np.float32)}, (4, 3), (16, 16)),
+    (block_sum_kernel, lambda r: {"x": r.random(1000, dtype=np.float32),
+                                  "partial": np.zeros(4, np.float32)}, (4,), (256,)),
+    (matmul_kernel, lambda r: {"a": r.random(24 * 24, dtype=np.float32),
+                               "b": r.random(24 * 24, dtype=np.float32),
+                               "c": np.zeros(24 * 24, np.float32), "n": np.int32(24)},
+     (3, 3), (8, 8)),
+    (histogram_kernel, lambda r: {"values": r.random(3000, dtype=np.float32),
+                                  "bins": np.zeros(16, np.int32), "lo": np.float32(0.1),
+                                  "hi": np.float32(0.9)}, (12,), (256,)),
+])
+def test_results_and_counted_work_equal_interp(make, args, grid, block):
+    k = make()
+    interp_args = args(np.random.default_rng(5))
+    jit_args = args(np.random.default_rng(5))
+    w_interp = run(k, interp_args, grid=grid, block=block, backend=InterpBackend(),
+                   tile_groups=2)
+    prepared = JitBackend().prepare(k)
+    launch = Launch(tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block)))
+    w_jit = None
+    for first in range(0, launch.groups, 2):
+        w = prepared.run_tile(Tile(first, launch, first, min(2, launch.groups - first)), jit_args)
+        w_jit = w if w_jit is None else w_jit + w
+    assert w_jit == w_interp
+    for name in interp_args:
+        np.testing.assert_array_equal(jit_args[name], interp_args[name])
+
+
+def test_unchecked_mode_gives_the_same_results():
+    n = 32
+    rng = np.random.default_rng(2)
+    a, b = rng.random(n * n, dtype=np.float32), rng.random(n * n, dtype=np.float32)
+    c_checked, c_unchecked = np.zeros(n * n, np.float32), np.zeros(n * n, np.float32)
+    prepared = JitBackend().prepare(matmul_kernel())
+    fast = UncheckedJitBackend().prepare(matmul_kernel())
+    launch = Launch((4, 4, 1), (8, 8, 1))
+    prepared.run_tile(Tile(0, launch, 0, 16), {"a": a, "b": b, "c": c_checked, "n": np.int32(n)})
+    fast.run_tile(Tile(0, launch, 0, 16), {"a": a, "b": b, "c": c_unchecked, "n": np.int32(n)})
+    np.testing.assert_array_equal(c_checked, c_unchecked)
+    np.testing.assert_allclose(c_checked.reshape(n, n), a.reshape(n, n) @ b.reshape(n, n),
+                               rtol=1e-5)
+
+
+def threaded(prepared, launch, args, tile_groups=1, threads=4):
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(prepared.run_tile,
+                               Tile(i, launch, g, min(tile_groups, launch.groups - g)), args)
+                   for i, g in enumerate(range(0, launch.groups, tile_groups))]
+        for f in futures:
+            f.result()
+
+
+@pytest.mark.parametrize("kind, t, init, value, expected", [
+    ("add", "f32", 0.0, 1.0, 64 * 100),  # compare-and-swap loop on the bits
+    ("sub", "i32", 0, 3, -3 * 64 * 100),  # atomicrmw sub (the old value is used)
+    ("max", "u32", 0, None, 64 * 100 - 1),  # atomicrmw umax
+    ("min", "f32", 1e9, None, 0.0),
+])
+def test_native_atomics_from_many_threads(kind, t, init, value, expected):
+    gid = sp("global_id.x")
+    operand = c(value, t) if value is not None else gid.cast(t)
+    k = kernel("atom", f"buffer<{t}> acc, buffer<{t}> old", [
+        atomic(kind, "acc", c(0), operand, result="o"),
+        store("old", gid, var("o", t)),
+    ], locals=f"{t} o")
+    dtype = {"f32": np.float32, "i32": np.int32, "u32": np.uint32}[t]
+    acc = np.full(1, init, dtype)
+    old = np.zeros(64 * 100, dtype)
+    threaded(JitBackend().prepare(k), Launch((100, 1, 1), (64, 1, 1)),
+             {"acc": acc, "old": old}, tile_groups=3)
+    assert acc[0] == dtype(expected)
+    if kind in ("add", "sub"):  # every item saw a distinct old value
+        assert len(np.unique(old)) == len(old)
+
+
+def test_privatised_histogram_from_many_threads_and_large_bins_unprivatised():
+    values = np.random.default_rng(9).random(256 * 200).astype(np.float32)
+    for nbins in (64, 100_000):  # the second has more bins than a tile has items per bin
+        bins = np.zeros(nbins, np.int32)
+        prepared = JitBackend().prepare(histogram_kernel())
+        threaded(prepared, Launch((200, 1, 1), (256, 1, 1)),
+                 {"values": values, "bins": bins, "lo": np.float32(0), "hi": np.float32(1)},
+                 tile_groups=25)
+        expected = np.bincount(np.clip((values * np.float32(nbins)).astype(int), 0, nbins - 1),
+                               minlength=nbins)
+        np.testing.assert_array_equal(bins, expected)
+        specs = list(prepared._by_spec)
+        assert [s.private for s in specs] == ([("bins",)] if nbins == 64 else [()])
+
+
+def test_return_before_barriers_and_uniform_values_per_group():
+    # Items past the end return before the barrier; the stride loop runs once per group.
+    lid, n = var("lid"), var("n")
+    k = kernel("ragged", "buffer<i32> out, i32 n", [
+        assign("lid", sp("local_id.x")),
+        if_(sp("global_id.x").ge(n), [ret()]),
+        assign("s", c(1)),
+        *for_("L", "r", 0, 3, [
+            barrier(),
+            assign("s", var("s") * 2),
+        ]),
+        store("out", sp("global_id.x"), lid + var("s")),
+    ], locals="i32 lid, i32 s, i32 r")
+    assert plan_kernel(k).group_vars >= {"s", "r"}
+    out = np.full(40, -1, np.int32)
+    run(k, {"out": out, "n": np.int32(37)}, grid=5, block=8, backend=JitBackend())
+    np.testing.assert_array_equal(out, np.where(np.arange(40) < 37, np.arange(40) % 8 + 8, -1))
+
+
+def test_block_sum_on_unchecked_jit():
+    x = np.random.default_rng(4).random(256 * 6 + 100, dtype=np.float32)
+    partial = np.zeros(7, np.float32)
+    run(block_sum_kernel(), {"x": x, "partial": partial}, grid=7, block=256,
+        backend=UncheckedJitBackend())
+    np.testing.assert_array_equal(partial, tree_reference(x, 7))
+
+
+def test_lengths_guard_loads():
+    i = var("i")
+    k = kernel("guarded", "buffer<f32> x, buffer<f32> y", [
+        assign("i", sp("global_id.x")),
+        if_(i.lt(length("x")), [store("y", i, load("x", i) * 2.0)]),
+    ], locals="i32 i")
+    x = np.arange(10, dtype=np.float32)
+    y = np.zeros(10, np.float32)
+    run(k, {"x": x, "y": y}, grid=1, block=64, backend=JitBackend())
+    np.testing.assert_array_equal(y, x * 2)
