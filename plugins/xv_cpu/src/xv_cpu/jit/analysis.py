@@ -269,8 +269,10 @@ def plan_kernel(kernel: Kernel) -> Plan:
                 assigned_count[name] = assigned_count.get(name, 0) + 1
     seen: set[str] = set()
     for s in body.args:
+        # Values the same for the whole group are better kept once per group (below).
         if (s.op is Op.ASSIGN and assigned_count.get(s.arg) == 1 and s.arg not in seen
-                and _remat_candidate(s.args[0], set(plan.remat) | params)):
+                and _remat_candidate(s.args[0], set(plan.remat) | params)
+                and not uni.expr(s.args[0])):
             plan.remat[s.arg] = s.args[0]
         seen |= reads(s) | writes(s)
 
