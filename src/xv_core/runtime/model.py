@@ -25,8 +25,9 @@ wrote it and which read it since.  The runtime drives it, per dispatch:
    pages' current contents.
 
 Host reads (:meth:`host_read`) add read-back transfers; host writes (:meth:`host_write`) put
-new contents on the host.  Transfers for a tile start as soon as their data exists, while the
-component still computes earlier tiles: transfers overlap compute.  The timeline runs lazily
+new contents on the host.  Transfers for a tile start as soon as their data exists and the
+transfers placed before them between the same two nodes are done (one copy queue per pair of
+nodes), while the component still computes earlier tiles: transfers overlap compute.  The timeline runs lazily
 (:meth:`report`); its times never depend on wall time or thread timing (tags are
 ``s<dispatch>/t<tile>...``), so the same fabric and job give the same timeline, event for event,
 whatever the number of worker threads.
@@ -234,6 +235,10 @@ class FabricModel:
         self._buffers: dict[str, _Buffer] = {}
         self._lanes = {c: [0.0] * p.lanes for c, p in self.profiles.items()}
         self._link_free: dict[tuple[int, int], float] = {}
+        # The last transfer between each pair of nodes: the next one waits for it (each pair
+        # has one copy queue, in placement order, so that the first tile's data is not slowed
+        # by sharing its links with every later tile's).
+        self._tail: dict[tuple[str, str], Activity] = {}
         self._routes: dict[tuple[str, str], tuple[Any, float, float]] = {}
         self._est: dict[int, float] = {}
         self._steps: list[_Step] = []
@@ -448,7 +453,11 @@ class FabricModel:
             label = (f"{tag}/{first.buffer}/p{first.page}" +
                      (f"-{last.page}" if last.page != first.page else "") +
                      f"/{first.source}>{node}")
-            act = self.timeline.transfer(route, nbytes, tag=label, after=first.held[0])
+            queue = (first.source, node)
+            tail = self._tail.get(queue)
+            after = first.held[0] if tail is None else first.held[0] + (tail,)
+            act = self.timeline.transfer(route, nbytes, tag=label, after=after)
+            self._tail[queue] = act
             self._est[id(act)] = end
             acts.append(act)
             latest = max(latest, end)

@@ -1,0 +1,252 @@
+"""The scheduler at run time: modelled time in every dispatch, work stealing by idle CPU
+workers, determinism whatever the threads, transfers overlapping compute, measured clocks, and
+what `xv fabric run` reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import xv_core as xv
+from xv_core import hookimpl
+from xv_core.cli.main import app
+from xv_core.config import parse_fabric
+from xv_core.errors import XvError
+from xv_core.plugins import load_plugins
+from xv_core.registry import ComponentKind, SchedulerSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SAXPY = ROOT / "examples/kernels/saxpy.xvk"
+GAUSS = ROOT / "examples/kernels/gauss5.xvk"
+MATMUL = ROOT / "examples/kernels/matmul_tiled.xvk"
+
+
+@attrs.frozen
+class SlowOptions:
+    delay: float = 0.03
+
+
+class SlowComponent:
+    """A compute component that takes ``delay`` seconds more per tile, one tile at a time."""
+
+    kind = "slow"
+
+    def __init__(self, name, options, context):
+        self.name, self.options, self._context = name, options, context
+        self.workers = 1
+        self._pool = ThreadPoolExecutor(1)
+
+    def submit(self, kernel, tile, args):
+        def run():
+            time.sleep(self.options.delay)
+            return self._context.prepare(kernel, "interp").run_tile(tile, args)
+
+        return self._pool.submit(run)
+
+    def close(self):
+        self._pool.shutdown(wait=True)
+
+
+class Bad:
+    name = "bad"
+
+    def choose(self, tile, candidates):
+        return len(candidates)
+
+
+class TestPlugin:
+    @hookimpl
+    def xv_component_kinds(self):
+        return [ComponentKind("slow", SlowOptions, SlowComponent, "a slow compute tile")]
+
+    @hookimpl
+    def xv_schedulers(self):
+        return [SchedulerSpec("bad", Bad, "chooses no candidate")]
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return load_plugins(extra=[("test-sched", TestPlugin())])
+
+
+def fabric_of(plugins, doc, name="t.yaml"):
+    return parse_fabric(doc, plugins, name)
+
+
+def saxpy_on(fabric, n=1 << 20, seed=0):
+    rng = np.random.default_rng(seed)
+    x0 = rng.standard_normal(n).astype(np.float32)
+    y0 = rng.standard_normal(n).astype(np.float32)
+    x, y = fabric.buffer(x0), fabric.buffer(y0)
+    result = fabric.dispatch(fabric.kernel(SAXPY), global_size=n, block=256,
+                             args={"a": 2.0, "x": x, "y": y})
+    assert np.array_equal(y.read(), np.float32(2.0) * x0 + y0)
+    return result
+
+
+def test_every_dispatch_builds_a_modelled_timeline():
+    with xv.open_fabric("default") as fabric:
+        result = saxpy_on(fabric)
+        report = fabric.timing_report()
+    assert report["virtual_s"] > 0 and len(report["steps"]) == 1
+    cpu = report["components"]["cpu"]
+    assert cpu["tiles"] == len(result.tiles) and cpu["ops"] == result.work.ops
+    assert report["steps"][0]["placement"] == {"cpu": len(result.tiles)}
+    # a cpu no link names shares the host's memory: nothing crosses a link
+    assert report["nodes"] == {"cpu": "host"} and report["links"] == {}
+    assert report["bound"]["ratio"] >= 1.0
+
+
+def test_idle_cpu_workers_steal_from_a_slow_component(plugins):
+    doc = {"scheduler": "round-robin",
+           "components": [{"name": "alu", "kind": "cpu", "threads": 2},
+                          {"name": "tortoise", "kind": "slow", "delay": 0.05}]}
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        result = saxpy_on(fabric)
+        slow_events = fabric.model.timeline.events()
+    assert result.placement() == {"alu": len(result.tiles) // 2 + len(result.tiles) % 2,
+                                  "tortoise": len(result.tiles) // 2}
+    ran = result.tiles_per_component()
+    assert result.stolen > 0 and ran["alu"] > result.placement()["alu"]
+    assert all(t.component == "alu" for t in result.tiles if t.planned != t.component)
+    # the modelled timeline follows the placement, not where tiles really ran
+    doc["components"][1]["delay"] = 0.0
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        saxpy_on(fabric)
+        assert fabric.model.timeline.events() == slow_events
+
+
+def multi_step(fabric):
+    """gauss5, saxpy and matmul steps with dependencies between them."""
+    rng = np.random.default_rng(3)
+    img = fabric.buffer(rng.random((256, 256), dtype=np.float32))
+    blur = fabric.zeros((256, 256))
+    fabric.dispatch(fabric.kernel(GAUSS), global_size=[256, 256],
+                    args={"src": img, "dst": blur})
+    n = 65536
+    x = fabric.buffer(rng.random(n, dtype=np.float32))
+    y = fabric.buffer(rng.random(n, dtype=np.float32))
+    fabric.dispatch(fabric.kernel(SAXPY), global_size=n, block=256,
+                    args={"a": 0.5, "x": x, "y": y})
+    b, c = fabric.buffer(rng.random(n, dtype=np.float32)), fabric.zeros(n)
+    fabric.dispatch(fabric.kernel(MATMUL), global_size=[256, 256],
+                    args={"a": x, "b": b, "c": c, "n": 256})
+    c.read()
+    blur.read()
+
+
+def test_the_timeline_is_the_same_whatever_the_threads(plugins):
+    runs = []
+    for threads in (1, 2, 4, 2):
+        doc = {"components": [
+            {"name": "alu", "kind": "cpu", "threads": threads, "timing": {"lanes": 2}},
+            {"name": "dev", "kind": "cpu", "threads": threads, "timing": {"lanes": 2}}],
+            "links": [{"name": "pcie0", "between": ["host", "dev"], "profile": "pcie3-x4"}]}
+        with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+            multi_step(fabric)
+            report = fabric.timing_report()
+            runs.append((fabric.model.timeline.events(), report["virtual_s"],
+                         report["links"], report["components"]))
+    assert runs[0][0] and all(run == runs[0] for run in runs[1:])
+
+
+def test_transfers_for_upcoming_tiles_overlap_compute(plugins):
+    doc = {"components": [{"name": "dev", "kind": "cpu", "threads": 2,
+                           "timing": {"lanes": 1}}],
+           "links": [{"name": "usb0", "between": ["host", "dev"], "profile": "usb3"}]}
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        saxpy_on(fabric, n=1 << 20)
+        report = fabric.timing_report()  # runs the timeline
+        events = fabric.model.timeline.events()
+    spans: dict[str, list[float]] = {}
+    for e in events:
+        spans.setdefault(e.tag, []).append(e.time)
+    computes = [spans[e.tag] for e in events if e.kind == "compute_start"]
+    uploads = [spans[e.tag] for e in events if e.kind == "transfer_start" and "host>dev" in e.tag]
+    assert len(computes) > 1 and uploads
+    overlapping = sum(1 for a, b in uploads for c, d in computes if a < d and b > c)
+    assert overlapping > 0
+    # x and y go up (8 MiB), y comes back (4 MiB)
+    assert report["links"]["usb0"]["bytes"] == 12 << 20
+    assert report["readback_bytes"] == 4 << 20
+
+
+def test_a_measured_clock_times_tiles_by_their_wall_time(plugins):
+    doc = {"clock": "measured", "components": [{"name": "alu", "kind": "cpu", "threads": 2}]}
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        result = saxpy_on(fabric)
+        fabric.timing_report()
+        events = fabric.model.timeline.events()
+    start = {e.tag: e.time for e in events if e.kind == "compute_start"}
+    end = {e.tag: e.time for e in events if e.kind == "compute_end"}
+    for t in result.tiles:
+        assert end[f"s0/t{t.tile}"] - start[f"s0/t{t.tile}"] == pytest.approx(t.wall_s,
+                                                                             rel=1e-9)
+
+
+def test_a_policy_that_chooses_no_candidate_is_reported(plugins):
+    doc = {"scheduler": "bad", "components": [{"name": "alu", "kind": "cpu", "threads": 1}]}
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        with pytest.raises(XvError) as err:
+            saxpy_on(fabric, n=1000)
+    assert str(err.value) == ("scheduling policy 'bad' chose 1 for tile 0, not a candidate's "
+                              "index (0 to 0) (hint: report this to the policy's authors)")
+
+
+@pytest.fixture
+def hetero_job(tmp_path):
+    doc = yaml.safe_load((ROOT / "examples/jobs/hetero_integrate.yaml").read_text())
+    doc["kernels"] = [str(ROOT / "examples/jobs" / k) for k in doc["kernels"]]
+    doc["outputs"] = {"partial": str(tmp_path / "partial.npy")}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
+    fabric = {"components": [{"name": "cpu", "kind": "cpu", "threads": 2},
+                             {"name": "far", "kind": "cpu", "threads": 1,
+                              "timing": {"profile": "net", "lanes": 4}}],
+              "links": [{"name": "eth0", "between": ["host", "far"], "profile": "1gbe",
+                         "model": "tcp"}]}
+    (tmp_path / "fabric.yaml").write_text(yaml.safe_dump(fabric))
+    return tmp_path
+
+
+def test_fabric_run_json_reports_virtual_time_links_components_and_bound(hetero_job):
+    out = CliRunner().invoke(app, ["fabric", "run", str(hetero_job / "fabric.yaml"),
+                                   str(hetero_job / "job.yaml"), "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output)
+    for key in ("wall_s", "virtual_s", "steps", "links", "components", "vram", "outputs"):
+        assert key in summary
+    assert summary["scheduler"] == "eft" and summary["clock"] == "modelled"
+    step = summary["steps"][0]
+    assert step["virtual_end_s"] > step["virtual_start_s"] >= 0
+    assert step["placement"]["cpu"] + step["placement"].get("far", 0) == step["tiles"]
+    eth = summary["links"]["eth0"]
+    assert eth["model"] == "tcp" and eth["profile"] == "1gbe"
+    assert eth["bytes"] > 0 and eth["bandwidth"] > 0
+    assert summary["components"]["far"]["lanes"] == 4
+    bound = summary["bound"]
+    assert bound["ratio"] == pytest.approx(summary["virtual_s"] / bound["lower_bound_s"])
+
+
+def test_fabric_run_prints_virtual_time_and_takes_a_scheduler(hetero_job):
+    out = CliRunner().invoke(app, ["fabric", "run", str(hetero_job / "fabric.yaml"),
+                                   str(hetero_job / "job.yaml"), "--scheduler", "round-robin"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert "(scheduler round-robin, bus shared, clock modelled)" in lines[0]
+    assert any("wall time" in ln and "virtual time" in ln for ln in lines)
+    assert any(ln.startswith("  makespan / lower bound: ") for ln in lines)
+    assert any(ln.startswith("    eth0         host <-> far  ") and "achieved" in ln
+               for ln in lines)
+    assert any(ln.startswith("    far          ") and "4 lanes" in ln for ln in lines)
+    bad = CliRunner().invoke(app, ["fabric", "run", str(hetero_job / "fabric.yaml"),
+                                   str(hetero_job / "job.yaml"), "--scheduler", "rr"])
+    assert bad.exit_code != 0
+    assert "unknown scheduling policy 'rr' (installed: eft, locality, round-robin)" in bad.output
