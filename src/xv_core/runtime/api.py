@@ -463,20 +463,6 @@ def _release(leases: Sequence[Any]) -> None:
         lease.release()
 
 
-def _written_params(kernel: Kernel) -> set[str]:
-    """Names of the buffer and image parameters the kernel stores to (or updates atomically)."""
-    written: set[str] = set()
-    stack = [kernel.body]
-    while stack:
-        node = stack.pop()
-        if node.op in (ir.Op.STORE, ir.Op.ISTORE):
-            written.add(node.arg[0])
-        elif node.op is ir.Op.ATOMIC:
-            written.add(node.arg[1])
-        stack.extend(node.args)
-    return written
-
-
 def pick_kernel(module: Module, name: str | None, where: str) -> Kernel:
     if name is None:
         if len(module.kernels) != 1:
