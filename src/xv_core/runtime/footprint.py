@@ -16,9 +16,11 @@ This is an abstract interpretation of the kernel over intervals:
 * assignments update a local's interval; ``if`` and loop conditions *refine* intervals
   (``if (i < x.length)`` bounds ``i`` by the length in the branch, a ``return`` under
   ``x >= width`` bounds ``x`` after it); ``break``, ``continue`` and ``return`` are followed;
-* a loop is iterated to a fixed point, widening a bound that keeps growing to its type's limit
-  after a few exact iterations (then the loop condition bounds it again), so
-  ``for (i32 dy = -2; dy <= 2; dy += 1)`` gives ``dy`` in [-2, 2] inside the body;
+* a counted loop (``for (i = a; i < n; i += c)`` with ``n`` unchanged by the loop, no
+  ``break``) gives its variable its whole range in the body at once: ``dy`` in [-2, 2] for
+  ``for (i32 dy = -2; dy <= 2; dy += 1)``; any loop is then iterated to a fixed point,
+  widening a bound that keeps growing to its type's limit after a few exact iterations (the
+  loop condition then bounds it again);
 * ``min``, ``max`` (and so ``clamp``), ``+ - *``, division and remainder by constants, shifts,
   masks and casts have their interval rules; a value that may overflow its type (i32 wraps)
   becomes the whole type range, which keeps the analysis sound;
@@ -300,6 +302,7 @@ class KernelAnalysis:
                 self.consts[d.name] = (min(values), max(values))
         self.shapes = {k: tuple(int(n) for n in v) for k, v in shapes.items()}
         self.trips: dict[int, int] = {}  # id(loop node) -> largest trip count seen
+        self._counted_loops: dict[int, tuple[str, int, Op, Node] | None] = {}
         self._specials: dict[str, Interval] = {}
         self._access = _Access()
         self._breaks: dict[str, list[State | None]] = {}
@@ -547,9 +550,36 @@ class KernelAnalysis:
     def _loop(self, node: Node, entry: State) -> State | None:
         cond, body, step = node.args
         label = node.arg
+        counted = self._counted(node)
+        pinned: tuple[str, Interval] | None = None
+        if counted is not None:
+            var, stride, rel, bound_node = counted
+            kind = self.kinds[var]
+            init = entry.get(var, TYPE_RANGE[kind])
+            bound = self._pure(bound_node, entry)
+            if bound is not None:
+                if stride > 0:
+                    span = (init[0], bound[1] - (1 if rel is Op.LT else 0))
+                    after = (bound[0], span[1] + stride)
+                else:
+                    span = (bound[0] + (1 if rel is Op.GT else 0), init[1])
+                    after = (span[0] + stride, bound[1])
+                full = TYPE_RANGE[kind]
+                if full[0] < span[0] and span[1] < full[1]:
+                    pinned = (var, span)
+                    exit_value = _fit(kind, _hull(init, after))
         self._breaks[label] = []
         head: State = entry
         inside: State | None = None
+        if pinned is not None:
+            var, span = pinned
+            if span[0] > span[1]:  # the body never runs
+                self._ev(cond, entry)
+                self.trips[id(node)] = max(self.trips.get(id(node), 0), 0)
+                self._breaks.pop(label)
+                return entry
+            head = dict(entry)
+            head[var] = span
         for iteration in range(MAX_LOOP_ITERATIONS):
             self._ev(cond, head)
             inside = self._refine(head, cond, True)
@@ -558,6 +588,9 @@ class KernelAnalysis:
             out = _join_all(out, self._continues.pop(label))
             back = self._stmt(step, out)
             new = _join(entry, back)
+            if pinned is not None and new is not None:
+                new = dict(new)
+                new[pinned[0]] = pinned[1]
             if _within(new, head):
                 break
             assert new is not None  # entry is a state
@@ -565,8 +598,44 @@ class KernelAnalysis:
                     else _widen(head, new, self.kinds))
         else:  # pragma: no cover - widening reaches a fixed point long before
             head = {k: v for k, v in entry.items() if k not in _assigned(node)}
+            pinned = None
         self._count_trips(node, inside)
+        if pinned is not None:
+            # The loop ends with its variable past the bound (or at its first value).
+            done = dict(head)
+            done[pinned[0]] = exit_value
+            return _join_all(done, self._breaks.pop(label))
         return _join_all(self._refine(head, cond, False), self._breaks.pop(label))
+
+    def _counted(self, node: Node) -> tuple[str, int, Op, Node] | None:
+        """``(var, stride, relation, bound)`` of a counted loop -- its step is only
+        ``var = var +- c``, its condition compares ``var`` with an expression the loop does not
+        change, and its body neither assigns ``var`` nor breaks out -- whose variable's range in
+        the body is then known at once; None for any other loop (iterated as usual, which also
+        bounds a loop left early by ``break``)."""
+        key = id(node)
+        if key in self._counted_loops:
+            return self._counted_loops[key]
+        found: tuple[str, int, Op, Node] | None = None
+        cond, body, step = node.args
+        induction = _induction_step(step)
+        if induction is not None and cond.op in (Op.LT, Op.LE, Op.GT, Op.GE):
+            var, stride = induction
+            a, b = cond.args
+            if a.op is Op.VAR and a.arg == var:
+                rel, bound = cond.op, b
+            elif b.op is Op.VAR and b.arg == var:
+                rel, bound = _MIRROR[cond.op], a
+            else:
+                rel, bound = None, None
+            changed = _assigned(body) | _assigned(step)
+            if (rel is not None and bound is not None and var in self.kinds
+                    and (stride > 0) == (rel in (Op.LT, Op.LE))
+                    and var not in _assigned(body) and _assigned(step) == {var}
+                    and not (_names(bound) & changed) and not _breaks_out(body, node.arg)):
+                found = (var, stride, rel, bound)
+        self._counted_loops[key] = found
+        return found
 
     def _count_trips(self, node: Node, inside: State | None) -> None:
         """Remember how many times the loop's body may run (for work estimates): the width
@@ -607,6 +676,46 @@ def _assigned(node: Node) -> set[str]:
             names.add(n.arg[2])
         stack.extend(n.args)
     return names
+
+
+def _breaks_out(body: Node, label: str) -> bool:
+    """Whether ``body`` holds a ``break`` of the loop labelled ``label``."""
+    stack = [body]
+    while stack:
+        n = stack.pop()
+        if n.op is Op.BREAK and n.arg == label:
+            return True
+        stack.extend(n.args)
+    return False
+
+
+def _names(node: Node) -> set[str]:
+    """The locals and parameters an expression reads."""
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.op is Op.VAR:
+            names.add(n.arg)
+        stack.extend(n.args)
+    return names
+
+
+def _induction_step(step: Node) -> tuple[str, int] | None:
+    """``(var, stride)`` when a loop's step block is exactly ``var = var +- constant``."""
+    if step.op is not Op.BLOCK or len(step.args) != 1:
+        return None
+    s = step.args[0]
+    if s.op is not Op.ASSIGN:
+        return None
+    value = s.args[0]
+    if value.op in (Op.ADD, Op.SUB) and len(value.args) == 2:
+        a, b = value.args
+        if a.op is Op.VAR and a.arg == s.arg and b.op is Op.CONST and b.arg and \
+                isinstance(b.arg, int) and not isinstance(b.arg, bool):
+            stride = int(b.arg)
+            return s.arg, stride if value.op is Op.ADD else -stride
+    return None
 
 
 def _induction(loop: Node) -> tuple[str, int] | None:
