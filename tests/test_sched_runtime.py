@@ -62,7 +62,14 @@ class Bad:
         return len(candidates)
 
 
-class TestPlugin:
+class SchedPlugin:
+    def __init__(self):
+        self.transfers = []
+
+    @hookimpl
+    def xv_on_transfer(self, event):
+        self.transfers.append(event)
+
     @hookimpl
     def xv_component_kinds(self):
         return [ComponentKind("slow", SlowOptions, SlowComponent, "a slow compute tile")]
@@ -74,7 +81,11 @@ class TestPlugin:
 
 @pytest.fixture(scope="module")
 def plugins():
-    return load_plugins(extra=[("test-sched", TestPlugin())])
+    return load_plugins(extra=[("test-sched", SchedPlugin())])
+
+
+def recorder(plugins) -> SchedPlugin:
+    return plugins.pm.get_plugin("test-sched")
 
 
 def fabric_of(plugins, doc, name="t.yaml"):
@@ -162,6 +173,7 @@ def test_transfers_for_upcoming_tiles_overlap_compute(plugins):
     doc = {"components": [{"name": "dev", "kind": "cpu", "threads": 2,
                            "timing": {"lanes": 1}}],
            "links": [{"name": "usb0", "between": ["host", "dev"], "profile": "usb3"}]}
+    recorder(plugins).transfers.clear()
     with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
         saxpy_on(fabric, n=1 << 20)
         report = fabric.timing_report()  # runs the timeline
@@ -177,6 +189,13 @@ def test_transfers_for_upcoming_tiles_overlap_compute(plugins):
     # x and y go up (8 MiB), y comes back (4 MiB)
     assert report["links"]["usb0"]["bytes"] == 12 << 20
     assert report["readback_bytes"] == 4 << 20
+    # every transfer was announced to the xv_on_transfer hook
+    seen = recorder(plugins).transfers
+    assert {(e.link, e.src, e.dst) for e in seen} == {("usb0", "host", "dev"),
+                                                       ("usb0", "dev", "host")}
+    assert sum(e.nbytes for e in seen if e.dst == "dev") == 8 << 20
+    assert sum(e.nbytes for e in seen if e.dst == "host") == 4 << 20
+    assert {e.buffer for e in seen} == {"buf1", "buf2"}
 
 
 def test_a_measured_clock_times_tiles_by_their_wall_time(plugins):

@@ -45,6 +45,7 @@ from typing import Any
 
 import attrs
 
+from xv_core.events import TransferEvent
 from xv_core.runtime.footprint import TileFootprint
 from xv_core.runtime.interfaces import Tile, TileWork
 from xv_core.runtime.placement import Candidate
@@ -224,6 +225,7 @@ class FabricModel:
 
     def __init__(self, config: Any, plugins: Any):
         self.config = config
+        self._hook = plugins.hook
         links, self.node_of = model_links(config, plugins)
         self.profiles = device_profiles(config, plugins)
         self.compute = list(self.profiles)
@@ -459,6 +461,8 @@ class FabricModel:
             act = self.timeline.transfer(route, nbytes, tag=label, after=after)
             self._tail[queue] = act
             self._est[id(act)] = end
+            self._hook.xv_on_transfer(event=TransferEvent(route.label, first.source, node,
+                                                          nbytes, first.buffer))
             acts.append(act)
             latest = max(latest, end)
             for n in run:
