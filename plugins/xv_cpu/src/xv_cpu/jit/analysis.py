@@ -200,12 +200,13 @@ def plan_kernel(kernel: Kernel) -> Plan:
     body = kernel.body
     plan = Plan("single")
     plan.privatisable = _privatisable(kernel)
+    uni = _Uniformity(kernel)
+    params = {d.name for d in kernel.params}
+    plan.remat = _remat(kernel, uni, params)
     if not has_barrier(body):
         return plan
     plan.mode = "convergent"
     plan.has_return = any(n.op is Op.RETURN for n in walk(body))
-    uni = _Uniformity(kernel)
-    params = {d.name for d in kernel.params}
 
     # -- the skeleton: split blocks with barriers into regions; check every condition ----
     regions: list[Region] = []
@@ -260,21 +261,6 @@ def plan_kernel(kernel: Kernel) -> Plan:
                     fallback("a break or continue crosses a barrier")
     if plan.mode == "fallback":
         return plan
-
-    # -- locals recomputed where read: one assignment at the top of the body --------------
-    assigned_count: dict[str, int] = {}
-    for n in walk(body):
-        if n.op in (Op.ASSIGN, Op.ATOMIC):
-            for name in writes(n):
-                assigned_count[name] = assigned_count.get(name, 0) + 1
-    seen: set[str] = set()
-    for s in body.args:
-        # Values the same for the whole group are better kept once per group (below).
-        if (s.op is Op.ASSIGN and assigned_count.get(s.arg) == 1 and s.arg not in seen
-                and _remat_candidate(s.args[0], set(plan.remat) | params)
-                and not uni.expr(s.args[0])):
-            plan.remat[s.arg] = s.args[0]
-        seen |= reads(s) | writes(s)
 
     # -- uniform locals kept once per group: every assignment of them hoistable ----------
     # An assignment is hoisted out of its region's item loop when it is a top-level
@@ -332,6 +318,28 @@ def plan_kernel(kernel: Kernel) -> Plan:
             context.discard(name)
     plan.context_vars = context
     return plan
+
+
+def _remat(kernel: Kernel, uni: _Uniformity, params: set[str]) -> dict[str, Node]:
+    """Locals recomputed where read: assigned once, at the top of the body before any use,
+    from builtins, parameters, sizes and constants (``lid = local_id.x``).  Recomputing
+    is cheaper than keeping them per item across barriers, and lets the code generator
+    see index expressions as affine functions of the work item (see codegen)."""
+    assigned_count: dict[str, int] = {}
+    for n in walk(kernel.body):
+        if n.op in (Op.ASSIGN, Op.ATOMIC):
+            for name in writes(n):
+                assigned_count[name] = assigned_count.get(name, 0) + 1
+    remat: dict[str, Node] = {}
+    seen: set[str] = set()
+    for s in kernel.body.args:
+        # Values the same for the whole group are better kept once per group.
+        if (s.op is Op.ASSIGN and assigned_count.get(s.arg) == 1 and s.arg not in seen
+                and _remat_candidate(s.args[0], set(remat) | params)
+                and not uni.expr(s.args[0])):
+            remat[s.arg] = s.args[0]
+        seen |= reads(s) | writes(s)
+    return remat
 
 
 def _group_evaluable(node: Node, group_vars: set[str], params: set[str]) -> bool:

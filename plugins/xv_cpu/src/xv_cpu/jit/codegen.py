@@ -39,6 +39,7 @@ from xv_core.ir import BINARY, COMPARE, CONSTANT, LOCAL, PARAM, SHARED, UNARY, D
 from xv_cpu.jit.analysis import Plan, Region, walk
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+I128 = ir.IntType(128)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 VALUE = {"bool": I1, "i32": I32, "u32": I32, "f32": F32, "f64": F64}
 MEMORY = {"bool": I8, "i32": I32, "u32": I32, "f32": F32, "f64": F64, "vec4": F32}
@@ -116,6 +117,7 @@ class Codegen:
         self.sites: list[Site] = []
         self.item: _Item | None = None
         self.mult: ir.Value | None = None  # group level: counts multiply by live items
+        self.proven: set[int] = set()  # accesses whose bounds a region's pre-check proved
         self.counting = True
         self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
 
@@ -493,7 +495,7 @@ class Codegen:
                 value = self.tag(b.load(b.gep(self.context[name], [wi])), f"x.{name}")
                 b.store(self.from_memory(value, self.decls[name].type.kind), self.slots[name])
             self.item = _Item((b.trunc(lx, I32), b.trunc(ly, I32), b.trunc(lz, I32)), wi, ret)
-            for s in region.stmts:
+            for s in body:
                 self.stmt(s, {})
             if not self.terminated():
                 for name in saved_out:
@@ -508,8 +510,218 @@ class Codegen:
             b.position_at_end(nxt)
             self.item = None
 
-        self.counted_loop(bz, lambda lz: self.counted_loop(
-            by, lambda ly: self.counted_loop(bx, lambda lx: item(lx, ly, lz))))
+        body: list[Node] = list(region.stmts)
+        x_range = None
+        guard = self._x_guard(body)
+        if guard is not None:
+            # ``if (local_id.x < n) {...}`` as the whole region: the x loop runs over the
+            # items that pass the test only (tree reductions, ``if (lid == 0)``).  The test
+            # is still counted once per live item, as interp evaluates it.
+            x_range = self._x_range(*guard[:3])
+            body = [guard[3]]
+
+        def x_loop(ly: ir.Value, lz: ir.Value) -> None:
+            if x_range is None:
+                self.counted_loop(bx, lambda lx: item(lx, ly, lz))
+            else:
+                lo, hi = x_range
+                self.counted_loop(b.sub(hi, lo), lambda i: item(b.add(lo, i), ly, lz))
+
+        def items() -> None:
+            self.counted_loop(bz, lambda lz: self.counted_loop(by, lambda ly: x_loop(ly, lz)))
+
+        provable = self._provable(region.stmts) if self.spec.checked else []
+        if not provable:
+            items()
+            return
+        # Two versions of the item loop: without the checks of the accesses whose indices
+        # are affine in the work item, when one test per group proves every item's index
+        # in range, and with every check otherwise (where the failing item is found).
+        fast, slow, merge = self.new_block(), self.new_block(), self.new_block()
+        b.cbranch(self._in_bounds(provable), fast, slow)
+        b.position_at_end(fast)
+        self.proven = {id(node) for node, _ in provable}
+        items()
+        self.proven = set()
+        b.branch(merge)
+        b.position_at_end(slow)
+        items()
+        b.branch(merge)
+        b.position_at_end(merge)
+
+    def _is_local_x(self, node: Node) -> bool:
+        if node.op is Op.VAR and node.arg in self.plan.remat:
+            return self._is_local_x(self.plan.remat[node.arg])
+        return node.op is Op.SPECIAL and node.arg == "local_id.x"
+
+    def _x_guard(self, stmts: list[Node]) -> tuple[Op, Node, bool, Node] | None:
+        """(comparison, bound, x on the left, then block) when the region is one ``if``
+        without else comparing local_id.x with a value the same for the whole group."""
+        if len(stmts) != 1 or stmts[0].op is not Op.IF or stmts[0].args[2].args:
+            return None
+        cond = stmts[0].args[0]
+        if cond.op not in (Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ) or cond.args[0].type.kind != "i32":
+            return None
+        for k in (0, 1):
+            if self._is_local_x(cond.args[k]) and self._pure_group(cond.args[1 - k]):
+                return cond.op, cond.args[1 - k], k == 0, stmts[0].args[1]
+        return None
+
+    def _x_range(self, op: Op, bound_node: Node, x_left: bool) -> tuple[ir.Value, ir.Value]:
+        b = self.b
+        u = b.sext(self.group_expr(bound_node), I64)
+        saved, self.mult = self.mult, self.live()
+        self.count(OUT_OPS, 1)  # the comparison, once per live item
+        self.mult = saved
+        if not x_left:  # u < x is x > u, and so on
+            op = {Op.LT: Op.GT, Op.LE: Op.GE, Op.GT: Op.LT, Op.GE: Op.LE}.get(op, op)
+        one, n = ir.Constant(I64, 1), ir.Constant(I64, self.spec.block[0])
+        zero = ir.Constant(I64, 0)
+        lo, hi = {Op.LT: (zero, u), Op.LE: (zero, b.add(u, one)), Op.EQ: (u, b.add(u, one)),
+                  Op.GE: (u, n), Op.GT: (b.add(u, one), n)}[op]
+
+        def clamp(v: ir.Value) -> ir.Value:
+            v = b.select(b.icmp_signed("<", v, zero), zero, v)
+            return b.select(b.icmp_signed(">", v, n), n, v)
+
+        lo, hi = clamp(lo), clamp(hi)
+        return lo, b.select(b.icmp_signed("<", hi, lo), lo, hi)
+
+    # ------------------------------------------------------------------------------
+    # accesses proven in bounds once per group
+    # ------------------------------------------------------------------------------
+    def _provable(self, stmts: list[Node]) -> list[tuple[Node, list[tuple[Any, Any]]]]:
+        """Checked accesses of a region whose every index is affine in the work item's
+        local id, with the bound of each index: [(node, [(affine form, bound)])]."""
+        out = []
+        for s in stmts:
+            for n in walk(s):
+                op = n.op
+                if op in (Op.LOAD, Op.STORE, Op.ATOMIC):
+                    name = n.arg[1] if op is Op.ATOMIC else n.arg[0]
+                    pairs = [(n.args[0], ("len", name))]
+                elif op in (Op.ILOAD, Op.ISTORE):
+                    pairs = [(n.args[0], ("width", n.arg[0])), (n.args[1], ("height", n.arg[0]))]
+                elif op in (Op.ALOAD, Op.ASTORE):
+                    decl = self.decls[n.arg]
+                    idx = n.args if op is Op.ALOAD else n.args[:-1]
+                    pairs = [(i, ("dim", d)) for i, d in zip(idx, decl.type.shape)]
+                else:
+                    continue
+                forms = [(self._affine(i), bound) for i, bound in pairs]
+                if all(f is not None for f, _ in forms):
+                    out.append((n, forms))
+        return out
+
+    def _affine(self, node: Node) -> Any:
+        """``node`` as base + sum(coeff[a] * local_id[a]) when it is one, else None: a
+        function emitting (base, coeffs) as exact i128 values at group level.  The i32
+        arithmetic of the kernel wraps, but add, sub, mul and neg are ring operations
+        modulo 2**32, so an index whose exact value is in [0, bound) with bound < 2**31 is
+        that value in i32 too."""
+        op = node.op
+        if node.type.kind != "i32":
+            return None
+        zero = ir.Constant(I128, 0)
+        if op is Op.SPECIAL:
+            what, _, axis = node.arg.partition(".")
+            a = "xyz".index(axis)
+            if what in ("local_id", "global_id"):
+                def special() -> Any:
+                    coeffs = [zero, zero, zero]
+                    coeffs[a] = ir.Constant(I128, 1)
+                    base = zero
+                    if what == "global_id":
+                        base = self.b.mul(self.b.sext(self.group[a], I128),
+                                          ir.Constant(I128, self.spec.block[a]))
+                    return base, coeffs
+
+                return special
+        if op is Op.VAR and node.arg in self.plan.remat:
+            return self._affine(self.plan.remat[node.arg])
+        if self._pure_group(node):
+            def uniform() -> Any:
+                saved, self.counting = self.counting, False
+                try:
+                    return self.b.sext(self.expr(node), I128), [zero, zero, zero]
+                finally:
+                    self.counting = saved
+
+            return uniform
+        if op in (Op.ADD, Op.SUB):
+            x, y = self._affine(node.args[0]), self._affine(node.args[1])
+            if x is None or y is None:
+                return None
+            combine = self.b.add if op is Op.ADD else self.b.sub
+
+            def add() -> Any:
+                (bx, cx), (by, cy) = x(), y()
+                return combine(bx, by), [combine(p, q) for p, q in zip(cx, cy)]
+
+            return add
+        if op is Op.NEG:
+            x = self._affine(node.args[0])
+            if x is None:
+                return None
+
+            def neg() -> Any:
+                bx, cx = x()
+                return self.b.sub(zero, bx), [self.b.sub(zero, q) for q in cx]
+
+            return neg
+        if op is Op.MUL:
+            for k in (0, 1):
+                if self._pure_group(node.args[k]):
+                    scale, other = self._affine(node.args[k]), self._affine(node.args[1 - k])
+                    if other is None:
+                        return None
+
+                    def mul(scale: Any = scale, other: Any = other) -> Any:
+                        s_base, _ = scale()
+                        bx, cx = other()
+                        return self.b.mul(s_base, bx), [self.b.mul(s_base, q) for q in cx]
+
+                    return mul
+        return None
+
+    def _pure_group(self, node: Node) -> bool:
+        """The same value for the whole group, computable up front without any effect or
+        failure: no memory reads, no integer division, no per-item locals or builtins."""
+        for n in walk(node):
+            op = n.op
+            if op in (Op.LOAD, Op.ILOAD, Op.ALOAD):
+                return False
+            if op in (Op.DIV, Op.MOD) and n.type.is_int:
+                return False
+            if op is Op.VAR and n.arg not in self.params and n.arg not in self.plan.group_vars:
+                return False
+            if op is Op.SPECIAL and n.arg.startswith(("local_id.", "global_id.")):
+                return False
+        return True
+
+    def _in_bounds(self, provable: list[tuple[Node, list[tuple[Any, Any]]]]) -> ir.Value:
+        """True when every listed access is in range for every item of the group."""
+        b = self.b
+        ok: ir.Value = ir.Constant(I1, 1)
+        zero = ir.Constant(I128, 0)
+        for _, forms in provable:
+            for form, (what, arg) in forms:
+                base, coeffs = form()
+                lo = hi = base
+                for a, q in enumerate(coeffs):
+                    span = b.mul(q, ir.Constant(I128, self.spec.block[a] - 1))
+                    neg = b.icmp_signed("<", span, zero)
+                    lo = b.add(lo, b.select(neg, span, zero))
+                    hi = b.add(hi, b.select(neg, zero, span))
+                if what == "dim":
+                    bound = ir.Constant(I128, arg)
+                else:
+                    mem = self.mem[arg]
+                    bound = b.zext({"len": mem[1], "width": mem[1],
+                                    "height": mem[-1]}[what], I128)
+                ok = b.and_(ok, b.and_(b.icmp_signed(">=", lo, zero),
+                                       b.icmp_signed("<", hi, bound)))
+        return ok
 
     def _private_names(self) -> list[str]:
         return [d.name for d in self.kernel.decls
@@ -798,7 +1010,7 @@ class Codegen:
                    access: str) -> ir.Value:
         b = self.b
         ptr, length = self.mem[name]
-        if self.spec.checked:
+        if self.spec.checked and id(node) not in self.proven:
             site = self.site(Site("oob", self.where(node), name, access))
             self.check(self._in_range(index, length), site, [index])
         lanes = self.decls[name].type.lanes
@@ -811,7 +1023,7 @@ class Codegen:
                   access: str) -> ir.Value:
         b = self.b
         ptr, w, h = self.mem[name]
-        if self.spec.checked:
+        if self.spec.checked and id(node) not in self.proven:
             site = self.site(Site("oob", self.where(node), name, access, 2))
             self.check(b.and_(self._in_range(x, w), self._in_range(y, h)), site, [x, y])
         lanes = self.decls[name].type.lanes
@@ -825,7 +1037,7 @@ class Codegen:
         b = self.b
         decl = self.decls[name]
         shape = decl.type.shape
-        if self.spec.checked:
+        if self.spec.checked and id(node) not in self.proven:
             site = self.site(Site("oob", self.where(node), name, access, len(shape)))
             ok = None
             for i, dim in zip(indices, shape):
