@@ -165,7 +165,7 @@ def from_json(data: Any, where: str = "<ir>") -> Module:
     if data.get("format") != IR_FORMAT:
         raise reader.fail("$.format", f"not an {IR_FORMAT} file (format {data.get('format')!r})")
     version = data.get("version")
-    if version != IR_VERSION:
+    if type(version) is not int or version != IR_VERSION:  # True and 1.0 are not 1
         raise IRError(
             f"IR version {version!r} is not supported (this Xenovectra reads version {IR_VERSION})",
             where=f"{where}: $.version",

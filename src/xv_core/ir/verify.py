@@ -17,7 +17,7 @@ from xv_core.ir.nodes import (
     STATEMENTS, BOOL, I32, VOID, Decl, Kernel, Module, Node, Op, Type,
 )
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # used with fullmatch: "$" admits "\n"
 MAX_WORKGROUP = 1024
 MAX_SHARED_BYTES = 1 << 20
 _SIZES = {"bool": 1, "i32": 4, "u32": 4, "f32": 4, "f64": 8}
@@ -37,7 +37,7 @@ class _KernelVerifier:
     # -- declarations ---------------------------------------------------------
     def check_decls(self) -> None:
         k = self.kernel
-        if not isinstance(k.name, str) or not _NAME.match(k.name):
+        if not isinstance(k.name, str) or not _NAME.fullmatch(k.name):
             raise self.fail(self.path + ".name", f"invalid kernel name {k.name!r}")
         if k.workgroup is not None:
             if any(n < 1 for n in k.workgroup) or math.prod(k.workgroup) > MAX_WORKGROUP:
@@ -48,7 +48,7 @@ class _KernelVerifier:
         for group, decls in (("params", k.params), ("decls", k.decls)):
             for i, d in enumerate(decls):
                 p = f"{self.path}.{group}[{i}]"
-                if not _NAME.match(d.name):
+                if not _NAME.fullmatch(d.name):
                     raise self.fail(p + ".name", f"invalid name {d.name!r}")
                 if d.name in self.decls:
                     raise self.fail(p + ".name", f"{d.name!r} is declared twice")
@@ -284,7 +284,7 @@ class _KernelVerifier:
         self.stmt(node, path, labels)
 
     def new_label(self, label: object, path: str, labels: dict[str, Op], op: Op) -> dict[str, Op]:
-        if not isinstance(label, str) or not _NAME.match(label):
+        if not isinstance(label, str) or not _NAME.fullmatch(label):
             raise self.fail(path, f"invalid label {label!r}")
         if label in labels:
             raise self.fail(path, f"label {label!r} is already in use by an enclosing statement")
@@ -305,11 +305,36 @@ def _value_fits(value: object, kind: str) -> bool:
     if kind == "u32":
         return isinstance(value, int) and 0 <= value < (1 << 32)
     if kind in ("f32", "f64"):
-        return isinstance(value, (int, float))
+        if not isinstance(value, (int, float)):
+            return False
+        try:
+            as_float = float(value)
+        except OverflowError:  # an integer beyond any float
+            return False
+        # A finite constant must stay finite in its type; inf and nan are written as such.
+        limit = 3.4028234663852886e38 if kind == "f32" else 1.7976931348623157e308
+        return not math.isfinite(as_float) and isinstance(value, float) or abs(as_float) <= limit
     return False
 
 
+#: Python frames a tree walk may need per IR level (verifier, interpreter, code generators).
+FRAMES_PER_LEVEL = 16
+
+
+def _ensure_recursion_headroom() -> None:
+    """Verified IR may nest MAX_DEPTH levels, and every consumer of it walks the tree
+    recursively: make sure Python's recursion limit admits that, once per process."""
+    import sys
+
+    from xv_core.ir.nodes import MAX_DEPTH
+
+    needed = FRAMES_PER_LEVEL * MAX_DEPTH + 1000
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
+
+
 def verify_kernel(kernel: Kernel, where: str = "<ir>", path: str = "$") -> None:
+    _ensure_recursion_headroom()
     v = _KernelVerifier(kernel, where, path)
     v.check_decls()
     v.body(kernel.body, path + ".body", {})
