@@ -60,8 +60,8 @@ def test_comparisons_of_bools(run, tmp_path):
 
 
 def test_f32_constant_beyond_the_f32_range(run, tmp_path, request):
-    """1e300 is a valid constant for the verifier (any float for f32); as an f32 it is
-    infinity, which is what the interp stores."""
+    """1e300 is no f32. Either the loader refuses it (IRError), or it runs as infinity, which
+    is what the interp makes of it."""
     jit_xfail(request, run.backend, "xv_cpu jit: an f32 constant beyond the f32 range (1e300 in a "
                                     ".xvir) crashes code generation: OverflowError 'float too "
                                     "large to pack with f format'")
@@ -69,8 +69,11 @@ def test_f32_constant_beyond_the_f32_range(run, tmp_path, request):
                                    store("o", ["add", "i32", None, [GID, const(4, "i32")], 1],
                                          const(-1e300, "f32"))],
                         [("o", "buffer<f32>")])
-    with np.errstate(over="ignore"):
-        out = run(str(path), {"o": np.zeros(8, np.float32)}, global_size=4, block=4)
+    try:
+        with np.errstate(over="ignore"):
+            out = run(str(path), {"o": np.zeros(8, np.float32)}, global_size=4, block=4)
+    except IRError:
+        return
     np.testing.assert_array_equal(out["o"], [np.inf] * 4 + [-np.inf] * 4)
 
 

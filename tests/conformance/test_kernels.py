@@ -327,6 +327,7 @@ def test_atomic_minmax_sub(run):
     vals = r.choice(np.arange(-1000, 1001), n, replace=False).astype(i32)
     out = run("atomic_minmax_sub.xvk", {
         "vals": vals, "acc": np.array([0, 0, 7], i32), "old_min": np.zeros(n, i32),
+        "old_max": np.zeros(n, i32), "old_sub": np.zeros(n, u32),
         "uacc": np.array([0xFFFFFFFF, 0, 10], u32), "facc": np.array([0, 0, 100], f32),
     }, global_size=n, block=32)
     lo = min(0, int(vals.min()))
@@ -335,13 +336,21 @@ def test_atomic_minmax_sub(run):
     assert_array_equal(out["uacc"], [flipped.min(), flipped.max(), (10 - n) % 2**32])
     assert_array_equal(out["facc"], [min(0.0, vals.min() * 0.25), max(0.0, vals.max() * 0.25),
                                      100 - 0.75 * n])
-    # What holds for the old values of atomic_min in every order: each is the initial value
-    # or some item's value, none is below the final minimum, the first item applied saw the
-    # initial value, and the item holding the minimum saw something larger.
+    # What holds for the old values of atomic_min (and max) in every order: each is the
+    # initial value or some item's value, none is beyond the final minimum, the first item
+    # applied saw the initial value, and the item holding the minimum saw something larger.
     old = out["old_min"]
     assert set(old.tolist()) <= set(vals.tolist()) | {0}
     assert (old >= lo).all() and 0 in old
     assert old[np.argmin(vals)] > lo
+    hi = max(0, int(vals.max()))
+    old = out["old_max"]
+    assert set(old.tolist()) <= set(vals.tolist()) | {0}
+    assert (old <= hi).all() and 0 in old
+    assert old[np.argmax(vals)] < hi
+    # atomic_sub of 1 from every item: the old values are the counter's successive values,
+    # wrapping below zero.
+    assert_array_equal(np.sort(out["old_sub"]), np.sort((10 - np.arange(n)) % 2**32))
 
 
 def test_atomic_xchg(run):
