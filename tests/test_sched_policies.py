@@ -135,3 +135,34 @@ def test_policies_choose_as_documented():
     assert EarliestFinish().choose(tile, candidates(1.0, 1.0)) == 0  # then fabric order
     assert RoundRobin().choose(tile, candidates(1.0, 1.0, 1.0)) == 5 % 3
     assert Locality().choose(tile, candidates(1.0, 5.0, 2.0, moved=[100, 0, 0])) == 2
+
+
+def test_the_area_bound_is_work_over_throughput_and_below_the_relaxation():
+    from xv_core.runtime.model import _area_bound
+
+    rng = np.random.default_rng(5)
+    lanes = [2, 1, 4]
+    # tiles that differ only in size (related machines): exactly total work / total throughput
+    work, speed = rng.random(50) + 1, np.array([1.0, 0.05, 0.6])
+    times = work[:, None] / speed[None, :]
+    assert _area_bound(times.tolist(), lanes) == pytest.approx(
+        work.sum() / float(np.dot(lanes, speed)), rel=1e-12)
+    # unrelated tiles: never above the fractional optimum, and close to it
+    linprog = pytest.importorskip("scipy.optimize").linprog
+    for _ in range(5):
+        t = rng.random((30, 3)) * np.array([1.0, 20.0, 2.0]) + 0.1
+        n, m = t.shape
+        # variables: x[i, c] then T; minimise T
+        cost = np.zeros(n * m + 1)
+        cost[-1] = 1
+        eq = np.zeros((n, n * m + 1))
+        for i in range(n):
+            eq[i, i * m:(i + 1) * m] = 1
+        ub = np.zeros((m, n * m + 1))
+        for c in range(m):
+            ub[c, c:n * m:m] = t[:, c]
+            ub[c, -1] = -lanes[c]
+        best = linprog(cost, A_ub=ub, b_ub=np.zeros(m), A_eq=eq, b_eq=np.ones(n)).fun
+        bound = _area_bound(t.tolist(), lanes)
+        assert bound <= best * (1 + 1e-9)
+        assert bound >= 0.95 * best

@@ -39,11 +39,11 @@ beside the makespan.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 
 from xv_core.events import TransferEvent
 from xv_core.runtime.footprint import TileFootprint
@@ -287,7 +287,7 @@ class FabricModel:
         needs: list[_Need] = []
         for number, page in enumerate(buf.pages):
             needs.extend(self._needs(buf, number, page, HOST))
-        acts, _ = self._move(needs, HOST, f"r{self._reads}", book=True)
+        acts, _ = self._move(needs, HOST, f"r{self._reads}")
         self._readbacks.extend(acts)
 
     # -- placing a dispatch ----------------------------------------------------
@@ -338,7 +338,7 @@ class FabricModel:
             cand = candidates[choice]
             needs, local = options[choice]
             node = self.node_of[cand.component]
-            moved, _ = self._move(needs, node, f"s{step}/t{tile.index}", book=True)
+            moved, _ = self._move(needs, node, f"s{step}/t{tile.index}")
             record.transfers.extend(moved)
             after = {id(a): a for a in moved}
             for act in local + waits:
@@ -426,8 +426,8 @@ class FabricModel:
     def _busy(self, route: Any) -> float:
         return max((self._link_free.get(hop, 0.0) for hop in route.hops), default=0.0)
 
-    def _move(self, needs: Sequence[_Need], node: str, tag: str,
-              *, book: bool) -> tuple[list[Activity], float]:
+    def _move(self, needs: Sequence[_Need], node: str,
+              tag: str) -> tuple[list[Activity], float]:
         """Submit the transfers of ``needs`` to ``node``: one per run of consecutive pages of
         a buffer from one source that wait for the same activities.  The pages then have a
         copy on ``node``."""
@@ -449,9 +449,8 @@ class FabricModel:
             ready = max(self._base, max(n.held[1] for n in run))
             start = max(ready, self._busy(route))
             end = start + latency + nbytes * per_byte
-            if book:
-                for hop in route.hops:
-                    self._link_free[hop] = start + nbytes * per_byte
+            for hop in route.hops:  # booked for the estimates of later placements
+                self._link_free[hop] = start + nbytes * per_byte
             label = (f"{tag}/{first.buffer}/p{first.page}" +
                      (f"-{last.page}" if last.page != first.page else "") +
                      f"/{first.source}>{node}")
@@ -583,19 +582,20 @@ def _area_bound(times: Sequence[Sequence[float]], lanes: Sequence[int],
     component's throughput share (exact when tiles differ only by size: total work / total
     throughput), then move pairwise while the bound grows.
     """
-    if not times:
+    if not len(times):
         return 0.0
-    n = len(lanes)
-    totals = [sum(t[c] for t in times) for c in range(n)]
-    if any(total <= 0 for total in totals):
+    t = np.asarray(times, dtype=np.float64)
+    lane = np.asarray(lanes, dtype=np.float64)
+    totals = t.sum(axis=0)
+    if np.any(totals <= 0):
         return 0.0
-    inv = [lanes[c] / totals[c] for c in range(n)]
-    y = [(1.0 / totals[c]) / sum(inv) for c in range(n)]
+    y = (1.0 / totals) / float(np.sum(lane / totals))
 
-    def value(w: Sequence[float]) -> float:
-        return sum(min(t[c] * w[c] for c in range(n)) for t in times)
+    def value(w: np.ndarray) -> float:
+        return float((t * w).min(axis=1).sum())
 
     best = value(y)
+    n = len(lanes)
     step = 0.25
     for _ in range(rounds):
         improved = False
@@ -604,10 +604,10 @@ def _area_bound(times: Sequence[Sequence[float]], lanes: Sequence[int],
                 if a == b or y[b] <= 0:
                     continue
                 # Move weight from b to a, keeping sum(lanes * y) == 1.
-                delta = step * y[b] * lanes[b]
-                trial = list(y)
-                trial[b] -= delta / lanes[b]
-                trial[a] += delta / lanes[a]
+                delta = step * y[b] * lane[b]
+                trial = y.copy()
+                trial[b] -= delta / lane[b]
+                trial[a] += delta / lane[a]
                 v = value(trial)
                 if v > best * (1 + 1e-12):
                     y, best, improved = trial, v, True
