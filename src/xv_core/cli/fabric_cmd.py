@@ -152,8 +152,8 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
              "block": list(s.launch.block), "tiles": len(s.dispatch.tiles),
              "tiles_per_component": s.dispatch.tiles_per_component(),
              "wall_s": s.dispatch.wall_s, "ops": s.dispatch.work.ops,
-             "bytes_read": s.dispatch.work.bytes_read, "bytes_written": s.dispatch.work.bytes_written,
-             **span(s)}
+             "bytes_read": s.dispatch.work.bytes_read,
+             "bytes_written": s.dispatch.work.bytes_written, **span(s)}
             for s in result.steps
         ],
         "links": timing.get("links", {}),

@@ -27,10 +27,10 @@ wrote it and which read it since.  The runtime drives it, per dispatch:
 Host reads (:meth:`host_read`) add read-back transfers; host writes (:meth:`host_write`) put
 new contents on the host.  Transfers for a tile start as soon as their data exists and the
 transfers placed before them between the same two nodes are done (one copy queue per pair of
-nodes), while the component still computes earlier tiles: transfers overlap compute.  The timeline runs lazily
-(:meth:`report`); its times never depend on wall time or thread timing (tags are
-``s<dispatch>/t<tile>...``), so the same fabric and job give the same timeline, event for event,
-whatever the number of worker threads.
+nodes), while the component still computes earlier tiles: transfers overlap compute.  The
+timeline runs lazily (:meth:`report`); its times never depend on wall time or thread timing
+(tags are ``s<dispatch>/t<tile>...``), so the same fabric and job give the same timeline, event
+for event, whatever the number of worker threads.
 
 ``docs/scheduling.md`` explains the estimates, the dependencies and the lower bound reported
 beside the makespan.
