@@ -125,18 +125,14 @@ def run_tiny(module: Module) -> str:
     return outcome
 
 
-#: Bugs this fuzzing found, each with a strict-xfail repro; until they are fixed the property
-#: tolerates them (and only them: same exception, raised in the same file) so that it goes on
-#: finding others. Remove an entry when its repro starts passing.
-KNOWN_BUGS = [
-    # test_deep_expression_within_the_verifiers_limit: the interp compiles nodes recursively,
-    # several Python frames per IR level, so IR nested close to the verifier's MAX_DEPTH (256)
-    # overflows Python's stack while the kernel is prepared.
-    ("interp recursion on deep IR", RecursionError, "xv_cpu/interp/"),
-    # tests/conformance/test_ir_edges.py::test_integer_constant_beyond_the_float_range: the
-    # verifier accepts any integer as an f32/f64 constant; 10**400 cannot become a float.
-    ("interp OverflowError on a huge integer constant", OverflowError, "xv_cpu/interp/alu.py"),
-]
+#: Bugs this fuzzing found and that are still open, each with a strict-xfail repro: until they
+#: are fixed the property tolerates them (and only them: same exception, raised in the same
+#: file) so that it goes on finding others. Entries are (label, exception type, file part), e.g.
+#: ("interp recursion on deep IR", RecursionError, "xv_cpu/interp/"). The ones found so far
+#: (deep IR overflowing the interp's stack, integer constants beyond any float, version true
+#: or 1.0, names with a trailing newline) are fixed in the verifier; their repros stay below as
+#: regression tests.
+KNOWN_BUGS: list[tuple[str, type[BaseException], str]] = []
 
 
 def known_bug(exc: BaseException) -> str | None:
@@ -479,9 +475,6 @@ def deep_expression_module(depth: int) -> str:
         "body": ["block", "void", None, [store], 2]}]})
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="xv_cpu interp: preparing verified IR nested ~200+ levels deep (the "
-                          "verifier allows 256) overflows Python's stack: RecursionError")
 def test_deep_expression_within_the_verifiers_limit(tmp_path: Path) -> None:
     import xv_core as xv
 
@@ -503,13 +496,8 @@ def deep_json(levels: int) -> str:
     (b"\xff\xfe\x00", "not a valid .xvir file"),
     (deep_json(100_000), "not a valid .xvir file"),
     ('{"format": "xvir", "version": 2, "kernels": []}', "IR version 2 is not supported"),
-    pytest.param('{"format": "xvir", "version": true, "kernels": []}',
-                 "IR version True is not supported", marks=pytest.mark.xfail(
-                     strict=True, reason="xv_core.ir.serial: version true is accepted as 1 "
-                                         "(True == 1 in Python)")),
-    pytest.param('{"format": "xvir", "version": 1.0, "kernels": []}',
-                 "IR version 1.0 is not supported", marks=pytest.mark.xfail(
-                     strict=True, reason="xv_core.ir.serial: version 1.0 is accepted as 1")),
+    ('{"format": "xvir", "version": true, "kernels": []}', "IR version True is not supported"),
+    ('{"format": "xvir", "version": 1.0, "kernels": []}', "IR version 1.0 is not supported"),
     ('{"format": "elf", "version": 1, "kernels": []}', "not an xvir file"),
     ('[1, 2, 3]', "expected a JSON object"),
 ])
@@ -519,9 +507,6 @@ def test_sharp_edges(data: str | bytes, message: str) -> None:
     assert message in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="xv_core verifier: names are matched with ^...$, and $ "
-                                      "also matches before a trailing newline, so 'y\\n' passes "
-                                      "as a name (use re.fullmatch or \\Z)")
 def test_a_name_with_a_trailing_newline_is_refused() -> None:
     doc = json.loads(SEED_TEXTS[0])
     doc["kernels"][0]["name"] += "\n"
