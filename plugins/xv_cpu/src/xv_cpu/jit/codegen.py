@@ -118,6 +118,7 @@ class Codegen:
         self.item: _Item | None = None
         self.mult: ir.Value | None = None  # group level: counts multiply by live items
         self.proven: set[int] = set()  # accesses whose bounds a region's pre-check proved
+        self._before: Node | None = None  # the statement before the one being emitted
         self.counting = True
         self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
 
@@ -152,13 +153,51 @@ class Codegen:
         return fn
 
     def count(self, slot: int, n: int) -> None:
+        """Count work: per work item into 32-bit counters (cheap in vectorised loops),
+        which :meth:`flush` adds to the tile's 64-bit totals after each row of items and
+        in every per-item loop that may run long; at group level straight into the totals,
+        once per live item."""
         if not self.counting or n == 0:
+            return
+        if self.item is not None:
+            ptr = self.item_counters[slot]
+            self.b.store(self.b.add(self.b.load(ptr), ir.Constant(I32, n)), ptr)
             return
         ptr = self.counters[slot]
         amount: ir.Value = ir.Constant(I64, n)
         if self.mult is not None:
             amount = self.b.mul(amount, self.mult)
         self.b.store(self.b.add(self.b.load(ptr), amount), ptr)
+
+    def flush(self) -> None:
+        b = self.b
+        for total, part in zip(self.counters, self.item_counters):
+            b.store(b.add(b.load(total), b.zext(b.load(part), I64)), total)
+            b.store(ir.Constant(I32, 0), part)
+
+    @staticmethod
+    def short_loop(node: Node, before: Node | None) -> bool:
+        """A counted loop with at most a few thousand iterations and no loop inside
+        (``k = 0; while (k < 16) {...; k = k + 1}``): its work fits the 32-bit counters."""
+
+        def small_const(n: Node) -> bool:
+            return n.op is Op.CONST and n.type.kind == "i32" and abs(int(n.arg)) <= 1024
+
+        cond, body, step = node.args
+        if any(n.op is Op.LOOP for n in walk(body)) or cond.op not in (Op.LT, Op.LE, Op.GT,
+                                                                        Op.GE, Op.NE):
+            return False
+        var, bound = cond.args
+        if var.op is not Op.VAR or not small_const(bound):
+            return False
+        if before is None or before.op is not Op.ASSIGN or before.arg != var.arg \
+                or not small_const(before.args[0]):
+            return False
+        if len(step.args) != 1 or step.args[0].op is not Op.ASSIGN or step.args[0].arg != var.arg:
+            return False
+        inc = step.args[0].args[0]
+        return (inc.op in (Op.ADD, Op.SUB) and inc.args[0].op is Op.VAR
+                and inc.args[0].arg == var.arg and small_const(inc.args[1]))
 
     def where(self, node: Node) -> str:
         line = node.line or self.line
@@ -232,6 +271,9 @@ class Codegen:
         self.counters = [b.alloca(I64) for _ in range(3)]
         for c in self.counters:
             b.store(ir.Constant(I64, 0), c)
+        self.item_counters = [b.alloca(I32) for _ in range(3)]
+        for c in self.item_counters:
+            b.store(ir.Constant(I32, 0), c)
         self.slots: dict[str, ir.Value] = {}
         for d in self.kernel.decls:
             if d.space == LOCAL and d.type.is_scalar:
@@ -495,8 +537,11 @@ class Codegen:
                 value = self.tag(b.load(b.gep(self.context[name], [wi])), f"x.{name}")
                 b.store(self.from_memory(value, self.decls[name].type.kind), self.slots[name])
             self.item = _Item((b.trunc(lx, I32), b.trunc(ly, I32), b.trunc(lz, I32)), wi, ret)
+            before = None
             for s in body:
+                self._before = before
                 self.stmt(s, {})
+                before = s
             if not self.terminated():
                 for name in saved_out:
                     value = self.to_memory(b.load(self.slots[name]), self.decls[name].type.kind)
@@ -517,7 +562,7 @@ class Codegen:
             # ``if (local_id.x < n) {...}`` as the whole region: the x loop runs over the
             # items that pass the test only (tree reductions, ``if (lid == 0)``).  The test
             # is still counted once per live item, as interp evaluates it.
-            x_range = self._x_range(*guard[:3])
+            x_range = self._x_range(guard[0], guard[1], guard[2], guard[4])
             body = [guard[3]]
 
         def x_loop(ly: ir.Value, lz: ir.Value) -> None:
@@ -526,6 +571,7 @@ class Codegen:
             else:
                 lo, hi = x_range
                 self.counted_loop(b.sub(hi, lo), lambda i: item(b.add(lo, i), ly, lz))
+            self.flush()
 
         def items() -> None:
             self.counted_loop(bz, lambda lz: self.counted_loop(by, lambda ly: x_loop(ly, lz)))
@@ -549,27 +595,44 @@ class Codegen:
         b.branch(merge)
         b.position_at_end(merge)
 
-    def _is_local_x(self, node: Node) -> bool:
+    def _x_offset(self, node: Node) -> Node | None:
+        """``node`` as local_id.x + c for a group value c: c as a node (CONST 0 for the
+        local id itself), else None.  Only local and global ids (and locals recomputed from
+        them) qualify, so that the sum cannot wrap: a global id is less than 2**31."""
         if node.op is Op.VAR and node.arg in self.plan.remat:
-            return self._is_local_x(self.plan.remat[node.arg])
-        return node.op is Op.SPECIAL and node.arg == "local_id.x"
+            return self._x_offset(self.plan.remat[node.arg])
+        if node.op is Op.SPECIAL and node.arg == "local_id.x":
+            return Node.const(0, node.type)
+        if node.op is Op.SPECIAL and node.arg == "global_id.x":
+            return node  # the base is computed from the group id (see _x_range)
+        return None
 
-    def _x_guard(self, stmts: list[Node]) -> tuple[Op, Node, bool, Node] | None:
-        """(comparison, bound, x on the left, then block) when the region is one ``if``
-        without else comparing local_id.x with a value the same for the whole group."""
+    def _x_guard(self, stmts: list[Node]) -> tuple[Op, Node, bool, Node, Node] | None:
+        """(comparison, bound, x on the left, then block, offset) when the region is one
+        ``if`` without else comparing local_id.x (or global_id.x) with a group value."""
+        # Assignments of recomputed locals without arithmetic can go: nothing reads the
+        # locals (reads recompute them) and they count no work.
+        stmts = [s for s in stmts if not (
+            s.op is Op.ASSIGN and s.arg in self.plan.remat
+            and not any(n.op in _ALU for n in walk(s.args[0])))]
         if len(stmts) != 1 or stmts[0].op is not Op.IF or stmts[0].args[2].args:
             return None
         cond = stmts[0].args[0]
         if cond.op not in (Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ) or cond.args[0].type.kind != "i32":
             return None
         for k in (0, 1):
-            if self._is_local_x(cond.args[k]) and self._pure_group(cond.args[1 - k]):
-                return cond.op, cond.args[1 - k], k == 0, stmts[0].args[1]
+            offset = self._x_offset(cond.args[k])
+            if offset is not None and self._pure_group(cond.args[1 - k]):
+                return cond.op, cond.args[1 - k], k == 0, stmts[0].args[1], offset
         return None
 
-    def _x_range(self, op: Op, bound_node: Node, x_left: bool) -> tuple[ir.Value, ir.Value]:
+    def _x_range(self, op: Op, bound_node: Node, x_left: bool,
+                 offset: Node) -> tuple[ir.Value, ir.Value]:
         b = self.b
         u = b.sext(self.group_expr(bound_node), I64)
+        if offset.op is Op.SPECIAL:  # global_id.x = group_id.x * block.x + local_id.x
+            base = b.mul(b.sext(self.group[0], I64), ir.Constant(I64, self.spec.block[0]))
+            u = b.sub(u, base)
         saved, self.mult = self.mult, self.live()
         self.count(OUT_OPS, 1)  # the comparison, once per live item
         self.mult = saved
@@ -1095,8 +1158,11 @@ class Codegen:
             if node.arg is not None:
                 end = self.new_block()
                 inner = {**labels, node.arg: (end, None)}
+            before = None
             for s in node.args:
+                self._before = before
                 self.stmt(s, inner)
+                before = s
             if end is not None:
                 if not self.terminated():
                     b.branch(end)
@@ -1141,6 +1207,7 @@ class Codegen:
                     b.branch(merge)
             b.position_at_end(merge)
         elif op is Op.LOOP:
+            short = self.short_loop(node, self._before)
             head, body, step, exit_ = (self.new_block() for _ in range(4))
             b.branch(head)
             b.position_at_end(head)
@@ -1154,6 +1221,8 @@ class Codegen:
             # A continue inside the step goes on to the condition.
             self.stmt(node.args[2], {**labels, node.arg: (exit_, head)})
             if not self.terminated():
+                if not short:
+                    self.flush()  # a long loop could overflow the 32-bit counters
                 b.branch(head)
             b.position_at_end(exit_)
         elif op is Op.BREAK:
