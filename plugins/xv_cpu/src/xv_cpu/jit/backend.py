@@ -13,6 +13,7 @@ import ctypes
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,36 @@ class Compiled:
     fn: Any  # the ctypes function
 
 
+_addresses: dict[int, tuple[Any, int]] = {}
+
+
 def _address(arr: np.ndarray) -> int:
-    return arr.__array_interface__["data"][0]
+    """The address of an array's data, remembered per array object (asking numpy costs
+    microseconds, and the same arrays come back dispatch after dispatch)."""
+    hit = _addresses.get(id(arr))
+    if hit is not None and hit[0]() is arr:
+        return hit[1]
+    addr = arr.__array_interface__["data"][0]
+    if len(_addresses) > 4096:
+        _addresses.clear()
+    try:
+        _addresses[id(arr)] = (weakref.ref(arr), addr)
+    except TypeError:  # not weakly referenceable: not remembered
+        pass
+    return addr
+
+
+class _ThreadState:
+    """Per thread: the argument words, the grid, the out slots and scratch memory, kept
+    from tile to tile with their addresses."""
+
+    def __init__(self, slots: int):
+        self.words = np.zeros(max(slots, 1), np.int64)
+        self.grid = np.zeros(3, np.int64)
+        self.out = np.zeros(OUT_SLOTS, np.int64)
+        self.addresses = (_address(self.words), _address(self.grid), _address(self.out))
+        self.scratch = np.empty(0, np.uint8)
+        self.scratch_address = 0
 
 
 class PreparedJitKernel:
@@ -84,6 +113,8 @@ class PreparedJitKernel:
             log.info("jit runs kernel on the interpreter", kernel=kernel.name, why=self.plan.why)
             self._fallback = PreparedInterpKernel(kernel)
         self._ir = ir.dumps(Module((kernel,)))
+        self._slots = sum(1 if p.type.is_scalar else (2 if p.type.kind == "buffer" else 3)
+                          for p in kernel.params)
         self.decls = {d.name: d for d in kernel.all_decls()}
 
     @property
@@ -169,12 +200,17 @@ class PreparedJitKernel:
                     private[name] = np.full_like(target, info.max if merge == "min" else info.min)
         spec = Spec(launch.block, self.backend.checked, tuple(sorted(private)))
         compiled = self.compiled(spec)
-        words = self._pack(bind, private)
-        scratch = self._scratch(compiled.meta.scratch_bytes)
-        out = np.zeros(OUT_SLOTS, np.int64)
-        grid = np.array(launch.grid, np.int64)
-        rc = compiled.fn(_address(words), tile.first_group, tile.group_count, _address(grid),
-                         _address(scratch), _address(out))
+        state = self._state()
+        self._pack(bind, args, private, state.words)
+        state.grid[:] = launch.grid
+        out = state.out
+        out[:] = 0
+        if len(state.scratch) < compiled.meta.scratch_bytes:
+            state.scratch = np.empty(compiled.meta.scratch_bytes, np.uint8)
+            state.scratch_address = _address(state.scratch)
+        words_at, grid_at, out_at = state.addresses
+        rc = compiled.fn(words_at, tile.first_group, tile.group_count, grid_at,
+                         state.scratch_address, out_at)
         if private:
             with ATOMICS_LOCK:  # the merge is the tile's atomic update of the real buffer
                 for name, copy in private.items():
@@ -184,7 +220,14 @@ class PreparedJitKernel:
             raise self._error(compiled.meta.sites[int(out[OUT_SITE])], out, bind)
         return TileWork(ops=int(out[0]), bytes_read=int(out[1]), bytes_written=int(out[2]))
 
-    def _pack(self, bind: Bindings, private: Mapping[str, np.ndarray]) -> np.ndarray:
+    def _state(self) -> _ThreadState:
+        state = getattr(self._tls, "state", None)
+        if state is None:
+            state = self._tls.state = _ThreadState(self._slots)
+        return state
+
+    def _pack(self, bind: Bindings, args: Mapping[str, Any], private: Mapping[str, np.ndarray],
+              into: np.ndarray) -> None:
         words: list[int] = []
         for p in self.kernel.params:
             t = p.type
@@ -197,20 +240,15 @@ class PreparedJitKernel:
                 else:
                     words.append(int(v) & 0xFFFFFFFF)  # the function reads the low 32 bits
                 continue
-            arr = private.get(p.name, bind.flat[p.name])
-            words.append(_address(arr))
+            # The caller's array (the same object dispatch after dispatch) has the address
+            # of its flat view, and its address is remembered.
+            arr = private.get(p.name)
+            words.append(_address(arr if arr is not None else args[p.name]))
             if t.kind == "buffer":
                 words.append(bind.length[p.name])
             else:
                 words += [bind.width[p.name], bind.height[p.name]]
-        return np.array(words, np.uint64).view(np.int64)
-
-    def _scratch(self, nbytes: int) -> np.ndarray:
-        """Working memory for this thread (the generated code zeroes what it needs)."""
-        buf = getattr(self._tls, "scratch", None)
-        if buf is None or len(buf) < nbytes:
-            buf = self._tls.scratch = np.empty(nbytes, np.uint8)
-        return buf
+        into[:len(words)] = np.array(words, np.uint64).view(np.int64)
 
     def _error(self, site: Site, out: np.ndarray, bind: Bindings) -> KernelRuntimeError:
         gid = [int(out[OUT_GID + a]) for a in range(3)]
