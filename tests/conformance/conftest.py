@@ -10,10 +10,13 @@ the whole suite) and, through the ``geometry`` parameter, twice per backend:
 * ``many-tiles``: the scheduler's minimum tile size lowered to one work item, so every dispatch
   of more than one workgroup is split into several tiles that the fabric's worker threads run
   concurrently (tiles see each other only through buffers and atomics, as workgroups do).
+
+``XV_CONFORMANCE_BACKENDS=jit`` (comma-separated) restricts the run to some backends.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,14 @@ from xv_core.runtime.api import DispatchResult, Fabric
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples" / "kernels"
 BACKENDS = tuple(load_plugins().backends.names())
+# XV_CONFORMANCE_BACKENDS=jit,interp runs the suite on those backends only.
+_CHOSEN = [b for b in os.environ.get("XV_CONFORMANCE_BACKENDS", "").split(",") if b]
+if _CHOSEN:
+    _unknown = sorted(set(_CHOSEN) - set(BACKENDS))
+    if _unknown:
+        raise pytest.UsageError(f"XV_CONFORMANCE_BACKENDS names unknown backends {_unknown} "
+                                f"(installed: {', '.join(BACKENDS)})")
+    BACKENDS = tuple(_CHOSEN)
 GEOMETRIES = ("one-tile", "many-tiles")
 
 
