@@ -77,6 +77,42 @@ def run_xv(w: Workload, backend: str, inputs: dict[str, np.ndarray], runs: int) 
     return statistics.median(times), why
 
 
+def run_backend_only(w: Workload, backend: str, inputs: dict[str, np.ndarray],
+                     runs: int) -> tuple[float, str | None]:
+    """The backend alone: the same tiles as a dispatch, run by the prepared kernel on one
+    thread per core, without the runtime's planning, paging and timing model around them.
+    The difference to the row above is what a dispatch costs beyond the backend's work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xv_core.plugins import load_plugins
+    from xv_core.runtime.api import launch_geometry
+    from xv_core.runtime.args import scalar_value
+    from xv_core.runtime.scheduler import make_tiles
+    from xv_dsl import compile_file
+
+    module = compile_file(KERNELS / w.kernel_file)
+    kernel = module.kernel(w.kernel_name) if w.kernel_name else module.kernels[0]
+    launch = launch_geometry(kernel, **w.launch)
+    workers = os.cpu_count() or 1
+    tiles = make_tiles(launch, workers)
+    prepared = load_plugins().backends.get(backend).factory().prepare(kernel)
+    arrays = {k: v.copy() for k, v in inputs.items()}
+    args = {**{p.name: scalar_value(p.type.kind, w.scalars[p.name]) for p in kernel.params
+               if p.type.is_scalar}, **arrays}
+    with ThreadPoolExecutor(workers) as pool:
+        def reset() -> None:
+            for name in w.outputs:
+                arrays[name][...] = inputs[name]
+
+        def once() -> None:
+            for f in [pool.submit(prepared.run_tile, t, args) for t in tiles]:
+                f.result()
+
+        times = timed(once, runs, reset)
+    why = check(w, {name: arrays[name] for name in w.outputs}, w.reference(inputs))
+    return statistics.median(times), why
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="timed runs after a warm-up (>= 5)")
@@ -114,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
             ratio = rate / first_peer if first_peer else None
             rows.append((w.name, f"xenovectra {backend}", w.unit, rate, ratio, why or ""))
             failed |= why is not None
-        print_rows(rows[-(len(w.peers) + len(backends)):])
+            if backend == "jit":
+                t, why = run_backend_only(w, backend, {k: v.copy() for k, v in inputs.items()},
+                                          opts.runs)
+                rate = w.amount / t
+                ratio = rate / first_peer if first_peer else None
+                rows.append((w.name, "jit backend only", w.unit, rate, ratio, why or ""))
+                failed |= why is not None
+        print_rows(rows[-(len(w.peers) + len(backends) + ("jit" in backends)):])
     extras: list[str] = []
     if not only or "dispatch" in only:
         extras += dispatch_overhead(backends, opts.runs)
