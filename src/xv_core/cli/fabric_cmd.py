@@ -143,6 +143,7 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
         "wall_s": result.wall_s,
         "virtual_s": timing.get("virtual_s", 0.0),
         "compile_s": result.compile_s,
+        "native_compile": result.native,
         "scheduler": timing.get("scheduler"),
         "bus": timing.get("bus"),
         "clock": timing.get("clock"),
@@ -179,6 +180,10 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
     typer.echo(f"  kernels loaded in {result.compile_s * 1e3:.1f} ms; "
                f"wall time {result.wall_s * 1e3:.1f} ms; virtual time "
                f"{_ms(summary['virtual_s'])} ms")
+    native = result.native
+    if native.get("compiles") or native.get("cache_hits"):
+        typer.echo(f"  native code: {native['compiles']} compiled in "
+                   f"{native['compile_s'] * 1e3:.1f} ms, {native['cache_hits']} from the cache")
     for line in timing_lines(summary):
         typer.echo(line)
     from xv_core.cli.vram_cmd import summary_lines

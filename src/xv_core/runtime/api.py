@@ -433,6 +433,18 @@ class Fabric:
         report["scheduler"] = self.scheduler
         return report
 
+    def native_compile(self) -> dict[str, Any]:
+        """What backends that compile (``jit``) spent on the kernels prepared so far:
+        ``compile_s`` seconds compiling, ``compiles`` kernels compiled, ``cache_hits`` loaded
+        from their cache instead.  A prepared kernel reports these as attributes."""
+        total: dict[str, Any] = {"compile_s": 0.0, "compiles": 0, "cache_hits": 0}
+        with self._context._lock:
+            prepared = [p for _, p in self._context._prepared.values()]
+        for p in prepared:
+            for key in total:
+                total[key] += getattr(p, key, 0)
+        return total
+
     # -- lifetime -------------------------------------------------------------------
     def close(self) -> None:
         for comp in list(self.components.values()):

@@ -47,6 +47,9 @@ class JobResult:
     #: The modelled timeline of the job (``Fabric.timing_report()``): virtual time, links,
     #: components, the lower bound, and each dispatch's span under ``steps``.
     timing: dict[str, Any] = attrs.field(factory=dict)
+    #: Native compilation during the job (``Fabric.native_compile()``): ``compile_s``,
+    #: ``compiles``, ``cache_hits``.
+    native: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -150,7 +153,7 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
     outputs = {name: _display(path) for name, path in paths.items()}
     wall = time.perf_counter() - start
     return JobResult(job.source, fabric.config.name, tuple(steps), outputs, compile_s, wall,
-                     fabric.vram.stats(), timing)
+                     fabric.vram.stats(), timing, fabric.native_compile())
 
 
 def _display(path: Path) -> str:
