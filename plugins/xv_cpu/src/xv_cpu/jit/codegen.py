@@ -92,6 +92,30 @@ class KernelMeta:
     sites: tuple[Site, ...]
 
 
+#: Marks the loop over the x of the work items.  LLVM unrolls small constant-trip loops
+#: fully before it vectorises, and then vectorises the loop around (over y, with strided
+#: accesses); kept rolled, the x loop itself is vectorised, with contiguous accesses,
+#: around the kernel's own loops, which are unrolled (the tiled matmul's k loop).
+_ROLLED = "xv.rolled"
+KEEP_ROLLED = True
+
+
+def _loop_ids(text: str) -> str:
+    """Turn the ``_ROLLED`` marker into LLVM loop metadata (a distinct, self-referencing
+    node, which llvmlite.ir cannot build) that disables unrolling of the loop."""
+    marker = f'!{{ !"{_ROLLED}" }}'
+    lines = text.split("\n")
+    numbers = [int(ln[1:ln.index(" ")]) for ln in lines
+               if ln.startswith("!") and ln[1:2].isdigit() and " = " in ln]
+    option = f"!{max(numbers, default=0) + 1}"
+    for k, line in enumerate(lines):
+        name, sep, value = line.partition(" = ")
+        if sep and value.strip() == marker and name[1:].isdigit():
+            lines[k] = f"{name} = distinct !{{ {name}, {option} }}"
+            lines.append(f'{option} = !{{ !"llvm.loop.unroll.disable" }}')
+    return "\n".join(lines)
+
+
 class _Item:
     """The work item whose code is being emitted."""
 
@@ -230,8 +254,9 @@ class Codegen:
                                          ir.Constant(I32, 1 << 20), ir.Constant(I32, 1)])
 
     def counted_loop(self, n: int | ir.Value, body: Callable[[ir.Value], None],
-                     at_least_once: bool = False) -> None:
-        """for i in range(n): body(i)  (i64)."""
+                     at_least_once: bool = False, keep_rolled: bool = False) -> None:
+        """for i in range(n): body(i)  (i64).  ``keep_rolled``: LLVM must not unroll the
+        loop fully (see :data:`_ROLLED`)."""
         if isinstance(n, int):
             if n <= 0:
                 return
@@ -257,7 +282,10 @@ class Codegen:
         self.b.position_at_end(latch)
         nxt = self.b.add(i, ir.Constant(I64, 1))
         i.add_incoming(nxt, latch)
-        self.b.cbranch(self.b.icmp_signed("<", nxt, n), head, done)
+        br = self.b.cbranch(self.b.icmp_signed("<", nxt, n), head, done)
+        if keep_rolled and KEEP_ROLLED:
+            br.set_metadata("llvm.loop", self.module.add_metadata(
+                [ir.MetaDataString(self.module, _ROLLED)]))
         self.b.position_at_end(done)
 
     # ------------------------------------------------------------------------------
@@ -305,7 +333,7 @@ class Codegen:
             b.store(b.load(self.counters[k]), b.gep(out, [ir.Constant(I64, k)]))
         b.ret(ir.Constant(I32, 0))
         meta = KernelMeta(self.symbol, self.scratch_bytes, tuple(self.sites))
-        return str(self.module), meta
+        return _loop_ids(str(self.module)), meta
 
     def _unpack(self, args_p: ir.Value) -> None:
         b = self.b
@@ -567,10 +595,11 @@ class Codegen:
 
         def x_loop(ly: ir.Value, lz: ir.Value) -> None:
             if x_range is None:
-                self.counted_loop(bx, lambda lx: item(lx, ly, lz))
+                self.counted_loop(bx, lambda lx: item(lx, ly, lz), keep_rolled=True)
             else:
                 lo, hi = x_range
-                self.counted_loop(b.sub(hi, lo), lambda i: item(b.add(lo, i), ly, lz))
+                self.counted_loop(b.sub(hi, lo), lambda i: item(b.add(lo, i), ly, lz),
+                                  keep_rolled=True)
             self.flush()
 
         def items() -> None:
