@@ -26,6 +26,8 @@ import numpy as np
 from bench.workloads import KERNELS, Workload, check, workloads
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+#: The line after which bench/RESULTS.md holds notes written by hand (kept by --write).
+NOTES = "<!-- notes: kept when the tables above are rewritten -->"
 
 
 def machine() -> str:
@@ -244,7 +246,13 @@ def write_results(rows, opts, extras) -> None:
         ratio_s = f"{ratio:.3f}" if ratio is not None else ""
         lines.append(f"| {name} | {who} | {rate:.3f} | {unit} | {ratio_s} | "
                      f"{'WRONG: ' + why if why else ('ok' if who.startswith('xenovectra') else '')} |")
-    RESULTS.write_text("\n".join(lines + extras) + "\n")
+    # The analysis written by hand below NOTES survives a re-run.
+    notes = ""
+    if RESULTS.exists():
+        old = RESULTS.read_text()
+        if NOTES in old:
+            notes = "\n" + old[old.index(NOTES):]
+    RESULTS.write_text("\n".join(lines + extras) + "\n" + notes)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ class KernelMeta:
 #: accesses); kept rolled, the x loop itself is vectorised, with contiguous accesses,
 #: around the kernel's own loops, which are unrolled (the tiled matmul's k loop).
 _ROLLED = "xv.rolled"
+#: An index that a clamp keeps in range whenever the memory is not empty.
+_CLAMPED = "clamped"
 KEEP_ROLLED = True
 
 
@@ -143,6 +145,15 @@ class Codegen:
         self.mult: ir.Value | None = None  # group level: counts multiply by live items
         self.proven: set[int] = set()  # accesses whose bounds a region's pre-check proved
         self._before: Node | None = None  # the statement before the one being emitted
+        # The values assigned to each local (None for one that an atomic also writes).
+        self._assigned: dict[str, list[Node] | None] = {}
+        for n in walk(kernel.body):
+            if n.op is Op.ASSIGN:
+                got = self._assigned.setdefault(n.arg, [])
+                if got is not None:
+                    got.append(n.args[0])
+            elif n.op is Op.ATOMIC and n.arg[2] is not None:
+                self._assigned[n.arg[2]] = None
         self.counting = True
         self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
 
@@ -700,10 +711,51 @@ class Codegen:
                     pairs = [(i, ("dim", d)) for i, d in zip(idx, decl.type.shape)]
                 else:
                     continue
-                forms = [(self._affine(i), bound) for i, bound in pairs]
+                forms = [(self._affine(i) or self._clamped(i, bound), bound) for i, bound in pairs]
                 if all(f is not None for f, _ in forms):
                     out.append((n, forms))
         return out
+
+    def _clamped(self, node: Node, bound: tuple[str, Any]) -> Any:
+        """``min(max(e, 0), size - 1)`` (either way round) where size is the very bound
+        the index is checked against, directly or through a local that is only ever
+        assigned such a clamp (and so starts at 0): in range whenever size >= 1.  Returns
+        a marker for :meth:`_in_bounds`, else None."""
+        if node.op is Op.VAR and node.arg in self.decls and self.decls[node.arg].space == LOCAL:
+            rhs = self._assigned.get(node.arg)
+            if not rhs or any(node.arg in {n.arg for n in walk(r) if n.op is Op.VAR}
+                              for r in rhs):
+                return None  # never assigned, written by an atomic, or self-referential
+            if all(self._clamped(r, bound) is not None for r in rhs):
+                return _CLAMPED
+            return None
+        if node.op not in (Op.MIN, Op.MAX) or node.type.kind != "i32":
+            return None
+        inner_op = Op.MAX if node.op is Op.MIN else Op.MIN
+        for k in (0, 1):
+            inner, outer_arg = node.args[k], node.args[1 - k]
+            if inner.op is not inner_op:
+                continue
+            for j in (0, 1):
+                lim = inner.args[1 - j]
+                lo, hi = (lim, outer_arg) if node.op is Op.MIN else (outer_arg, lim)
+                if self._is_const(lo, 0) and self._is_size_minus_one(hi, bound):
+                    return _CLAMPED
+        return None
+
+    @staticmethod
+    def _is_const(node: Node, value: int) -> bool:
+        return node.op is Op.CONST and not isinstance(node.arg, bool) and node.arg == value
+
+    def _is_size_minus_one(self, node: Node, bound: tuple[str, Any]) -> bool:
+        what, arg = bound
+        if what == "dim":
+            return self._is_const(node, arg - 1)
+        if node.op is not Op.SUB or not self._is_const(node.args[1], 1):
+            return False
+        size = node.args[0]
+        op = {"len": Op.LENGTH, "width": Op.WIDTH, "height": Op.HEIGHT}[what]
+        return size.op is op and size.arg == arg
 
     def _affine(self, node: Node) -> Any:
         """``node`` as base + sum(coeff[a] * local_id[a]) when it is one, else None: a
@@ -798,6 +850,12 @@ class Codegen:
         zero = ir.Constant(I128, 0)
         for _, forms in provable:
             for form, (what, arg) in forms:
+                if form is _CLAMPED:
+                    if what != "dim":
+                        mem = self.mem[arg]
+                        size = {"len": mem[1], "width": mem[1], "height": mem[-1]}[what]
+                        ok = b.and_(ok, b.icmp_signed(">=", size, ir.Constant(I64, 1)))
+                    continue
                 base, coeffs = form()
                 lo = hi = base
                 for a, q in enumerate(coeffs):
