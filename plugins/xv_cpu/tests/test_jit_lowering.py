@@ -196,3 +196,32 @@ def test_lengths_guard_loads():
     y = np.zeros(10, np.float32)
     run(k, {"x": x, "y": y}, grid=1, block=64, backend=JitBackend())
     np.testing.assert_array_equal(y, x * 2)
+
+
+@pytest.mark.parametrize("name, args, grid", [
+    # 70 x 45: interior groups take the fast version (clamps are the identity, the
+    # `if (x >= w || y >= h) return;` test is never taken), border groups the checked one.
+    ("gauss5", lambda r: {"src": r.random((45, 70), dtype=np.float32),
+                          "dst": np.zeros((45, 70), np.float32)}, (5, 3)),
+    ("mandelbrot", lambda r: {"out": np.zeros((45, 70, 4), np.float32), "cx": np.float32(-0.5),
+                              "cy": np.float32(0), "scale": np.float32(3),
+                              "max_iter": np.int32(40)}, (5, 3)),
+    ("block_sum", lambda r: {"x": r.random(1500, dtype=np.float32),
+                             "partial": np.zeros(6, np.float32)}, (6,)),
+])
+def test_compiled_conformance_kernels_count_the_same_work_as_interp(name, args, grid):
+    from pathlib import Path
+
+    from xv_dsl import compile_file
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "kernels" / f"{name}.xvk"
+    k = compile_file(path).kernels[0]
+    block = k.workgroup or (16, 16, 1)
+    a_interp, a_jit = args(np.random.default_rng(1)), args(np.random.default_rng(1))
+    w_interp = run(k, a_interp, grid=grid, block=block, backend=InterpBackend())
+    launch = Launch(tuple(grid) + (1,) * (3 - len(grid)), tuple(block))
+    w_jit = JitBackend().prepare(k).run_tile(Tile(0, launch, 0, launch.groups), a_jit)
+    assert w_jit == w_interp
+    for key, value in a_interp.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(a_jit[key], value, rtol=4e-7, atol=1e-7)

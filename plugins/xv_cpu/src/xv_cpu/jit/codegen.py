@@ -144,6 +144,8 @@ class Codegen:
         self.item: _Item | None = None
         self.mult: ir.Value | None = None  # group level: counts multiply by live items
         self.proven: set[int] = set()  # accesses whose bounds a region's pre-check proved
+        self.identity: set[int] = set()  # clamps proven to change nothing
+        self.never: set[int] = set()  # `if (...) return;` proven not taken
         self._before: Node | None = None  # the statement before the one being emitted
         # The values assigned to each local (None for one that an atomic also writes).
         self._assigned: dict[str, list[Node] | None] = {}
@@ -154,6 +156,7 @@ class Codegen:
                     got.append(n.args[0])
             elif n.op is Op.ATOMIC and n.arg[2] is not None:
                 self._assigned[n.arg[2]] = None
+        self._counter_reads = self._find_counters(kernel)
         self.counting = True
         self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
 
@@ -212,27 +215,47 @@ class Codegen:
 
     @staticmethod
     def short_loop(node: Node, before: Node | None) -> bool:
-        """A counted loop with at most a few thousand iterations and no loop inside
-        (``k = 0; while (k < 16) {...; k = k + 1}``): its work fits the 32-bit counters."""
+        """A counted loop of at most 1024 iterations, counting those of the short loops
+        inside it (``k = 0; while (k < 16) {...; k = k + 1}``; no other loops inside): its
+        work fits the 32-bit counters."""
+        return Codegen._trips(node, before) is not None
+
+    @staticmethod
+    def _trips(node: Node, before: Node | None) -> int | None:
+        """The most iterations of a short loop and the short loops inside it, or None."""
 
         def small_const(n: Node) -> bool:
-            return n.op is Op.CONST and n.type.kind == "i32" and abs(int(n.arg)) <= 1024
+            return (n.op is Op.CONST and n.type.kind == "i32" and not isinstance(n.arg, bool)
+                    and abs(int(n.arg)) <= 1024)
 
         cond, body, step = node.args
-        if any(n.op is Op.LOOP for n in walk(body)) or cond.op not in (Op.LT, Op.LE, Op.GT,
-                                                                        Op.GE, Op.NE):
-            return False
+        if cond.op not in (Op.LT, Op.LE, Op.GT, Op.GE, Op.NE):
+            return None
         var, bound = cond.args
         if var.op is not Op.VAR or not small_const(bound):
-            return False
+            return None
         if before is None or before.op is not Op.ASSIGN or before.arg != var.arg \
                 or not small_const(before.args[0]):
-            return False
+            return None
         if len(step.args) != 1 or step.args[0].op is not Op.ASSIGN or step.args[0].arg != var.arg:
-            return False
+            return None
         inc = step.args[0].args[0]
-        return (inc.op in (Op.ADD, Op.SUB) and inc.args[0].op is Op.VAR
-                and inc.args[0].arg == var.arg and small_const(inc.args[1]))
+        if not (inc.op in (Op.ADD, Op.SUB) and inc.args[0].op is Op.VAR
+                and inc.args[0].arg == var.arg and small_const(inc.args[1])):
+            return None
+        trips = abs(int(bound.arg) - int(before.args[0].arg)) + 1
+        inner = 1
+        for block in (n for n in walk(body) if n.op is Op.BLOCK):
+            prev = None
+            for s in block.args:
+                if s.op is Op.LOOP:
+                    t = Codegen._trips(s, prev)
+                    if t is None:
+                        return None
+                    inner = max(inner, t)
+                prev = s
+        total = trips * inner
+        return total if total <= 1024 else None
 
     def where(self, node: Node) -> str:
         line = node.line or self.line
@@ -617,18 +640,22 @@ class Codegen:
             self.counted_loop(bz, lambda lz: self.counted_loop(by, lambda ly: x_loop(ly, lz)))
 
         provable = self._provable(region.stmts) if self.spec.checked else []
-        if not provable:
+        clamps = self._identity_clamps(region.stmts)
+        guards = self._never_guards(region.stmts)
+        if not (provable or clamps or guards):
             items()
             return
         # Two versions of the item loop: without the checks of the accesses whose indices
         # are affine in the work item, when one test per group proves every item's index
         # in range, and with every check otherwise (where the failing item is found).
         fast, slow, merge = self.new_block(), self.new_block(), self.new_block()
-        b.cbranch(self._in_bounds(provable), fast, slow)
+        b.cbranch(self._in_bounds(provable + clamps + guards), fast, slow)
         b.position_at_end(fast)
         self.proven = {id(node) for node, _ in provable}
+        self.identity = {id(node) for node, _ in clamps}
+        self.never = {id(node) for node, _ in guards}
         items()
-        self.proven = set()
+        self.proven, self.identity, self.never = set(), set(), set()
         b.branch(merge)
         b.position_at_end(slow)
         items()
@@ -758,11 +785,12 @@ class Codegen:
         return size.op is op and size.arg == arg
 
     def _affine(self, node: Node) -> Any:
-        """``node`` as base + sum(coeff[a] * local_id[a]) when it is one, else None: a
-        function emitting (base, coeffs) as exact i128 values at group level.  The i32
-        arithmetic of the kernel wraps, but add, sub, mul and neg are ring operations
-        modulo 2**32, so an index whose exact value is in [0, bound) with bound < 2**31 is
-        that value in i32 too."""
+        """``node`` as base + sum(coeff[a] * local_id[a]) + sum(q * k) when it is one, else
+        None, where each k is a counter of a short loop around the read, with a known range:
+        a function emitting (base, coeffs, [(q, lo, hi)]) as exact i128 values at group
+        level.  The i32 arithmetic of the kernel wraps, but add, sub, mul and neg are ring
+        operations modulo 2**32, so a value whose exact range lies within i32 (an index in
+        [0, bound) with bound < 2**31, say) is that value in i32 too."""
         op = node.op
         if node.type.kind != "i32":
             return None
@@ -778,16 +806,23 @@ class Codegen:
                     if what == "global_id":
                         base = self.b.mul(self.b.sext(self.group[a], I128),
                                           ir.Constant(I128, self.spec.block[a]))
-                    return base, coeffs
+                    return base, coeffs, []
 
                 return special
+        if op is Op.VAR and id(node) in self._counter_reads:
+            lo, hi = self._counter_reads[id(node)]
+
+            def counter() -> Any:
+                return zero, [zero, zero, zero], [(ir.Constant(I128, 1), lo, hi)]
+
+            return counter
         if op is Op.VAR and node.arg in self.plan.remat:
             return self._affine(self.plan.remat[node.arg])
         if self._pure_group(node):
             def uniform() -> Any:
                 saved, self.counting = self.counting, False
                 try:
-                    return self.b.sext(self.expr(node), I128), [zero, zero, zero]
+                    return self.b.sext(self.expr(node), I128), [zero, zero, zero], []
                 finally:
                     self.counting = saved
 
@@ -799,8 +834,9 @@ class Codegen:
             combine = self.b.add if op is Op.ADD else self.b.sub
 
             def add() -> Any:
-                (bx, cx), (by, cy) = x(), y()
-                return combine(bx, by), [combine(p, q) for p, q in zip(cx, cy)]
+                (bx, cx, ex), (by, cy, ey) = x(), y()
+                ey = ey if op is Op.ADD else [(self.b.sub(zero, q), lo, hi) for q, lo, hi in ey]
+                return combine(bx, by), [combine(p, q) for p, q in zip(cx, cy)], ex + ey
 
             return add
         if op is Op.NEG:
@@ -809,8 +845,9 @@ class Codegen:
                 return None
 
             def neg() -> Any:
-                bx, cx = x()
-                return self.b.sub(zero, bx), [self.b.sub(zero, q) for q in cx]
+                bx, cx, ex = x()
+                return (self.b.sub(zero, bx), [self.b.sub(zero, q) for q in cx],
+                        [(self.b.sub(zero, q), lo, hi) for q, lo, hi in ex])
 
             return neg
         if op is Op.MUL:
@@ -821,12 +858,59 @@ class Codegen:
                         return None
 
                     def mul(scale: Any = scale, other: Any = other) -> Any:
-                        s_base, _ = scale()
-                        bx, cx = other()
-                        return self.b.mul(s_base, bx), [self.b.mul(s_base, q) for q in cx]
+                        s_base, _, _ = scale()
+                        bx, cx, ex = other()
+                        return (self.b.mul(s_base, bx), [self.b.mul(s_base, q) for q in cx],
+                                [(self.b.mul(s_base, q), lo, hi) for q, lo, hi in ex])
 
                     return mul
         return None
+
+    def _range(self, form: Any) -> tuple[ir.Value, ir.Value]:
+        """Exact (i128) minimum and maximum of an affine form over the group's items and
+        the ranges of its loop counters."""
+        b = self.b
+        zero = ir.Constant(I128, 0)
+        base, coeffs, extra = form()
+        lo = hi = base
+        terms = [(q, 0, self.spec.block[a] - 1) for a, q in enumerate(coeffs)] + extra
+        for q, t_lo, t_hi in terms:
+            p = b.mul(q, ir.Constant(I128, t_lo)) if t_lo else zero
+            r = b.mul(q, ir.Constant(I128, t_hi)) if t_hi else zero
+            less = b.icmp_signed("<", p, r)
+            lo = b.add(lo, b.select(less, p, r))
+            hi = b.add(hi, b.select(less, r, p))
+        return lo, hi
+
+    def _find_counters(self, kernel: Kernel) -> dict[int, tuple[int, int]]:
+        """Reads of loop counters with a known range, by id of the VAR node: a local
+        assigned only ``k = c0`` just before ``while (k < c1 or k <= c1) {...; k += s}``
+        (s > 0, constants small) and read nowhere else than in that loop."""
+        reads: dict[int, tuple[int, int]] = {}
+        all_reads: dict[str, set[int]] = {}
+        for n in walk(kernel.body):
+            if n.op is Op.VAR:
+                all_reads.setdefault(n.arg, set()).add(id(n))
+        for block in (n for n in walk(kernel.body) if n.op is Op.BLOCK):
+            for before, loop in zip(block.args, block.args[1:]):
+                if loop.op is not Op.LOOP or not self.short_loop(loop, before):
+                    continue
+                cond, body, step = loop.args
+                name = before.arg
+                inc = step.args[0].args[0]
+                if (cond.op not in (Op.LT, Op.LE) or inc.op is not Op.ADD
+                        or int(inc.args[1].arg) <= 0 or cond.args[0].arg != name
+                        or len(self._assigned.get(name) or ()) != 2):
+                    continue
+                inside = {id(n) for n in walk(loop) if n.op is Op.VAR and n.arg == name}
+                if inside != all_reads.get(name, set()):
+                    continue
+                lo = int(before.args[0].arg)
+                hi = int(cond.args[1].arg) - (1 if cond.op is Op.LT else 0)
+                for n in walk(body):
+                    if n.op is Op.VAR and n.arg == name:
+                        reads[id(n)] = (lo, max(lo, hi))
+        return reads
 
     def _pure_group(self, node: Node) -> bool:
         """The same value for the whole group, computable up front without any effect or
@@ -844,34 +928,109 @@ class Codegen:
         return True
 
     def _in_bounds(self, provable: list[tuple[Node, list[tuple[Any, Any]]]]) -> ir.Value:
-        """True when every listed access is in range for every item of the group."""
+        """True when every listed fact holds for every item of the group: an access in
+        range, a clamp that changes nothing, a guard that no item takes."""
         b = self.b
         ok: ir.Value = ir.Constant(I1, 1)
         zero = ir.Constant(I128, 0)
-        for _, forms in provable:
+        i32_min, i32_max = ir.Constant(I128, -(1 << 31)), ir.Constant(I128, (1 << 31) - 1)
+        for node, forms in provable:
             for form, (what, arg) in forms:
                 if form is _CLAMPED:
                     if what != "dim":
-                        mem = self.mem[arg]
-                        size = {"len": mem[1], "width": mem[1], "height": mem[-1]}[what]
-                        ok = b.and_(ok, b.icmp_signed(">=", size, ir.Constant(I64, 1)))
+                        ok = b.and_(ok, b.icmp_signed(">=", self._size(what, arg),
+                                                      ir.Constant(I64, 1)))
                     continue
-                base, coeffs = form()
-                lo = hi = base
-                for a, q in enumerate(coeffs):
-                    span = b.mul(q, ir.Constant(I128, self.spec.block[a] - 1))
-                    neg = b.icmp_signed("<", span, zero)
-                    lo = b.add(lo, b.select(neg, span, zero))
-                    hi = b.add(hi, b.select(neg, zero, span))
+                lo, hi = self._range(form)
+                if what == "never":  # a comparison false for every item: arg is its op
+                    ok = b.and_(ok, b.and_(b.icmp_signed(">=", lo, i32_min),
+                                           b.icmp_signed("<=", hi, i32_max)))
+                    lo2, hi2 = self._range(arg[1])
+                    ok = b.and_(ok, b.and_(b.icmp_signed(">=", lo2, i32_min),
+                                           b.icmp_signed("<=", hi2, i32_max)))
+                    # a - b over the group: the comparison's op decides what must hold
+                    d_lo, d_hi = b.sub(lo, hi2), b.sub(hi, lo2)
+                    fails = {Op.GE: b.icmp_signed("<", d_hi, zero),
+                             Op.GT: b.icmp_signed("<=", d_hi, zero),
+                             Op.LT: b.icmp_signed(">=", d_lo, zero),
+                             Op.LE: b.icmp_signed(">", d_lo, zero)}[arg[0]]
+                    ok = b.and_(ok, fails)
+                    continue
                 if what == "dim":
                     bound = ir.Constant(I128, arg)
+                elif what == "identity":  # clamp(e, 0, size - 1) == e
+                    bound = b.zext(self._size(*arg), I128)
                 else:
-                    mem = self.mem[arg]
-                    bound = b.zext({"len": mem[1], "width": mem[1],
-                                    "height": mem[-1]}[what], I128)
+                    bound = b.zext(self._size(what, arg), I128)
                 ok = b.and_(ok, b.and_(b.icmp_signed(">=", lo, zero),
                                        b.icmp_signed("<", hi, bound)))
         return ok
+
+    def _size(self, what: str, name: str) -> ir.Value:
+        mem = self.mem[name]
+        return {"len": mem[1], "width": mem[1], "height": mem[-1]}[what]
+
+    def _identity_clamps(self, stmts: list[Node]) -> list[tuple[Node, list[tuple[Any, Any]]]]:
+        """Clamps ``min(max(e, 0), size - 1)`` of the region whose e is affine: where
+        every item's e is in [0, size - 1] the fast version uses e itself, which keeps
+        accesses through it contiguous (a blur's taps inside the image)."""
+        out = []
+        for s in stmts:
+            for n in walk(s):
+                if n.op not in (Op.MIN, Op.MAX) or n.type.kind != "i32":
+                    continue
+                hit = self._clamp_parts(n)
+                if hit is None:
+                    continue
+                e, size = hit
+                form = self._affine(e)
+                if form is not None:
+                    out.append((n, [(form, ("identity", size))]))
+        return out
+
+    def _clamp_parts(self, node: Node) -> tuple[Node, tuple[str, str]] | None:
+        """(e, (size kind, memory)) of ``min(max(e, 0), SIZE - 1)`` either way round."""
+        inner_op = Op.MAX if node.op is Op.MIN else Op.MIN
+        sizes = {Op.LENGTH: "len", Op.WIDTH: "width", Op.HEIGHT: "height"}
+        for k in (0, 1):
+            inner, outer_arg = node.args[k], node.args[1 - k]
+            if inner.op is not inner_op:
+                continue
+            for j in (0, 1):
+                e, lim = inner.args[j], inner.args[1 - j]
+                lo, hi = (lim, outer_arg) if node.op is Op.MIN else (outer_arg, lim)
+                if (self._is_const(lo, 0) and hi.op is Op.SUB and self._is_const(hi.args[1], 1)
+                        and hi.args[0].op in sizes):
+                    return e, (sizes[hi.args[0].op], hi.args[0].arg)
+        return None
+
+    def _never_guards(self, stmts: list[Node]) -> list[tuple[Node, list[tuple[Any, Any]]]]:
+        """Top-level ``if (a || b || ...) return;`` of the region whose every operand
+        compares affine values: where no item of the group takes it, the fast version
+        leaves the test out (and counts its operations, all evaluated)."""
+        out = []
+        for s in stmts:
+            if s.op is not Op.IF or s.args[2].args or [n.op for n in s.args[1].args] != [
+                    Op.RETURN]:
+                continue
+            facts = []
+            stack = [s.args[0]]
+            while stack:
+                c = stack.pop()
+                if c.op is Op.LOR:
+                    stack.extend(c.args)
+                    continue
+                if c.op not in (Op.LT, Op.LE, Op.GT, Op.GE) or c.args[0].type.kind != "i32":
+                    facts = None
+                    break
+                fa, fb = self._affine(c.args[0]), self._affine(c.args[1])
+                if fa is None or fb is None:
+                    facts = None
+                    break
+                facts.append((fa, ("never", (c.op, fb))))
+            if facts:
+                out.append((s, facts))
+        return out
 
     def _private_names(self) -> list[str]:
         return [d.name for d in self.kernel.decls
@@ -976,12 +1135,26 @@ class Codegen:
             y = self.expr(node.args[1])
             self.count(OUT_OPS, 1)
             return self.compare(op, x, y, node.args[0].type.kind)
+        if id(node) in self.identity:  # proven: clamp(e, 0, size - 1) is e for the group
+            e, _ = self._clamp_parts(node)
+            value = self._identity_operands(node, e)
+            return value
         if op in BINARY:
             x = self.expr(node.args[0])
             y = self.expr(node.args[1])
             self.count(OUT_OPS, 1)
             return self.binary(op, x, y, kind, node)
         raise AssertionError(f"unexpected expression {op}")  # the verifier rules this out
+
+    def _identity_operands(self, node: Node, e: Node) -> ir.Value:
+        """A clamp proven to change nothing: evaluate e, and count what the clamp counts
+        (its two operations and those of its bounds, which are pure)."""
+        value = self.expr(e)
+        saved = self.counting
+        self.count(OUT_OPS, sum(1 for n in walk(node) if n.op in _ALU)
+                   - sum(1 for n in walk(e) if n.op in _ALU))
+        self.counting = saved
+        return value
 
     def cast(self, a: ir.Value, src: str, dst: str) -> ir.Value:
         b = self.b
@@ -1278,6 +1451,10 @@ class Codegen:
             self.tag(b.store(self.to_memory(value, node.args[-1].type.kind), ptr), obj)
         elif op is Op.ATOMIC:
             self.atomic(node)
+        elif op is Op.IF and id(node) in self.never:
+            # Proven false for every item: every operand of the || is evaluated.
+            self.count(OUT_OPS, sum(1 for n in walk(node.args[0])
+                                    if n.op in _ALU or n.op is Op.LOR))
         elif op is Op.IF:
             c = self.expr(node.args[0])
             then, merge = self.new_block(), self.new_block()
