@@ -145,6 +145,9 @@ class Codegen:
         self.mult: ir.Value | None = None  # group level: counts multiply by live items
         self.proven: set[int] = set()  # accesses whose bounds a region's pre-check proved
         self.identity: set[int] = set()  # clamps proven to change nothing
+        # Inside per-item loops that may run long, work is counted in 64 bits directly
+        # (such loops are not vectorised across items, so the wide adds cost nothing more).
+        self.wide = 0
         self.never: set[int] = set()  # `if (...) return;` proven not taken
         self._before: Node | None = None  # the statement before the one being emitted
         # The values assigned to each local (None for one that an atomic also writes).
@@ -197,13 +200,13 @@ class Codegen:
         once per live item."""
         if not self.counting or n == 0:
             return
-        if self.item is not None:
+        if self.item is not None and not self.wide:
             ptr = self.item_counters[slot]
             self.b.store(self.b.add(self.b.load(ptr), ir.Constant(I32, n)), ptr)
             return
         ptr = self.counters[slot]
         amount: ir.Value = ir.Constant(I64, n)
-        if self.mult is not None:
+        if self.mult is not None and self.item is None:
             amount = self.b.mul(amount, self.mult)
         self.b.store(self.b.add(self.b.load(ptr), amount), ptr)
 
@@ -1472,23 +1475,13 @@ class Codegen:
             b.position_at_end(merge)
         elif op is Op.LOOP:
             short = self.short_loop(node, self._before)
-            head, body, step, exit_ = (self.new_block() for _ in range(4))
-            b.branch(head)
-            b.position_at_end(head)
-            c = self.expr(node.args[0])
-            b.cbranch(c, body, exit_)
-            b.position_at_end(body)
-            self.stmt(node.args[1], {**labels, node.arg: (exit_, step)})
-            if not self.terminated():
-                b.branch(step)
-            b.position_at_end(step)
-            # A continue inside the step goes on to the condition.
-            self.stmt(node.args[2], {**labels, node.arg: (exit_, head)})
-            if not self.terminated():
+            if not short:
+                self.wide += 1
+            try:
+                self._loop(node, labels)
+            finally:
                 if not short:
-                    self.flush()  # a long loop could overflow the 32-bit counters
-                b.branch(head)
-            b.position_at_end(exit_)
+                    self.wide -= 1
         elif op is Op.BREAK:
             b.branch(labels[node.arg][0])
             self.dead()
@@ -1504,6 +1497,24 @@ class Codegen:
             pass  # regions hold no barrier; the analysis cut the body at each one
         else:
             raise AssertionError(f"unexpected statement {op}")
+
+    def _loop(self, node: Node, labels: dict[str, tuple[ir.Block, ir.Block | None]]) -> None:
+        b = self.b
+        head, body, step, exit_ = (self.new_block() for _ in range(4))
+        b.branch(head)
+        b.position_at_end(head)
+        c = self.expr(node.args[0])
+        b.cbranch(c, body, exit_)
+        b.position_at_end(body)
+        self.stmt(node.args[1], {**labels, node.arg: (exit_, step)})
+        if not self.terminated():
+            b.branch(step)
+        b.position_at_end(step)
+        # A continue inside the step goes on to the condition.
+        self.stmt(node.args[2], {**labels, node.arg: (exit_, head)})
+        if not self.terminated():
+            b.branch(head)
+        b.position_at_end(exit_)
 
     def atomic(self, node: Node) -> None:
         b = self.b
