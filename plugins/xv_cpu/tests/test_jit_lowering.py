@@ -225,3 +225,42 @@ def test_compiled_conformance_kernels_count_the_same_work_as_interp(name, args, 
     for key, value in a_interp.items():
         if isinstance(value, np.ndarray):
             np.testing.assert_allclose(a_jit[key], value, rtol=4e-7, atol=1e-7)
+
+
+def test_native_tiles_release_the_gil():
+    # While a long tile runs natively on one thread, Python code keeps running on another:
+    # the cpu component's workers run tiles in parallel on every core.
+    import threading
+    import time
+    from pathlib import Path
+
+    from xv_dsl import compile_file
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "kernels" / "mandelbrot.xvk"
+    k = compile_file(path).kernels[0]
+    out = np.zeros((128, 128, 4), np.float32)
+    # Zoomed into the set: every pixel runs all its iterations.
+    args = {"out": out, "cx": np.float32(-0.1), "cy": np.float32(0.0),
+            "scale": np.float32(0.01), "max_iter": np.int32(20000)}
+    prepared = JitBackend().prepare(k)
+    launch = Launch((8, 8, 1), (16, 16, 1))
+    prepared.run_tile(Tile(0, launch, 0, 1), args)  # compile first
+    running = threading.Event()
+    done = threading.Event()
+
+    def native():
+        running.set()
+        prepared.run_tile(Tile(0, launch, 0, launch.groups), args)
+        done.set()
+
+    worker = threading.Thread(target=native)
+    worker.start()
+    running.wait()
+    time.sleep(0.02)  # let the worker enter the native call
+    counted = 0
+    while not done.is_set() and counted < 200_000:
+        counted += 1
+    finished_first = done.is_set()
+    worker.join()
+    assert (out[..., :3] == 0).all()  # inside the set
+    assert finished_first is False and counted == 200_000
