@@ -29,8 +29,10 @@ from xv_core.runtime.interfaces import Launch, Tile
 
 report = {}
 for name, args, grid in (
-        ("matmul_tiled", lambda: {"a": np.ones(32 * 32, np.float32), "b": np.ones(32 * 32, np.float32),
-                                  "c": np.zeros(32 * 32, np.float32), "n": np.int32(32)}, (2, 2, 1)),
+        ("matmul_tiled", lambda: {"a": np.ones(32 * 32, np.float32),
+                                  "b": np.ones(32 * 32, np.float32),
+                                  "c": np.zeros(32 * 32, np.float32), "n": np.int32(32)},
+         (2, 2, 1)),
         ("saxpy", lambda: {"a": np.float32(2), "x": np.ones(512, np.float32),
                            "y": np.ones(512, np.float32)}, (2, 1, 1))):
     kernel = compile_file(sys.argv[1] + f"/{name}.xvk").kernels[0]

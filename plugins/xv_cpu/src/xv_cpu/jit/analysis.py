@@ -412,6 +412,7 @@ def _privatisable(kernel: Kernel) -> dict[str, str]:
     out = {}
     for buf, ks in kinds.items():
         decl = kernel.param(buf)
-        if buf not in plain and len(ks) == 1 and decl is not None and decl.type.elem in ("i32", "u32"):
+        if (buf not in plain and len(ks) == 1 and decl is not None
+                and decl.type.elem in ("i32", "u32")):
             out[buf] = next(iter(ks))
     return out

@@ -32,7 +32,9 @@ from xv_cpu.interp.batch import Bindings
 from xv_cpu.jit import engine
 from xv_cpu.jit.analysis import plan_kernel
 from xv_cpu.jit.cache import DiskCache
-from xv_cpu.jit.codegen import OUT_GID, OUT_INDEX, OUT_SITE, OUT_SLOTS, KernelMeta, Site, Spec, generate
+from xv_cpu.jit.codegen import (
+    OUT_GID, OUT_INDEX, OUT_SITE, OUT_SLOTS, KernelMeta, Site, Spec, generate,
+)
 
 log = structlog.get_logger("xv.jit")
 

@@ -35,7 +35,9 @@ from typing import Any
 import attrs
 from llvmlite import ir
 
-from xv_core.ir import BINARY, COMPARE, CONSTANT, LOCAL, PARAM, SHARED, UNARY, Decl, Kernel, Node, Op
+from xv_core.ir import (
+    BINARY, COMPARE, CONSTANT, LOCAL, SHARED, UNARY, Decl, Kernel, Node, Op,
+)
 from xv_cpu.jit.analysis import Plan, Region, walk
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -1200,7 +1202,8 @@ class Codegen:
                 return b.call(self.intrinsic("llvm.fabs", t), [a])
             if kind == "u32":
                 return a
-            return b.select(b.icmp_signed("<", a, ir.Constant(t, 0)), b.sub(ir.Constant(t, 0), a), a)
+            negative = b.icmp_signed("<", a, ir.Constant(t, 0))
+            return b.select(negative, b.sub(ir.Constant(t, 0), a), a)
         if op is Op.SIGN:
             zero = ir.Constant(t, 0.0 if flt else 0)
             if flt:
