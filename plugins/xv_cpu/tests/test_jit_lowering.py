@@ -264,3 +264,28 @@ def test_native_tiles_release_the_gil():
     worker.join()
     assert (out[..., :3] == 0).all()  # inside the set
     assert finished_first is False and counted == 200_000
+
+
+@pytest.mark.parametrize("size", [4, 8192])  # on the stack, and in scratch memory
+def test_private_arrays_zeroed_per_item_and_kept_across_barriers(size):
+    from xv_cpu_irb import aload, astore
+
+    lid = var("lid")
+    k = kernel("priv", "buffer<f32> out", [
+        assign("lid", sp("local_id.x")),
+        # Before the barrier: a private array written at one slot per item (others stay 0).
+        astore("p", [lid % size], lid.cast("f32") + 1.0),
+        barrier(),
+        # After it: read back (the array lives across the barrier, once per item).
+        store("out", sp("global_id.x") * 2, aload("p", lid % size)),
+        store("out", sp("global_id.x") * 2 + 1, aload("p", (lid + 1) % size)),
+    ], locals=f"i32 lid, f32[{size}] p")
+    expected = None
+    for backend in (InterpBackend(), JitBackend()):
+        out = np.full(2 * 3 * 8, -1.0, np.float32)
+        run(k, {"out": out}, grid=3, block=8, backend=backend)
+        expected = out if expected is None else expected
+        np.testing.assert_array_equal(out, expected)
+    lids = np.tile(np.arange(8), 3)
+    np.testing.assert_array_equal(expected[0::2], lids + 1)
+    np.testing.assert_array_equal(expected[1::2], 0)  # the other slots start zeroed
