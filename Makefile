@@ -23,4 +23,5 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
+	$(BIN)/python -m pip install --quiet numba  # the hand-written peers of bench/
 	$(BIN)/python -m bench
