@@ -138,3 +138,40 @@ def test_xvir_round_trip_gives_the_same_result(tmp_path, fabric):
         y.free()
     assert np.array_equal(outputs[0], outputs[1])
     assert np.array_equal(outputs[0], np.float32(0.5) * x0 + np.float32(3))
+
+
+def test_dispatch_plans_are_reused_only_for_the_same_scalars_and_shapes(fabric):
+    """A dispatch's footprints are worked out once per kernel, geometry, scalar values and
+    buffer shapes: the pages a dispatch makes resident follow ``n`` every time, also when the
+    same ``n`` comes back, and 0.0 and -0.0 are told apart."""
+    kernel = pick_fill(fabric)
+    out = fabric.zeros(1 << 16)  # 256 KiB: four 64 KiB pages
+
+    def accessed(n: int, v: float = 1.0) -> int:
+        before = fabric.vram.stats()["tiers"]["vram"]["accesses"]
+        fabric.dispatch(kernel, global_size=1 << 16, block=256, args={"out": out, "n": n, "v": v})
+        return fabric.vram.stats()["tiers"]["vram"]["accesses"] - before
+
+    plans = len(fabric._plans)
+    assert accessed(100) == 1          # one page written
+    assert accessed(40000) == 3        # 160,000 bytes: pages 0..2
+    assert accessed(100) == 1          # the first plan again, not the last
+    assert len(fabric._plans) == plans + 2
+    accessed(100, -0.0)
+    accessed(100, 0.0)
+    assert len(fabric._plans) == plans + 4
+    want = np.zeros(1 << 16, np.float32)
+    want[100:40000] = 1.0
+    got = out.read()
+    assert np.array_equal(got, want) and not np.signbit(got[:100]).any()
+    out.free()
+
+
+def pick_fill(fabric):
+    module = fabric.compile("""
+kernel fill(buffer<f32> out, i32 n, f32 v) {
+    i32 i = global_id.x;
+    if (i < n) { out[i] = v; }
+}
+""")
+    return module.kernels[0]

@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ from xv_core.events import DispatchEvent, TileEvent
 from xv_core.ir import Kernel, Module
 from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
-from xv_core.runtime.footprint import BufferInfo, TileFootprint, estimate_work, tile_footprints
+from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, estimate_work,
+                                       tile_footprints)
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
 from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel
 from xv_core.runtime.scheduler import execute, make_tiles
@@ -151,6 +153,55 @@ class DispatchResult:
         return sum(1 for t in self.tiles if t.planned and t.component != t.planned)
 
 
+@attrs.frozen
+class _Plan:
+    """What a dispatch works out before anything runs, the same every time for the same kernel,
+    geometry, scalar arguments and buffer shapes: its tiles, their footprints, the per-item
+    work the IR suggests."""
+
+    tiles: list[Any]
+    footprints: list[TileFootprint]
+    per_item: WorkEstimate
+
+
+#: Plans kept per fabric (least recently used dropped first).
+PLAN_CACHE_SIZE = 256
+
+
+def _scalar_key(value: Any) -> Any:
+    # By type and bits: -0.0 == 0.0 and NaN != NaN, but the analysis may tell them apart.
+    if isinstance(value, np.generic):
+        return (value.dtype.char, value.tobytes())
+    return (type(value), value)
+
+
+class _Plans:
+    """A fabric's dispatch plans, keyed by the kernel (by identity), the launch, the scalar
+    arguments' types and bits and the buffer arguments' dtypes and shapes."""
+
+    def __init__(self, size: int = PLAN_CACHE_SIZE):
+        self._size = size
+        self._plans: OrderedDict[tuple[Any, ...], tuple[Kernel, _Plan]] = OrderedDict()
+
+    def get(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
+            infos: Mapping[str, BufferInfo], make: Any) -> _Plan:
+        key = (id(kernel), launch,
+               tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
+               tuple(sorted((k, i.dtype.str, i.shape) for k, i in infos.items())))
+        hit = self._plans.get(key)
+        if hit is not None and hit[0] is kernel:
+            self._plans.move_to_end(key)
+            return hit[1]
+        plan = make()
+        self._plans[key] = (kernel, plan)
+        if len(self._plans) > self._size:
+            self._plans.popitem(last=False)
+        return plan
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
 class _Context:
     """The ComponentContext handed to component factories."""
 
@@ -203,6 +254,7 @@ class Fabric:
         self.model = FabricModel(config, plugins)
         self._steps = 0
         self._history: dict[int, tuple[Kernel, float, float]] = {}
+        self._plans = _Plans()
         base = Path(workdir) if workdir is not None else (
             Path(config.source).parent if config.source else Path.cwd())
         self._context = _Context(self, base)
@@ -355,11 +407,19 @@ class Fabric:
             raise
         return leases
 
+    def _plan(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
+              infos: Mapping[str, BufferInfo]) -> _Plan:
+        def make() -> _Plan:
+            tiles = make_tiles(launch, self.model.lanes)
+            return _Plan(tiles, tile_footprints(kernel, tiles, scalars, infos,
+                                                self.vram.page_size),
+                         estimate_work(kernel, launch, scalars, infos))
+        return self._plans.get(kernel, launch, scalars, infos, make)
+
     def _estimates(self, kernel: Kernel, launch: Launch, tiles: Sequence[Any],
-                   scalars: Mapping[str, Any], infos: Mapping[str, BufferInfo]) -> list[TileWork]:
+                   per_item: WorkEstimate) -> list[TileWork]:
         """Each tile's expected work: the IR's per-item estimate times its work items, scaled
         by what the backend counted against that estimate in the kernel's last dispatch."""
-        per_item = estimate_work(kernel, launch, scalars, infos)
         seen = self._history.get(id(kernel))
         ops_ratio, bytes_ratio = (seen[1], seen[2]) if seen and seen[0] is kernel else (1.0, 1.0)
         out = []
@@ -375,11 +435,11 @@ class Fabric:
         model = self.model
         step = self._steps
         self._steps += 1
-        tiles = make_tiles(launch, model.lanes)
         infos = {p: BufferInfo(d.dtype, tuple(d.shape), d.nbytes) for p, d in buffers.items()}
         scalars = {k: v for k, v in args.items() if k not in buffers}
-        footprints = tile_footprints(kernel, tiles, scalars, infos, self.vram.page_size)
-        estimates = self._estimates(kernel, launch, tiles, scalars, infos)
+        plan = self._plan(kernel, launch, scalars, infos)
+        tiles, footprints = plan.tiles, plan.footprints
+        estimates = self._estimates(kernel, launch, tiles, plan.per_item)
         placed = model.place(step, kernel.name, tiles, footprints,
                              {p: d.name for p, d in buffers.items()}, estimates, self.policy)
         hook.xv_on_dispatch(event=DispatchEvent("start", kernel.name, launch.grid, launch.block,
