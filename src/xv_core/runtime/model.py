@@ -38,6 +38,7 @@ beside the makespan.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -155,37 +156,130 @@ def _reachable(links: Sequence[Link], start: str) -> set[str]:
 # --------------------------------------------------------------------------
 
 
-class _Page:
-    """Where one page's current contents are.  ``copies``: nodes holding all of it; ``parts``:
-    nodes holding the pieces of a version several nodes wrote in one dispatch (then no node
-    holds all of it until one gathers it).  ``writers`` wrote the current contents, ``readers``
-    read them since."""
+class _Seg:
+    """A run of pages ``[start, stop)`` of one buffer whose current contents are in the same
+    place.  ``copies``: nodes holding all of them; ``parts``: nodes holding the pieces of a
+    version several nodes wrote in one dispatch (then no node holds all of it until one gathers
+    it).  ``writers`` wrote the current contents, ``readers`` read them since.
 
-    __slots__ = ("copies", "parts", "writers", "readers")
+    Pages are kept in runs, not one by one, so that what a dispatch costs the model grows with
+    its tiles, not with the pages they touch: a run is split where a tile's range starts or
+    stops inside it, and every page of a run is treated exactly as the model treats one page.
+    """
 
-    def __init__(self, copies: dict[str, _Held]):
+    __slots__ = ("start", "stop", "copies", "parts", "writers", "readers")
+
+    def __init__(self, start: int, stop: int, copies: dict[str, _Held]):
+        self.start = start
+        self.stop = stop
         self.copies = copies
         self.parts: dict[str, _Held] = {}
         self.writers: list[Activity] = []
         self.readers: list[Activity] = []
 
+    def cut(self, at: int) -> _Seg:
+        """Split at page ``at``: this run keeps ``[start, at)``, the new one ``[at, stop)``."""
+        right = _Seg(at, self.stop, dict(self.copies))
+        right.parts = dict(self.parts)
+        right.writers = list(self.writers)
+        right.readers = list(self.readers)
+        self.stop = at
+        return right
+
+    def same(self, other: _Seg) -> bool:
+        return (self.copies == other.copies and self.parts == other.parts
+                and _same_acts(self.writers, other.writers)
+                and _same_acts(self.readers, other.readers))
+
+
+def _same_acts(a: Sequence[Activity], b: Sequence[Activity]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
 
 class _Buffer:
-    __slots__ = ("name", "nbytes", "pages")
+    """A buffer's pages as sorted, contiguous runs (:class:`_Seg`) covering all of them."""
+
+    __slots__ = ("name", "nbytes", "count", "segs", "starts")
 
     def __init__(self, name: str, nbytes: int, page_size: int, where: str):
         self.name = name
         self.nbytes = nbytes
-        count = -(-nbytes // page_size)
-        self.pages = [_Page({where: ((), 0.0)}) for _ in range(count)]
+        self.count = -(-nbytes // page_size)
+        self.segs = [_Seg(0, self.count, {where: ((), 0.0)})] if self.count else []
+        self.starts = [0] if self.count else []
+
+    def overlap(self, a: int, b: int) -> list[tuple[_Seg, int, int]]:
+        """The runs meeting pages ``[a, b)``, each with the part of ``[a, b)`` it holds."""
+        a, b = max(a, 0), min(b, self.count)
+        out = []
+        i = bisect.bisect_right(self.starts, a) - 1
+        segs = self.segs
+        while a < b:
+            seg = segs[i]
+            hi = min(b, seg.stop)
+            out.append((seg, a, hi))
+            a = hi
+            i += 1
+        return out
+
+    def split(self, a: int, b: int) -> list[_Seg]:
+        """The runs exactly covering pages ``[a, b)``, splitting those that stick out."""
+        a, b = max(a, 0), min(b, self.count)
+        if a >= b:
+            return []
+        self._cut(a)
+        self._cut(b)
+        i = bisect.bisect_left(self.starts, a)
+        j = bisect.bisect_left(self.starts, b)
+        return self.segs[i:j]
+
+    def _cut(self, at: int) -> None:
+        if at >= self.count:
+            return
+        i = bisect.bisect_right(self.starts, at) - 1
+        seg = self.segs[i]
+        if seg.start != at:
+            self.segs.insert(i + 1, seg.cut(at))
+            self.starts.insert(i + 1, at)
+
+    def join(self, a: int, b: int) -> None:
+        """Merge neighbouring runs in and around ``[a, b)`` whose pages are in the same place."""
+        if not self.segs:
+            return
+        i = max(0, bisect.bisect_right(self.starts, max(a, 0)) - 2)
+        j = min(len(self.segs), bisect.bisect_left(self.starts, b) + 1)
+        keep = self.segs[:i]
+        for seg in self.segs[i:j]:
+            if keep and keep[-1].same(seg):
+                keep[-1].stop = seg.stop
+            else:
+                keep.append(seg)
+        keep.extend(self.segs[j:])
+        self.segs = keep
+        self.starts = [seg.start for seg in keep]
+
+
+def _union(ranges: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``(buffer, start, stop)`` page ranges, sorted by buffer then page, overlaps joined."""
+    out: list[list[Any]] = []
+    for name, a, b in sorted(ranges):
+        if b <= a:
+            continue
+        if out and out[-1][0] == name and a <= out[-1][2]:
+            out[-1][2] = max(out[-1][2], b)
+        else:
+            out.append([name, a, b])
+    return [(n, a, b) for n, a, b in out]
 
 
 @attrs.frozen
 class _Need:
-    """Pages one tile reads that a candidate node does not hold, from one source node."""
+    """Pages ``[first, stop)`` one tile reads that a candidate node does not hold, from one
+    source node."""
 
     buffer: str
-    page: int
+    first: int
+    stop: int
     nbytes: int
     source: str
     held: _Held
@@ -200,8 +294,8 @@ class Placed:
     candidate: Candidate
     after: list[Activity]
     depends: list[Activity]  # computes of earlier dispatches it must follow
-    reads: list[tuple[str, int]]
-    writes: list[tuple[str, int]]
+    reads: list[tuple[str, int, int]]  # (buffer, first page, stop page)
+    writes: list[tuple[str, int, int]]
     estimate: TileWork
     compute: Activity | None = None
 
@@ -271,12 +365,13 @@ class FabricModel:
         buf = self._buffers.get(name)
         if buf is None:
             return
-        for page in buf.pages:
-            waits = tuple(page.readers) + tuple(page.writers)
-            page.copies = {HOST: (waits, self._latest(waits))}
-            page.parts = {}
-            page.writers = list(waits)
-            page.readers = []
+        for seg in buf.segs:
+            waits = tuple(seg.readers) + tuple(seg.writers)
+            seg.copies = {HOST: (waits, self._latest(waits))}
+            seg.parts = {}
+            seg.writers = list(waits)
+            seg.readers = []
+        buf.join(0, buf.count)
 
     def host_read(self, name: str) -> None:
         """The host reads the whole buffer: read-back transfers of what it does not hold."""
@@ -285,8 +380,8 @@ class FabricModel:
             return
         self._reads += 1
         needs: list[_Need] = []
-        for number, page in enumerate(buf.pages):
-            needs.extend(self._needs(buf, number, page, HOST))
+        for seg in list(buf.segs):
+            needs.extend(self._needs(buf, seg.start, seg.stop, seg, HOST))
         acts, _ = self._move(needs, HOST, f"r{self._reads}")
         self._readbacks.extend(acts)
 
@@ -301,24 +396,25 @@ class FabricModel:
         self._steps.append(record)
         placed: list[Placed] = []
         for tile, footprint, estimate in zip(tiles, footprints, estimates):
-            reads: list[tuple[str, int]] = []
-            writes: list[tuple[str, int]] = []
+            read_ranges: list[tuple[str, int, int]] = []
+            write_ranges: list[tuple[str, int, int]] = []
             for param, fp in footprint.buffers.items():
                 name = buffers[param]
-                for a, b in fp.reads:
-                    reads.extend((name, p) for p in range(a, b))
-                for a, b in fp.writes:
-                    writes.extend((name, p) for p in range(a, b))
+                read_ranges.extend((name, a, b) for a, b in fp.reads)
+                write_ranges.extend((name, a, b) for a, b in fp.writes)
+            # A buffer passed as two arguments is still read (or written) once per page.
+            reads, writes = _union(read_ranges), _union(write_ranges)
             # What any placement waits for: the writers of what the tile reads (they made the
             # copies it fetches), the readers and writers of what it overwrites.
             depends: dict[int, Activity] = {}
-            for name, p in reads:
-                for act in self._buffers[name].pages[p].writers:
-                    depends[id(act)] = act
-            for name, p in writes:
-                page = self._buffers[name].pages[p]
-                for act in page.readers + page.writers:
-                    depends[id(act)] = act
+            for name, a, b in reads:
+                for seg, _, _ in self._buffers[name].overlap(a, b):
+                    for act in seg.writers:
+                        depends[id(act)] = act
+            for name, a, b in writes:
+                for seg, _, _ in self._buffers[name].overlap(a, b):
+                    for act in seg.readers + seg.writers:
+                        depends[id(act)] = act
             waits = list(depends.values())
             floor = max(self._base, self._latest(waits))
             candidates = []
@@ -349,24 +445,24 @@ class FabricModel:
         record.tiles = placed
         return placed
 
-    def _candidate(self, comp: str, estimate: TileWork, reads: Sequence[tuple[str, int]],
+    def _candidate(self, comp: str, estimate: TileWork, reads: Sequence[tuple[str, int, int]],
                    floor: float) -> tuple[Candidate, list[_Need], list[Activity]]:
         node = self.node_of[comp]
         needs: list[_Need] = []
         local: dict[int, Activity] = {}
         ready = floor
         local_bytes = 0
-        for name, p in reads:
+        for name, a, b in reads:
             buf = self._buffers[name]
-            page = buf.pages[p]
-            held = page.copies.get(node) or page.copies.get(ANYWHERE)
-            if held is not None:
-                local_bytes += self._page_bytes(buf, p)
-                ready = max(ready, held[1])
-                for act in held[0]:
-                    local[id(act)] = act
-            else:
-                needs.extend(self._needs(buf, p, page, node))
+            for seg, lo, hi in buf.overlap(a, b):
+                held = seg.copies.get(node) or seg.copies.get(ANYWHERE)
+                if held is not None:
+                    local_bytes += self._bytes(buf, lo, hi)
+                    ready = max(ready, held[1])
+                    for act in held[0]:
+                        local[id(act)] = act
+                else:
+                    needs.extend(self._needs(buf, lo, hi, seg, node))
         moved_bytes = sum(n.nbytes for n in needs)
         arrive, transfer_s = self._estimate_moves(needs, node, ready)
         ready = max(ready, arrive)
@@ -376,22 +472,33 @@ class FabricModel:
                          local_bytes, moved_bytes, transfer_s)
         return cand, needs, list(local.values())
 
-    def _page_bytes(self, buf: _Buffer, page: int) -> int:
-        return min(self.page_size, buf.nbytes - page * self.page_size)
+    def _bytes(self, buf: _Buffer, first: int, stop: int) -> int:
+        """Bytes of pages ``[first, stop)`` (the last page of a buffer may be short)."""
+        return min(stop * self.page_size, buf.nbytes) - first * self.page_size
 
-    def _needs(self, buf: _Buffer, number: int, page: _Page, node: str) -> list[_Need]:
-        """The transfers that give ``node`` all of a page it does not hold."""
-        nbytes = self._page_bytes(buf, number)
-        if node in page.copies or ANYWHERE in page.copies:
+    def _needs(self, buf: _Buffer, lo: int, hi: int, seg: _Seg, node: str) -> list[_Need]:
+        """The transfers that give ``node`` all of pages ``[lo, hi)`` of run ``seg``."""
+        if node in seg.copies or ANYWHERE in seg.copies:
             return []
-        if page.copies:  # a whole copy somewhere: from the one whose bytes would arrive first
-            best = min(page.copies.items(), key=lambda kv: (
-                kv[1][1] + self._route(kv[0], node)[1] + nbytes * self._route(kv[0], node)[2],
-                kv[0]))
-            return [_Need(buf.name, number, nbytes, best[0], best[1])]
+        if seg.copies:
+            # A whole copy somewhere: from the one whose bytes would arrive first, chosen for
+            # a page's bytes (a short last page may choose otherwise: it is its own need).
+            out = []
+            full = hi if hi * self.page_size <= buf.nbytes else hi - 1
+            for first, stop in ((lo, full), (full, hi)):
+                if first >= stop:
+                    continue
+                page = self._bytes(buf, stop - 1, stop)
+                best = min(seg.copies.items(), key=lambda kv: (
+                    kv[1][1] + self._route(kv[0], node)[1]
+                    + page * self._route(kv[0], node)[2], kv[0]))
+                out.append(_Need(buf.name, first, stop, self._bytes(buf, first, stop),
+                                 best[0], best[1]))
+            return out
         # Pieces on several nodes: each other holder sends its piece (a page each, at most).
-        return [_Need(buf.name, number, nbytes, src, held)
-                for src, held in sorted(page.parts.items()) if src != node]
+        nbytes = self._bytes(buf, lo, hi)
+        return [_Need(buf.name, lo, hi, nbytes, src, held)
+                for src, held in sorted(seg.parts.items()) if src != node]
 
     def _route(self, src: str, dst: str) -> tuple[Any, float, float]:
         """(route, latency, seconds per byte) between two nodes, on an idle fabric."""
@@ -434,14 +541,14 @@ class FabricModel:
         acts: list[Activity] = []
         latest = 0.0
         runs: list[list[_Need]] = []
-        for need in sorted(needs, key=lambda n: (n.buffer, n.source, n.page)):
+        for need in sorted(needs, key=lambda n: (n.buffer, n.source, n.first)):
             last = runs[-1][-1] if runs else None
             if (last is not None and last.buffer == need.buffer and last.source == need.source
-                    and last.page + 1 == need.page and last.held[0] == need.held[0]):
+                    and last.stop == need.first and last.held[0] == need.held[0]):
                 runs[-1].append(need)
             else:
                 runs.append([need])
-        gathered: dict[tuple[str, int], list[_Held]] = {}
+        gathered: dict[tuple[str, int, int], list[_Held]] = {}
         for run in runs:
             first, last = run[0], run[-1]
             route, latency, per_byte = self._route(first.source, node)
@@ -451,8 +558,8 @@ class FabricModel:
             end = start + latency + nbytes * per_byte
             for hop in route.hops:  # booked for the estimates of later placements
                 self._link_free[hop] = start + nbytes * per_byte
-            label = (f"{tag}/{first.buffer}/p{first.page}" +
-                     (f"-{last.page}" if last.page != first.page else "") +
+            label = (f"{tag}/{first.buffer}/p{first.first}" +
+                     (f"-{last.stop - 1}" if last.stop - 1 != first.first else "") +
                      f"/{first.source}>{node}")
             queue = (first.source, node)
             tail = self._tail.get(queue)
@@ -465,14 +572,14 @@ class FabricModel:
             acts.append(act)
             latest = max(latest, end)
             for n in run:
-                gathered.setdefault((n.buffer, n.page), []).append(((act,), end))
-        for (name, number), helds in gathered.items():
-            page = self._buffers[name].pages[number]
+                gathered.setdefault((n.buffer, n.first, n.stop), []).append(((act,), end))
+        for (name, first_page, stop), helds in gathered.items():
+            buf = self._buffers[name]
             waits = tuple(a for held in helds for a in held[0])
-            own = page.parts.get(node)
-            if own is not None:
-                waits += own[0]
-            page.copies[node] = (waits, max(h[1] for h in helds))
+            arrive = max(h[1] for h in helds)
+            for seg in buf.split(first_page, stop):
+                own = seg.parts.get(node)
+                seg.copies[node] = (waits + own[0] if own is not None else waits, arrive)
         return acts, latest
 
     def _latest(self, acts: Sequence[Activity]) -> float:
@@ -484,7 +591,7 @@ class FabricModel:
         """Submit each tile's compute with its counted work (or measured wall time), then make
         what the dispatch wrote the pages' current contents (module docstring, step 3)."""
         step = self._steps[-1]
-        written: dict[tuple[str, int], list[tuple[str, Activity, float]]] = {}
+        written: dict[str, list[tuple[int, int, str, Activity, float]]] = {}
         for tile, work, wall in zip(placed, works, walls):
             comp = tile.component
             act = self.timeline.compute(comp, work, lanes=1, after=tile.after,
@@ -498,26 +605,40 @@ class FabricModel:
             chain = max((self._chain.get(id(a), 0.0) for a in tile.depends), default=0.0)
             self._chain[id(act)] = chain + min(times)
             node = self.node_of[comp]
-            for name, p in tile.reads:
-                self._buffers[name].pages[p].readers.append(act)
-            for name, p in tile.writes:
-                written.setdefault((name, p), []).append((node, act, tile.candidate.finish_s))
-        for (name, p), writers in written.items():
+            for name, a, b in tile.reads:
+                buf = self._buffers.get(name)
+                if buf is not None:
+                    for seg in buf.split(a, b):
+                        seg.readers.append(act)
+            for name, a, b in tile.writes:
+                written.setdefault(name, []).append((a, b, node, act, tile.candidate.finish_s))
+        for name, ranges in written.items():
             buf = self._buffers.get(name)
             if buf is None:
                 continue
-            page = buf.pages[p]
-            holders: dict[str, list[tuple[Activity, float]]] = {}
-            for node, act, est in writers:
-                holders.setdefault(node, []).append((act, est))
-            held = {node: (tuple(a for a, _ in acts), max(e for _, e in acts))
-                    for node, acts in holders.items()}
-            if len(held) == 1:
-                page.copies, page.parts = held, {}
-            else:
-                page.copies, page.parts = {}, held
-            page.writers = [act for _, act, _ in writers]
-            page.readers = []
+            # Cut at every written range's ends, then give each run the writers covering it,
+            # in tile order, as one page of it would have them.
+            for a, b, *_ in ranges:
+                buf.split(a, b)
+            writers_of: dict[int, tuple[_Seg, list[tuple[str, Activity, float]]]] = {}
+            for a, b, node, act, est in ranges:
+                for seg in buf.split(a, b):
+                    writers_of.setdefault(id(seg), (seg, []))[1].append((node, act, est))
+            for seg, writers in writers_of.values():
+                holders: dict[str, list[tuple[Activity, float]]] = {}
+                for node, act, est in writers:
+                    holders.setdefault(node, []).append((act, est))
+                held = {node: (tuple(a for a, _ in acts), max(e for _, e in acts))
+                        for node, acts in holders.items()}
+                if len(held) == 1:
+                    seg.copies, seg.parts = held, {}
+                else:
+                    seg.copies, seg.parts = {}, held
+                seg.writers = [act for _, act, _ in writers]
+                seg.readers = []
+            low = min(a for a, *_ in ranges)
+            high = max(b for _, b, *_ in ranges)
+            buf.join(low, high)
 
     # -- results -------------------------------------------------------------------
     def run(self) -> float:
