@@ -116,6 +116,26 @@ def test_every_dispatch_builds_a_modelled_timeline():
     assert report["bound"]["ratio"] >= 1.0
 
 
+def test_the_model_keeps_pages_in_runs_that_follow_the_tiles():
+    """What a dispatch costs the model grows with its tiles, not its pages: a 1,024-page
+    buffer that tiles read and write stays a run per tile at most, also after a host write."""
+    n = 1 << 24  # 64 MiB of f32: 1,024 pages of 64 KiB
+    with xv.open_fabric("default") as fabric:
+        x, y = fabric.zeros(n), fabric.zeros(n)
+        saxpy = fabric.kernel(SAXPY)
+        for _ in range(3):
+            result = fabric.dispatch(saxpy, global_size=n, block=256,
+                                     args={"a": 2.0, "x": x, "y": y})
+        runs = {b.name: len(fabric.model._buffers[b.name].segs) for b in (x, y)}
+        assert 1 <= runs[x.name] <= len(result.tiles) and 1 <= runs[y.name] <= len(result.tiles)
+        assert sum(s.stop - s.start for s in fabric.model._buffers[y.name].segs) == 1024
+        y.write(np.ones(n, np.float32))
+        assert len(fabric.model._buffers[y.name].segs) <= len(result.tiles)
+        # Before any tile touched it, a buffer is one run.
+        z = fabric.zeros(n)
+        assert len(fabric.model._buffers[z.name].segs) == 1
+
+
 def test_idle_cpu_workers_steal_from_a_slow_component(plugins):
     doc = {"scheduler": "round-robin",
            "components": [{"name": "alu", "kind": "cpu", "threads": 2},
