@@ -175,3 +175,21 @@ kernel fill(buffer<f32> out, i32 n, f32 v) {
 }
 """)
     return module.kernels[0]
+
+
+def test_geometry_is_worked_out_for_each_call_of_a_kernel(fabric):
+    saxpy = fabric.kernel(SAXPY)
+    x, y = fabric.zeros(1000), fabric.zeros(1000)
+    try:
+        args = {"a": 1.0, "x": x, "y": y}
+        for block, grid in ((256, 4), (128, 8), ([64], 16), ((256, 1, 1), 4)):
+            result = fabric.dispatch(saxpy, global_size=1000, block=block, args=args)
+            assert result.launch.grid == (grid, 1, 1)
+        assert fabric.dispatch(saxpy, grid=[3], block=256, args=args).launch.grid == (3, 1, 1)
+        with pytest.raises(JobError, match=r"block must be 1 to 3 positive integers, got \[0\]"):
+            fabric.dispatch(saxpy, global_size=1000, block=0, args=args)
+        with pytest.raises(JobError, match="give exactly one of global size"):
+            fabric.dispatch(saxpy, global_size=1000, grid=4, block=256, args=args)
+    finally:
+        x.free()
+        y.free()

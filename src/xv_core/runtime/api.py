@@ -255,6 +255,7 @@ class Fabric:
         self._steps = 0
         self._history: dict[int, tuple[Kernel, float, float]] = {}
         self._plans = _Plans()
+        self._launches: dict[tuple[Any, ...], tuple[Kernel, Launch]] = {}
         base = Path(workdir) if workdir is not None else (
             Path(config.source).parent if config.source else Path.cwd())
         self._context = _Context(self, base)
@@ -372,7 +373,7 @@ class Fabric:
         ``@workgroup``.  ``args`` maps every parameter to a scalar or a
         :class:`Buffer` of this fabric.
         """
-        launch = launch_geometry(kernel, global_size=global_size, grid=grid, block=block)
+        launch = self._launch(kernel, global_size, grid, block)
         shaped = {k: v.shape_info() if isinstance(v, Buffer) else v for k, v in args.items()}
         problems = check_args(kernel, shaped)
         if problems:
@@ -390,6 +391,21 @@ class Fabric:
             else:
                 run_args[p.name] = scalar_value(p.type.kind, value)
         return self._run(kernel, launch, run_args, buffers)
+
+    def _launch(self, kernel: Kernel, global_size: Any, grid: Any, block: Any) -> Launch:
+        """:func:`launch_geometry`, remembered per kernel for geometry given as integers."""
+        try:
+            key = (id(kernel), _hashable(global_size), _hashable(grid), _hashable(block))
+        except TypeError:  # not plain integers: checked (and refused) the long way
+            return launch_geometry(kernel, global_size=global_size, grid=grid, block=block)
+        hit = self._launches.get(key)
+        if hit is not None and hit[0] is kernel:
+            return hit[1]
+        launch = launch_geometry(kernel, global_size=global_size, grid=grid, block=block)
+        if len(self._launches) >= PLAN_CACHE_SIZE:
+            self._launches.clear()
+        self._launches[key] = (kernel, launch)
+        return launch
 
     def _make_resident(self, buffers: Mapping[str, DeviceBuffer],
                        footprint: TileFootprint) -> list[Any]:
@@ -442,8 +458,12 @@ class Fabric:
         estimates = self._estimates(kernel, launch, tiles, plan.per_item)
         placed = model.place(step, kernel.name, tiles, footprints,
                              {p: d.name for p, d in buffers.items()}, estimates, self.policy)
-        hook.xv_on_dispatch(event=DispatchEvent("start", kernel.name, launch.grid, launch.block,
-                                                len(tiles)))
+        # Events are built only for plugins that listen (a tiny dispatch notices the cost).
+        on_dispatch = bool(hook.xv_on_dispatch.get_hookimpls())
+        on_tile = bool(hook.xv_on_tile.get_hookimpls())
+        if on_dispatch:
+            hook.xv_on_dispatch(event=DispatchEvent("start", kernel.name, launch.grid,
+                                                    launch.block, len(tiles)))
         start = time.perf_counter()
 
         def submit(tile: Any, comp: str) -> Any:
@@ -467,9 +487,10 @@ class Fabric:
             record = TileRecord(tile.index, run.component, tile.first_group, tile.group_count,
                                 run.wall_s, work, run.planned)
             records.append(record)
-            hook.xv_on_tile(event=TileEvent(kernel.name, tile.index, run.component,
-                                            tile.first_group, tile.group_count, record.wall_s,
-                                            work.ops, work.bytes_read, work.bytes_written))
+            if on_tile:
+                hook.xv_on_tile(event=TileEvent(kernel.name, tile.index, run.component,
+                                                tile.first_group, tile.group_count, record.wall_s,
+                                                work.ops, work.bytes_read, work.bytes_written))
         counted = sum(r.work.ops for r in runs), sum(r.work.bytes_read + r.work.bytes_written
                                                      for r in runs)
         guessed = sum(e.ops for e in estimates), sum(e.bytes_read for e in estimates)
@@ -478,8 +499,9 @@ class Fabric:
         self._history[id(kernel)] = (
             kernel, old[0] * counted[0] / guessed[0] if guessed[0] else old[0],
             old[1] * counted[1] / guessed[1] if guessed[1] else old[1])
-        hook.xv_on_dispatch(event=DispatchEvent("end", kernel.name, launch.grid, launch.block,
-                                                len(tiles), wall))
+        if on_dispatch:
+            hook.xv_on_dispatch(event=DispatchEvent("end", kernel.name, launch.grid,
+                                                    launch.block, len(tiles), wall))
         log.debug("dispatch", kernel=kernel.name, grid=launch.grid, block=launch.block,
                   tiles=len(tiles), stolen=sum(r.stolen for r in runs), wall_s=round(wall, 6))
         return DispatchResult(kernel.name, launch, tuple(records), wall, step)
@@ -524,6 +546,15 @@ class Fabric:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _hashable(value: Any) -> Any:
+    """A geometry argument as a key: None, an int, or a tuple of ints (else TypeError)."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, (tuple, list)) and all(type(v) is int for v in value):
+        return ("seq", tuple(value))
+    raise TypeError("not a plain geometry")
 
 
 def _workers(component: Component) -> int:

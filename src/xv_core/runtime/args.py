@@ -40,6 +40,16 @@ def signature(kernel: Kernel) -> str:
     return f"{kernel.name}({params})"
 
 
+class _LazySignature:
+    __slots__ = ("kernel",)
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+
+    def __str__(self) -> str:
+        return signature(self.kernel)
+
+
 def dtype_name(dtype: np.dtype[Any]) -> str:
     for name, dt in DTYPES.items():
         if dt == dtype and name != "vec4":
@@ -72,7 +82,7 @@ def fits(t: Type, shape: BufferShape) -> str | None:
 def check_args(kernel: Kernel, args: Mapping[str, Any]) -> list[ArgProblem]:
     """Every problem with ``args`` for ``kernel``; buffer arguments are BufferShape."""
     problems: list[ArgProblem] = []
-    sig = signature(kernel)
+    sig = _LazySignature(kernel)  # only built for a message
     for p in kernel.params:
         if p.name not in args:
             problems.append(ArgProblem(None, f"missing argument {p.name!r} for kernel {sig}"))

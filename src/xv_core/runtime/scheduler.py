@@ -90,6 +90,12 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     calling thread, as completions arrive.  If tiles fail, no further tile is started, those
     in flight are waited for, and the error of the first failed tile (in tile order) is raised.
     """
+    if len(plan) == 1:
+        # One tile: nothing to balance or steal; skip the queues (a tiny dispatch's cost).
+        tile, comp = plan[0]
+        started = time.perf_counter()
+        work = submit(tile, comp).result()
+        return [TileRun(tile, comp, comp, work, time.perf_counter() - started)]
     order = {name: i for i, name in enumerate(slots)}
     queues: dict[str, deque[Tile]] = {name: deque() for name in slots}
     for tile, comp in plan:
