@@ -13,24 +13,30 @@ device address space of ``capacity`` bytes, and running out of memory is an erro
 live allocations, largest first.
 
 With paging, allocation only reserves device address space (not limited by the capacity) and
-pages move:
+pages move along a chain of tiers, VRAM -> cache tier 1 -> cache tier 2 -> ... -> backing:
 
 * **in**, before a tile runs: :meth:`RamVram.make_resident` faults in the pages the tile
-  touches from the fastest tier that holds them (the cache tier, then the buffer's backing;
-  a page never written is zero-filled, nothing to read), evicting pages chosen by the eviction
-  policy when VRAM is full, and pins them until the tile's lease is released;
+  touches from the fastest tier that holds them (the cache tiers in order, then the buffer's
+  backing; a page never written is zero-filled, nothing to read), evicting pages chosen by
+  the eviction policy when VRAM is full, and pins them until the tile's lease is released;
+* **ahead of use**: :meth:`RamVram.prefetch` queues pages a coming tile will touch; a
+  background worker loads them, one migration unit per hold of the lock, without pinning them
+  and without evicting pinned pages or pages earlier prefetches brought and no tile has used
+  yet, with at most half of VRAM in such pages;
 * **out**: an evicted page that is dirty (written since it came in) is written back; pages
-  of file-backed buffers go to the cache tier (an ``nvme`` component's page file) when there
-  is one, and from there to the backing file when the tier evicts them; pages of RAM-backed
+  of file-backed buffers go to the first cache tier (such as an ``nvme`` component's page
+  file) when there is one, a page a cache tier evicts goes down to the next tier, and from the
+  last one a page newer than the backing is written to the backing file; pages of RAM-backed
   buffers go straight back to host RAM (a disk tier is slower than the RAM it would cache).
 
 The ``uvm`` profile behaves like GPU unified memory: 4KiB pages (faults and traces count
 them), 64KiB migration blocks (a fault brings in its whole block, the policy evicts whole
 blocks), and a tree-based neighbourhood prefetcher inside 2MiB regions: after a fault, every
 level of a full binary tree over the region's 32 blocks that is more than half resident is
-made fully resident.  Each far fault costs ``fault_latency_us`` plus the transfer over the
-modelled link; those modelled seconds go into the statistics (the virtual clock that will use
-them arrives with issue 6).
+made fully resident.  Far faults are serviced in batches, as the driver does: the faults of
+one :meth:`RamVram.make_resident` call form batches of up to ``fault_batch_size``; each batch
+costs ``fault_latency_us``, each fault in it ``fault_service_us``, plus one transfer over the
+modelled link of what the batch migrated.  Those modelled seconds go into the statistics.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +73,12 @@ ADDRESS_SPACE = 1 << 46
 #: The ``uvm`` profile's migration block and prefetch region.
 UVM_BLOCK = 64 << 10
 UVM_REGION = 2 << 20
+#: Far faults the ``uvm`` profile services per batch: the NVIDIA UVM driver's default
+#: (``uvm_perf_fault_batch_count``; see docs/vram.md).
+UVM_FAULT_BATCH = 256
+#: Prefetch requests waiting for the worker at most; when more arrive the oldest (the most
+#: likely to be for a tile that has run already) is dropped.
+PREFETCH_QUEUE = 64
 _OS_PAGE = mmap.PAGESIZE
 _KEY_BITS = 32
 
@@ -129,11 +142,12 @@ class RunAllocator:
 # statistics
 # ----------------------------------------------------------------------------------------
 
-_VRAM_COUNTERS = ("accesses", "hits", "misses", "zero_fills", "prefetches", "evictions",
-                  "writebacks", "bytes_read", "bytes_written", "host_bytes_read",
+_VRAM_COUNTERS = ("accesses", "hits", "misses", "zero_fills", "prefetches", "fault_batches",
+                  "prefetched", "prefetch_hits", "prefetch_unused", "prefetch_dropped",
+                  "evictions", "writebacks", "bytes_read", "bytes_written", "host_bytes_read",
                   "host_bytes_written")
-_TIER_COUNTERS = ("hits", "misses", "evictions", "reads", "writes", "bytes_read",
-                  "bytes_written")
+_TIER_COUNTERS = ("hits", "misses", "prefetch_hits", "evictions", "reads", "writes",
+                  "bytes_read", "bytes_written")
 
 
 class _Counters:
@@ -195,11 +209,13 @@ class PagedBuffer:
         self._view = memoryview(self._mem)
         self._array: np.ndarray | None = self._bytes[:nbytes].view(dtype).reshape(shape)
         # Per page: resident in VRAM; written since it came in (newer than the tier or
-        # backing copy); held by the cache tier (1: same as backing, 2: newer); the backing
-        # holds data for it (0: never written: zeros).
+        # backing copy); the cache tier holding a copy (0: none, k: the k-th, fastest first;
+        # a page is in one cache tier at most); that copy is newer than the backing's; the
+        # backing holds data for it (0: never written: zeros).
         self.resident = bytearray(pages)
         self.dirty = bytearray(pages)
-        self.tiered = bytearray(pages)
+        self.tier_of = bytearray(pages)
+        self.tier_newer = bytearray(pages)
         self.stored = bytearray(b"\x01" * pages) if getattr(backing, "existed", False) \
             else bytearray(pages)
         self.counters = _Counters(_VRAM_COUNTERS)
@@ -259,6 +275,18 @@ class PagedBuffer:
 RamBuffer = PagedBuffer
 
 
+class _Protected:
+    """Keys in any of several containers: what the prefetcher must not evict."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, *parts: Any):
+        self._parts = parts
+
+    def __contains__(self, key: object) -> bool:
+        return any(key in part for part in self._parts)
+
+
 class Lease:
     """Pages pinned for one tile (see :meth:`RamVram.make_resident`)."""
 
@@ -285,7 +313,13 @@ class RamVram:
     ``capacity`` and ``page_size`` are bytes (ints, or size strings such as ``"64KiB"``).
     ``policy_factory(capacity)`` builds eviction policies (by default the one this package
     ships under ``eviction``).  ``path`` is where file backings and persistent buffers live.
-    Thread-safe: one lock guards all state (pins are released from worker threads).
+    The ``uvm`` profile's far faults are serviced in batches of up to ``fault_batch_size``;
+    each batch costs ``fault_latency_us`` and each fault in it ``fault_service_us`` (modelled).
+
+    Thread-safe: one lock guards all state (pins are released from worker threads).  The
+    prefetch worker (a thread started by the first :meth:`prefetch`, stopped by
+    :meth:`close`) holds it for one migration unit at a time and lets :meth:`make_resident`
+    go first.
     """
 
     def __init__(self, capacity: int | str, page_size: int | str = 64 << 10, *,
@@ -293,6 +327,7 @@ class RamVram:
                  backing: str = "ram", path: str | os.PathLike[str] = ".xv/vram",
                  persistent: Sequence[str] = (), profile: str = "plain",
                  link: str = "pcie4-x16", fault_latency_us: float = 40.0,
+                 fault_service_us: float = 0.8, fault_batch_size: int = UVM_FAULT_BATCH,
                  policy_factory: Callable[[int], Any] | None = None,
                  on_page: Callable[..., Any] | None = None):
         try:
@@ -320,7 +355,16 @@ class RamVram:
         self.persistent = frozenset(persistent)
         self.profile = profile
         self.link: LinkProfile = get_profile(link)
+        if fault_latency_us < 0 or fault_service_us < 0:
+            raise XvError("fault_latency_us and fault_service_us must be 0 or more",
+                          where="$.vram")
+        if isinstance(fault_batch_size, bool) or not isinstance(fault_batch_size, int) \
+                or fault_batch_size < 1:
+            raise XvError(f"fault_batch_size must be an integer of at least 1, got "
+                          f"{fault_batch_size!r}", where="$.vram.fault_batch_size")
         self.fault_latency = fault_latency_us * 1e-6
+        self.fault_service = fault_service_us * 1e-6
+        self.fault_batch_size = fault_batch_size
         self.frames = self.capacity // self.page_size
         uvm = profile == "uvm"
         if uvm and self.page_size != 4096:
@@ -370,13 +414,32 @@ class RamVram:
         self._lock = threading.RLock()
         self._vstats = _Counters(_VRAM_COUNTERS)
         self._backing_stats = _Counters(_TIER_COUNTERS)
-        self._tier: Any = None
-        self._tier_policy: Any = None
-        self._tier_link: LinkProfile | None = None
-        self._tier_stats = _Counters(_TIER_COUNTERS)
+        # The cache tiers, fastest first, and per tier: its policy, the link timing its
+        # transfers, its statistics, a page of scratch memory for pages moving out of it.
+        self._tiers: list[Any] = []
+        self._tier_policies: list[Any] = []
+        self._tier_links: list[LinkProfile | None] = []
+        self._tier_stats: list[_Counters] = []
+        self._scratch: list[bytearray] = []
         self._trace: array.array[int] | None = None
         self._trace_path: Path | None = None
-        self._scratch = bytearray(self.page_size)
+        # Prefetching.  Units prefetch brought in that no tile has touched since, with their
+        # pages (guarded by _lock), and the bound on those pages: half of VRAM.
+        self._prefetched: dict[int, int] = {}
+        self._prefetched_pages = 0
+        self.prefetch_limit = self.frames // 2
+        # Requests waiting for the worker, the worker, and its stop flag (guarded by
+        # _pf_cv); requests queued or in progress; pages of requests dropped from the queue.
+        self._pf_cv = threading.Condition(threading.Lock())
+        self._pf_queue: deque[tuple[PagedBuffer, list[tuple[int, int]]]] = deque()
+        self._pf_thread: threading.Thread | None = None
+        self._pf_stop = False
+        self._pf_pending = 0
+        self._pf_overflow = 0
+        self._pf_errors = 0
+        # make_resident calls waiting for or holding _lock: the worker yields to them.
+        self._demand_cv = threading.Condition(threading.Lock())
+        self._demand = 0
         # The xv_on_page hook (called with event=PageEvent), when a plugin implements it.
         self._on_page = on_page
 
@@ -402,6 +465,8 @@ class RamVram:
                    profile=getattr(vram_config, "profile", "plain"),
                    link=getattr(vram_config, "link", "pcie4-x16"),
                    fault_latency_us=getattr(vram_config, "fault_latency_us", 40.0),
+                   fault_service_us=getattr(vram_config, "fault_service_us", 0.8),
+                   fault_batch_size=getattr(vram_config, "fault_batch_size", UVM_FAULT_BATCH),
                    policy_factory=factory, on_page=on_page)
 
     # -- allocation -------------------------------------------------------------------
@@ -503,14 +568,12 @@ class RamVram:
                     if key in self.policy:
                         self.policy.remove(key)
                     self._pins.pop(key, None)
+                    self._prefetch_forget(buf, key)
         self._resident -= sum(buf.resident)
-        if self._tier is not None:
+        if self._tiers:
             for page in range(buf.pages):
-                if buf.tiered[page]:
-                    key = buf.key_base | page
-                    self._tier.drop(key)
-                    if key in self._tier_policy:
-                        self._tier_policy.remove(key)
+                if buf.tier_of[page]:
+                    self._drop_from_tier(buf, page)
         self._history[buf.name] = self._buffer_stats(buf)
         buf.backing.close()
         buf._drop_memory()
@@ -549,26 +612,36 @@ class RamVram:
 
     # -- tiers and traces -------------------------------------------------------------
     def attach_tiers(self, tiers: Sequence[Any]) -> None:
-        """Use the first tier as the cache tier between VRAM and file backings.
+        """Use ``tiers`` (fastest first) as the chain of cache tiers between VRAM and file
+        backings: pages VRAM evicts go to the first, pages tier k evicts go to tier k + 1,
+        pages the last evicts go to the backing when they are newer there.
 
-        Its page size must hold one VRAM page.  Further tiers are not used yet (logged)."""
+        Each tier's page size must hold one VRAM page.  Call it before pages move."""
         tiers = list(tiers)
-        if not tiers:
-            return
-        tier = tiers[0]
-        if tier.page_size < self.page_size:
-            raise XvError(f"its page size ({format_size(tier.page_size)}) is smaller than "
-                          f"vram.page_size ({format_size(self.page_size)})",
-                          where=f"component {tier.name!r}",
-                          hint=f"set its page_size to {format_size(self.page_size)}")
-        if len(tiers) > 1:
-            log.warning("vram uses one cache tier", used=tier.name,
-                        unused=[t.name for t in tiers[1:]])
+        for tier in tiers:
+            if tier.page_size < self.page_size:
+                raise XvError(f"its page size ({format_size(tier.page_size)}) is smaller than "
+                              f"vram.page_size ({format_size(self.page_size)})",
+                              where=f"component {tier.name!r}",
+                              hint=f"set its page_size to {format_size(self.page_size)}")
+        names = [t.name for t in tiers]
+        for reserved in ("vram", "backing"):
+            if reserved in names:
+                raise XvError(f"a cache tier cannot be named {reserved!r}: the VRAM statistics "
+                              f"use that name", where=f"component {reserved!r}",
+                              hint="rename the component")
+        if len(set(names)) != len(names):
+            raise XvError(f"cache tiers need distinct names, got {', '.join(names)}",
+                          where="$.components")
+        if len(tiers) > 255:
+            raise XvError(f"at most 255 cache tiers, got {len(tiers)}", where="$.components")
         with self._lock:
-            self._tier = tier
-            self._tier_policy = self._policy_factory(max(1, tier.slots))
-            profile = getattr(tier, "profile", None)
-            self._tier_link = get_profile(profile) if profile else None
+            self._tiers = tiers
+            self._tier_policies = [self._policy_factory(max(1, t.slots)) for t in tiers]
+            self._tier_links = [get_profile(t.profile) if getattr(t, "profile", None) else None
+                                for t in tiers]
+            self._tier_stats = [_Counters(_TIER_COUNTERS) for _ in tiers]
+            self._scratch = [bytearray(self.page_size) for _ in tiers]
 
     def record_pages(self, path: str | os.PathLike[str]) -> None:
         """Record every page access from now on; the trace is written to ``path`` when the
@@ -604,37 +677,53 @@ class RamVram:
     def make_resident(self, buffer: PagedBuffer, page_ranges: Sequence[tuple[int, int]], *,
                       write: bool) -> Lease:
         """Fault in pages ``[start, stop)`` of each range, pin them, mark them dirty when
-        ``write``; see :class:`xv_core.runtime.interfaces.Vram`."""
+        ``write`` (and only then); see :class:`xv_core.runtime.interfaces.Vram`.
+
+        With the ``uvm`` profile the faults of this call are serviced in batches of up to
+        ``fault_batch_size``, each batch charged once (see the module docstring)."""
         lease = Lease(self)
-        with self._lock:
-            buf = self._check(buffer)
-            vs, bs = self._vstats, buf.counters
-            for start, stop in page_ranges:
-                start, stop = max(0, int(start)), min(buf.pages, int(stop))
-                if stop <= start:
-                    continue
-                self._record(buf.id, start, stop - start, write)
-                count = stop - start
-                vs.add("accesses", count)
-                bs.add("accesses", count)
-                if not self.paging:
-                    vs.add("hits", count)
-                    bs.add("hits", count)
-                else:
-                    misses = self._touch(buf, start, stop, lease)
-                    vs.add("misses", misses)
-                    bs.add("misses", misses)
-                    vs.add("hits", count - misses)
-                    bs.add("hits", count - misses)
-                if write:
-                    buf.dirty[start:stop] = b"\x01" * count
+        self._demand_begin()
+        try:
+            with self._lock:
+                buf = self._check(buffer)
+                vs, bs = self._vstats, buf.counters
+                faults: list[int] = []  # bytes each fault moved, in order
+                for start, stop in page_ranges:
+                    start, stop = max(0, int(start)), min(buf.pages, int(stop))
+                    if stop <= start:
+                        continue
+                    self._record(buf.id, start, stop - start, write)
+                    count = stop - start
+                    vs.add("accesses", count)
+                    bs.add("accesses", count)
+                    if not self.paging:
+                        vs.add("hits", count)
+                        bs.add("hits", count)
+                    else:
+                        misses = self._touch(buf, start, stop, lease, faults)
+                        vs.add("misses", misses)
+                        bs.add("misses", misses)
+                        vs.add("hits", count - misses)
+                        bs.add("hits", count - misses)
+                    if write:
+                        buf.dirty[start:stop] = b"\x01" * count
+                if faults:
+                    self._charge_faults(buf, faults)
+        except BaseException:
+            lease.release()  # what this call pinned before it failed
+            raise
+        finally:
+            self._demand_end()
         return lease
 
-    def _touch(self, buf: PagedBuffer, start: int, stop: int, lease: Lease) -> int:
-        """Pin and make resident the units holding pages ``[start, stop)``; the faults."""
+    def _touch(self, buf: PagedBuffer, start: int, stop: int, lease: Lease,
+               faults: list[int]) -> int:
+        """Pin and make resident the units holding pages ``[start, stop)``; the faults (the
+        bytes each moved are appended to ``faults``)."""
         upp = self._unit_pages
         pins, keys, resident = self._pins, lease.keys, buf.resident
         hit, base = self.policy.hit, buf.key_base
+        prefetched = self._prefetched
         misses = 0
         for unit in range(start // upp, (stop - 1) // upp + 1):
             key = base | unit
@@ -644,10 +733,38 @@ class RamVram:
             keys.append(key)
             if resident[unit * upp]:
                 hit(key)
+                if key in prefetched:  # first use of a unit the prefetch worker brought
+                    self._prefetched_pages -= prefetched.pop(key)
+                    used = min(stop, (unit + 1) * upp) - max(start, unit * upp)
+                    self._vstats.add("prefetch_hits", used)
+                    buf.counters.add("prefetch_hits", used)
             else:
                 misses += 1  # one fault brings the whole unit: its other pages are hits
-                self._fault(buf, unit, key)
+                faults.append(self._fault(buf, unit, key))
         return misses
+
+    def _charge_faults(self, buf: PagedBuffer, faults: list[int]) -> None:
+        """Modelled seconds of the faults of one make_resident call (bytes moved by each).
+
+        ``plain``: one link transfer per fault.  ``uvm``: batches of up to
+        ``fault_batch_size`` faults, in order; a batch costs ``fault_latency``, each of its
+        faults ``fault_service``, and one link transfer of everything the batch migrated."""
+        link = self.link
+        if self.profile == "uvm":
+            modelled, size = 0.0, self.fault_batch_size
+            batches = -(-len(faults) // size)
+            for b in range(batches):
+                batch = faults[b * size:(b + 1) * size]
+                moved = sum(batch)
+                modelled += self.fault_latency + len(batch) * self.fault_service
+                if moved:
+                    modelled += link.transfer_time(moved)
+            self._vstats.add("fault_batches", batches)
+            buf.counters.add("fault_batches", batches)
+        else:
+            modelled = sum(link.transfer_time(moved) for moved in faults if moved)
+        self._vstats.modelled_s += modelled
+        buf.counters.modelled_s += modelled
 
     def _unpin(self, keys: list[int]) -> None:
         with self._lock:
@@ -683,11 +800,12 @@ class RamVram:
             self._on_page(event=PageEvent(kind, buf.name, page, tier))
 
     def _source(self, buf: PagedBuffer, page: int) -> str:
-        if buf.tiered[page]:
-            return self._tier.name
+        if buf.tier_of[page]:
+            return self._tiers[buf.tier_of[page] - 1].name
         return "backing" if buf.stored[page] else "zero"
 
-    def _fault(self, buf: PagedBuffer, unit: int, key: int) -> None:
+    def _fault(self, buf: PagedBuffer, unit: int, key: int) -> int:
+        """Bring in a unit on demand (and, with ``uvm``, its tree prefetch); bytes moved."""
         first, stop = self._unit_range(buf, unit)
         self.policy.miss(key)
         self._make_room(stop - first)
@@ -698,13 +816,8 @@ class RamVram:
         buf.dirty[first:stop] = bytes(stop - first)
         self._resident_pages(stop - first)
         if self.profile == "uvm":
-            moved += self._prefetch(buf, unit)
-            # A far fault: the driver's handling, then the migration over the link.
-            modelled = self.fault_latency + (self.link.transfer_time(moved) if moved else 0.0)
-        else:
-            modelled = self.link.transfer_time(moved) if moved else 0.0
-        self._vstats.modelled_s += modelled
-        buf.counters.modelled_s += modelled
+            moved += self._tree_prefetch(buf, unit)
+        return moved
 
     def _make_room(self, pages: int) -> None:
         """Evict until ``pages`` more fit; over capacity only when everything is pinned."""
@@ -721,7 +834,7 @@ class RamVram:
         buf = self._by_id[key >> _KEY_BITS]
         first, stop = self._unit_range(buf, key & ((1 << _KEY_BITS) - 1))
         if self._on_page is not None and any(buf.dirty[first:stop]):
-            below = self._tier.name if self._tier is not None and buf.backing.kind != "ram" \
+            below = self._tiers[0].name if self._tiers and buf.backing.kind != "ram" \
                 else "backing"
             self._event("writeback", buf, first, below)
         self._write_down(buf, first, stop)
@@ -732,9 +845,10 @@ class RamVram:
         self._resident -= stop - first
         self._vstats.add("evictions")
         buf.counters.add("evictions")
+        self._prefetch_forget(buf, key)
 
-    def _prefetch(self, buf: PagedBuffer, unit: int) -> int:
-        """The tree-based neighbourhood prefetcher: bytes it brought in."""
+    def _tree_prefetch(self, buf: PagedBuffer, unit: int) -> int:
+        """The ``uvm`` profile's tree-based neighbourhood prefetcher: bytes it brought in."""
         upp = self._unit_pages
         units = -(-buf.pages // upp)
         per_region = UVM_REGION // UVM_BLOCK
@@ -760,45 +874,219 @@ class RamVram:
             size *= 2
         return moved
 
+    # -- prefetching ahead of use -----------------------------------------------------
+    def prefetch(self, buffer: PagedBuffer, page_ranges: Iterable[tuple[int, int]]) -> None:
+        """Ask for pages ``[start, stop)`` of each range to be brought into VRAM soon, because
+        a tile will touch them; returns at once.
+
+        A worker thread (started on first use, stopped by :meth:`close`) loads them in order,
+        one migration unit at a time, from the fastest tier holding them, without pinning
+        them: a later :meth:`make_resident` of those pages hits (``prefetch_hits``).  It never
+        evicts pinned pages, pages earlier prefetches brought that no tile has touched yet,
+        or pages of the same request, and keeps at most :attr:`prefetch_limit` (half of
+        VRAM) pages of the former; pages it cannot place that way are skipped
+        (``prefetch_dropped``).  Pages are never marked dirty by a prefetch.  A hint: with
+        paging off, for a freed buffer or a closed VRAM it does nothing.  Raises XvError for
+        a buffer of another VRAM."""
+        if getattr(buffer, "_vram", None) is not self:
+            raise XvError("buffer is not allocated in this VRAM",
+                          where=f"buffer {getattr(buffer, 'name', buffer)!r}")
+        if not self.paging or self._closed or buffer.freed:
+            return
+        ranges = []
+        for start, stop in page_ranges:
+            start, stop = max(0, int(start)), min(buffer.pages, int(stop))
+            if stop > start:
+                ranges.append((start, stop))
+        if not ranges:
+            return
+        with self._pf_cv:
+            if self._pf_stop:
+                return
+            if len(self._pf_queue) >= PREFETCH_QUEUE:
+                _, stale = self._pf_queue.popleft()
+                self._pf_pending -= 1
+                self._pf_overflow += sum(b - a for a, b in stale)
+            self._pf_queue.append((buffer, ranges))
+            self._pf_pending += 1
+            if self._pf_thread is None:
+                self._pf_thread = threading.Thread(target=self._prefetch_worker, daemon=True,
+                                                   name="xv-vram-prefetch")
+                self._pf_thread.start()
+            self._pf_cv.notify_all()
+
+    def wait_prefetches(self, timeout: float | None = None) -> bool:
+        """Block until every prefetch asked for so far is done (or dropped); False when
+        ``timeout`` seconds passed first.  For tests and reproducible statistics."""
+        with self._pf_cv:
+            return self._pf_cv.wait_for(lambda: self._pf_pending == 0 or self._pf_stop,
+                                        timeout)
+
+    def _prefetch_worker(self) -> None:
+        while True:
+            with self._pf_cv:
+                self._pf_cv.wait_for(lambda: self._pf_queue or self._pf_stop)
+                if self._pf_stop:
+                    return
+                buf, ranges = self._pf_queue.popleft()
+            try:
+                self._prefetch_request(buf, ranges)
+            except Exception as exc:  # a hint failed: make_resident will meet the error
+                self._pf_errors += 1
+                log.warning("vram prefetch failed", buffer=buf.name, error=str(exc))
+            finally:
+                with self._pf_cv:
+                    self._pf_pending -= 1
+                    self._pf_cv.notify_all()
+
+    def _prefetch_request(self, buf: PagedBuffer, ranges: list[tuple[int, int]]) -> None:
+        upp = self._unit_pages
+        units: dict[int, None] = {}  # in the order asked, each once
+        for start, stop in ranges:
+            units.update(dict.fromkeys(range(start // upp, (stop - 1) // upp + 1)))
+        # Not to be evicted to make room for this request: pinned units, units earlier
+        # prefetches brought that are not used yet, and the units of this request.
+        protected = _Protected(self._pins, self._prefetched,
+                               {buf.key_base | u for u in units})
+        order = list(units)
+        for i, unit in enumerate(order):
+            if not self._yield_to_demand():
+                return  # stopping
+            with self._lock:
+                if self._pf_stop or self._closed or self._live.get(buf.name) is not buf:
+                    return  # freed (or closed) while queued: forget the rest
+                if not self._prefetch_unit(buf, unit, protected):
+                    skipped = 0
+                    for u in order[i:]:
+                        if not buf.resident[u * upp]:
+                            first, stop = self._unit_range(buf, u)
+                            skipped += stop - first
+                    self._vstats.add("prefetch_dropped", skipped)
+                    buf.counters.add("prefetch_dropped", skipped)
+                    return
+
+    def _prefetch_unit(self, buf: PagedBuffer, unit: int, protected: _Protected) -> bool:
+        """Load one unit for a prefetch (under the lock); False when it cannot be placed."""
+        first, stop = self._unit_range(buf, unit)
+        if buf.resident[first]:
+            return True
+        count = stop - first
+        if self._prefetched_pages + count > self.prefetch_limit:
+            return False
+        while self._resident + count > self.frames:
+            victim = self.policy.evict(protected)
+            if victim is None:
+                return False
+            self._evict(victim)
+        key = buf.key_base | unit
+        self._event("prefetch", buf, first, self._source(buf, first))
+        moved = self._load(buf, first, count, prefetch=True)
+        self.policy.insert(key)  # not a miss: no tile asked for it yet
+        buf.resident[first:stop] = b"\x01" * count
+        buf.dirty[first:stop] = bytes(count)
+        self._resident_pages(count)
+        self._prefetched[key] = count
+        self._prefetched_pages += count
+        self._vstats.add("prefetched", count)
+        buf.counters.add("prefetched", count)
+        if moved:
+            modelled = self.link.transfer_time(moved)
+            self._vstats.modelled_s += modelled
+            buf.counters.modelled_s += modelled
+        return True
+
+    def _prefetch_forget(self, buf: PagedBuffer, key: int) -> None:
+        """A unit leaves VRAM (evicted or freed): if prefetch brought it and no tile used
+        it, that prefetch was wasted."""
+        pages = self._prefetched.pop(key, None)
+        if pages is not None:
+            self._prefetched_pages -= pages
+            self._vstats.add("prefetch_unused", pages)
+            buf.counters.add("prefetch_unused", pages)
+
+    def _demand_begin(self) -> None:
+        with self._demand_cv:
+            self._demand += 1
+
+    def _demand_end(self) -> None:
+        with self._demand_cv:
+            self._demand -= 1
+            if not self._demand:
+                self._demand_cv.notify_all()
+
+    def _yield_to_demand(self) -> bool:
+        """The worker waits while make_resident calls want the lock (so that they wait at
+        most for the one unit being loaded); False when the worker is to stop."""
+        with self._demand_cv:
+            self._demand_cv.wait_for(lambda: not self._demand or self._pf_stop)
+        return not self._pf_stop
+
+    def _stop_prefetcher(self) -> None:
+        with self._pf_cv:
+            self._pf_stop = True
+            self._pf_queue.clear()
+            self._pf_pending = 0
+            thread = self._pf_thread
+            self._pf_cv.notify_all()
+        with self._demand_cv:
+            self._demand_cv.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
     # -- moving data ------------------------------------------------------------------
-    def _load(self, buf: PagedBuffer, first: int, count: int) -> int:
+    def _load(self, buf: PagedBuffer, first: int, count: int, *, prefetch: bool = False
+              ) -> int:
         """Bring pages into the buffer's memory from the fastest tier holding them; return
-        the bytes that moved (zero pages move nothing)."""
+        the bytes that moved (zero pages move nothing).  A file-backed page not in the
+        cache tier k was looked for (a miss) in tiers 1 .. k - 1."""
         ps = self.page_size
         moved = 0
         page, stop = first, first + count
         start = time.perf_counter()
+        tiered = bool(self._tiers) and buf.backing.kind != "ram"
         while page < stop:
-            if buf.tiered[page]:
-                out = buf.page_view(page, 1)
+            level = buf.tier_of[page]
+            if level:
+                stats = self._tier_stats[level - 1]
+                key = buf.key_base | page
                 began = time.perf_counter()
-                got = self._tier.read_into(buf.key_base | page, out)
-                self._tier_stats.wall_s += time.perf_counter() - began
-                if got is None:  # the tier lost it: should not happen; read the backing
-                    buf.tiered[page] = 0
+                got = self._tiers[level - 1].read_into(key, buf.page_view(page, 1))
+                stats.wall_s += time.perf_counter() - began
+                if got is None:  # the tier lost it: should not happen; read below it
+                    if key in self._tier_policies[level - 1]:
+                        self._tier_policies[level - 1].remove(key)
+                    buf.tier_of[page] = buf.tier_newer[page] = 0
                     continue
-                self._tier_policy.hit(buf.key_base | page)
-                self._tier_stats.add("hits")
-                self._tier_stats.add("reads")
-                self._tier_stats.add("bytes_read", ps)
-                if self._tier_link is not None:
-                    self._tier_stats.modelled_s += self._tier_link.transfer_time(ps)
+                for upper in self._tier_stats[:level - 1]:
+                    upper.add("misses")
+                self._tier_policies[level - 1].hit(key)
+                stats.add("hits")
+                if prefetch:
+                    stats.add("prefetch_hits")
+                stats.add("reads")
+                stats.add("bytes_read", ps)
+                link = self._tier_links[level - 1]
+                if link is not None:
+                    stats.modelled_s += link.transfer_time(ps)
                 moved += ps
                 page += 1
                 continue
-            # A run of pages not in the tier: one read from the backing, or zero-fill.
+            # A run of pages in no cache tier: one read from the backing, or zero-fill.
             end = page + 1
             has = buf.stored[page]
-            while end < stop and not buf.tiered[end] and buf.stored[end] == has:
+            while end < stop and not buf.tier_of[end] and buf.stored[end] == has:
                 end += 1
-            if self._tier is not None and buf.backing.kind != "ram":
-                self._tier_stats.add("misses", end - page)
+            if tiered:
+                for stats in self._tier_stats:
+                    stats.add("misses", end - page)
             if has:
                 began = time.perf_counter()
                 buf.backing.read_into(page, buf.page_view(page, end - page))
                 self._backing_stats.wall_s += time.perf_counter() - began
                 self._backing_stats.add("reads")
                 self._backing_stats.add("bytes_read", (end - page) * ps)
+                if prefetch:
+                    self._backing_stats.add("prefetch_hits", end - page)
                 moved += (end - page) * ps
             else:
                 self._vstats.add("zero_fills", end - page)
@@ -812,18 +1100,22 @@ class RamVram:
 
     def _write_down(self, buf: PagedBuffer, first: int, stop: int) -> None:
         """Write evicted pages below VRAM: dirty ones back, clean ones of file-backed
-        buffers into the cache tier (a victim cache in front of the slower file)."""
+        buffers into the first cache tier (a victim cache in front of the slower file)."""
         ps = self.page_size
         start = time.perf_counter()
         written = 0
-        use_tier = self._tier is not None and buf.backing.kind != "ram"
+        use_tier = bool(self._tiers) and buf.backing.kind != "ram"
         for page in range(first, stop):
             dirty = buf.dirty[page]
+            level = buf.tier_of[page]
             if use_tier:
-                if dirty or (not buf.tiered[page] and buf.stored[page]):
-                    self._to_tier(buf, page, buf.page_view(page, 1), newer=bool(dirty))
-                    if dirty:
-                        written += ps
+                if dirty:
+                    if level > 1:  # its copy further down is stale now
+                        self._drop_from_tier(buf, page)
+                    self._to_tier(0, buf, page, buf.page_view(page, 1), newer=True)
+                    written += ps
+                elif not level and buf.stored[page]:
+                    self._to_tier(0, buf, page, buf.page_view(page, 1), newer=False)
             elif dirty:
                 began = time.perf_counter()
                 buf.backing.write_from(page, buf.page_view(page, 1))
@@ -831,7 +1123,7 @@ class RamVram:
                 buf.stored[page] = 1
                 self._backing_stats.add("writes")
                 self._backing_stats.add("bytes_written", ps)
-                if buf.tiered[page]:  # its copy in the tier is stale now
+                if level:  # its copy in a tier is stale now
                     self._drop_from_tier(buf, page)
                 written += ps
         if written:
@@ -844,9 +1136,13 @@ class RamVram:
             buf.counters.modelled_s += modelled
             self._vstats.wall_s += time.perf_counter() - start
 
-    def _to_tier(self, buf: PagedBuffer, page: int, data: memoryview, *, newer: bool) -> None:
-        tier, policy = self._tier, self._tier_policy
+    def _to_tier(self, index: int, buf: PagedBuffer, page: int, data: memoryview | bytearray,
+                 *, newer: bool) -> None:
+        """Store a page in cache tier ``index`` (0: the fastest), making room there first
+        by moving its victims down the chain."""
+        tier, policy = self._tiers[index], self._tier_policies[index]
         key = buf.key_base | page
+        newer = newer or (buf.tier_of[page] == index + 1 and bool(buf.tier_newer[page]))
         if key in policy:
             policy.hit(key)
         else:
@@ -855,51 +1151,76 @@ class RamVram:
                 victim = policy.evict(())
                 if victim is None:
                     break
-                self._tier_evict(victim)
+                self._tier_evict(index, victim)
             policy.insert(key)
+        stats = self._tier_stats[index]
         began = time.perf_counter()
         tier.write_page(key, data)
-        self._tier_stats.wall_s += time.perf_counter() - began
-        self._tier_stats.add("writes")
-        self._tier_stats.add("bytes_written", len(data))
-        if self._tier_link is not None:
-            self._tier_stats.modelled_s += self._tier_link.transfer_time(len(data))
-        buf.tiered[page] = 2 if newer or buf.tiered[page] == 2 else 1
+        stats.wall_s += time.perf_counter() - began
+        stats.add("writes")
+        stats.add("bytes_written", len(data))
+        link = self._tier_links[index]
+        if link is not None:
+            stats.modelled_s += link.transfer_time(len(data))
+        buf.tier_of[page] = index + 1
+        buf.tier_newer[page] = 1 if newer else 0
 
-    def _tier_evict(self, key: int) -> None:
-        """The tier drops a page; one newer than the backing is written there first."""
+    def _tier_evict(self, index: int, key: int) -> None:
+        """Cache tier ``index`` drops a page: it goes down to the next tier, or from the last
+        one to the backing when it is newer there."""
+        tier, stats = self._tiers[index], self._tier_stats[index]
         buf = self._by_id.get(key >> _KEY_BITS)
         page = key & ((1 << _KEY_BITS) - 1)
-        if buf is not None and buf.tiered[page] == 2:
-            scratch = memoryview(self._scratch)
+        last = index + 1 == len(self._tiers)
+        if buf is not None and (not last or buf.tier_newer[page]):
+            # Each tier has its own scratch page: moving this one down may evict from the
+            # next tier, which reads its victim into the next scratch page.
+            scratch = memoryview(self._scratch[index])
             began = time.perf_counter()
-            self._tier.read_into(key, scratch)
-            middle = time.perf_counter()
-            buf.backing.write_from(page, scratch)
-            self._tier_stats.wall_s += middle - began
-            self._backing_stats.wall_s += time.perf_counter() - middle
-            buf.stored[page] = 1
-            self._backing_stats.add("writes")
-            self._backing_stats.add("bytes_written", self.page_size)
-            if self._tier_link is not None:
-                self._tier_stats.modelled_s += self._tier_link.transfer_time(self.page_size)
-        self._tier.drop(key)
-        self._tier_stats.add("evictions")
+            got = tier.read_into(key, scratch)
+            stats.wall_s += time.perf_counter() - began
+            if got is not None:
+                stats.add("reads")
+                stats.add("bytes_read", self.page_size)
+                link = self._tier_links[index]
+                if link is not None:
+                    stats.modelled_s += link.transfer_time(self.page_size)
+                newer = bool(buf.tier_newer[page])
+                tier.drop(key)
+                buf.tier_of[page] = buf.tier_newer[page] = 0
+                stats.add("evictions")
+                if not last:
+                    self._to_tier(index + 1, buf, page, scratch, newer=newer)
+                else:
+                    began = time.perf_counter()
+                    buf.backing.write_from(page, scratch)
+                    self._backing_stats.wall_s += time.perf_counter() - began
+                    buf.stored[page] = 1
+                    self._backing_stats.add("writes")
+                    self._backing_stats.add("bytes_written", self.page_size)
+                return
+        tier.drop(key)
+        stats.add("evictions")
         if buf is not None:
-            buf.tiered[page] = 0
+            buf.tier_of[page] = buf.tier_newer[page] = 0
 
     def _drop_from_tier(self, buf: PagedBuffer, page: int) -> None:
+        level = buf.tier_of[page]
+        if not level:
+            return
         key = buf.key_base | page
-        self._tier.drop(key)
-        if key in self._tier_policy:
-            self._tier_policy.remove(key)
-        buf.tiered[page] = 0
+        self._tiers[level - 1].drop(key)
+        policy = self._tier_policies[level - 1]
+        if key in policy:
+            policy.remove(key)
+        buf.tier_of[page] = buf.tier_newer[page] = 0
 
     def _newest(self, buf: PagedBuffer, page: int, out: memoryview) -> None:
         """The page's current bytes, from wherever they are, into ``out``."""
+        level = buf.tier_of[page]
         if buf.resident[page]:
             out[:] = buf.page_view(page, 1)
-        elif buf.tiered[page] and self._tier.read_into(buf.key_base | page, out) is not None:
+        elif level and self._tiers[level - 1].read_into(buf.key_base | page, out) is not None:
             pass
         elif buf.stored[page]:
             buf.backing.read_into(page, out)
@@ -954,7 +1275,7 @@ class RamVram:
             buf.backing.write_from(first, part)
             buf.stored[first:stop] = b"\x01" * (stop - first)
             for page in range(first, stop):
-                if buf.tiered[page]:
+                if buf.tier_of[page]:
                     self._drop_from_tier(buf, page)
 
     # -- persistence ----------------------------------------------------------------------
@@ -982,10 +1303,10 @@ class RamVram:
         buf.backing.commit(lambda page, out: self._newest(buf, page, out),
                            before_rename=before_rename)
         for page in range(buf.pages):
-            if buf.resident[page] and buf.dirty[page] and buf.tiered[page]:
+            if buf.resident[page] and buf.dirty[page] and buf.tier_of[page]:
                 self._drop_from_tier(buf, page)  # older than what the file holds now
-            elif buf.tiered[page] == 2:
-                buf.tiered[page] = 1
+            else:
+                buf.tier_newer[page] = 0  # the file holds what the tier holds now
         buf.dirty[:] = bytes(buf.pages)
         buf.stored[:] = b"\x01" * buf.pages
         self._flushes += 1
@@ -1011,8 +1332,9 @@ class RamVram:
         reserved minus requested; ``external_fragmentation`` is 1 - largest free run / free
         space.  Without paging that space is the capacity; with paging VRAM frames hold any
         page, so ``free`` counts free frames and there is no external fragmentation.
-        ``tiers`` has one entry per tier (``vram``, the cache tier by name, ``backing``) and
-        ``buffers`` one per buffer, freed ones included.
+        ``tiers`` has one entry per tier (``vram``, each cache tier by name in chain order,
+        ``backing``) and ``buffers`` one per buffer, freed ones included.  Prefetching runs
+        in the background: call :meth:`wait_prefetches` first for settled numbers.
         """
         with self._lock:
             live = sorted(self._live.values(), key=lambda b: (-b.reserved, b.name))
@@ -1025,17 +1347,23 @@ class RamVram:
                 largest = self._runs.largest_run * self._alloc_unit
                 external = (1.0 - largest / free) if free else 0.0
             vram = self._vstats.as_dict()
+            with self._pf_cv:
+                overflow, errors = self._pf_overflow, self._pf_errors
             vram.update(resident=self._resident * self.page_size,
                         resident_peak=self._resident_peak * self.page_size,
-                        overcommit_peak=max(0, self._over_peak) * self.page_size)
+                        overcommit_peak=max(0, self._over_peak) * self.page_size,
+                        prefetch_dropped=vram["prefetch_dropped"] + overflow,
+                        prefetch_errors=errors, prefetch_in_flight=self._prefetched_pages,
+                        prefetch_limit=self.prefetch_limit)
             tiers: dict[str, Any] = {"vram": vram}
-            if self._tier is not None:
-                tier = self._tier_stats.as_dict()
-                tier.update(slots=self._tier.slots, used=len(self._tier),
-                            profile=getattr(self._tier, "profile", None))
-                tiers[self._tier.name] = tier
+            for level, (tier, counters) in enumerate(zip(self._tiers, self._tier_stats), 1):
+                entry = counters.as_dict()
+                entry.update(level=level, slots=tier.slots, used=len(tier),
+                             profile=getattr(tier, "profile", None))
+                tiers[tier.name] = entry
             backing = self._backing_stats.as_dict()
             backing.pop("miss_ratio", None)
+            backing["prefetch_reads"] = backing.pop("prefetch_hits")
             for unused in ("hits", "misses", "evictions"):
                 backing.pop(unused, None)
             backing.update(kind=self.backing, flushes=self._flushes,
@@ -1071,8 +1399,10 @@ class RamVram:
 
     def close(self) -> None:
         """Free every live buffer (unflushed persistent changes are dropped) and write the
-        page trace if one is recorded.  Further allocations raise XvError; closing twice
-        is fine."""
+        page trace if one is recorded.  Queued prefetches are dropped and the prefetch
+        worker is stopped (after the unit it is loading).  Further allocations raise
+        XvError; closing twice is fine."""
+        self._stop_prefetcher()  # without the lock: the worker may be waiting for it
         with self._lock:
             if self._closed:
                 return
