@@ -24,13 +24,13 @@ import structlog
 
 from xv_core import ir
 from xv_core.errors import KernelRuntimeError
-from xv_core.ir import CONSTANT, LOCAL, SHARED, Kernel, Module, verify_kernel
+from xv_core.ir import CONSTANT, LOCAL, SHARED, Kernel, Module, Op, verify_kernel
 from xv_core.runtime.atomics import ATOMICS_LOCK
 from xv_core.runtime.interfaces import Tile, TileWork
 from xv_cpu.interp.backend import PreparedInterpKernel
 from xv_cpu.interp.batch import Bindings
 from xv_cpu.jit import engine
-from xv_cpu.jit.analysis import plan_kernel
+from xv_cpu.jit.analysis import plan_kernel, walk
 from xv_cpu.jit.cache import DiskCache
 from xv_cpu.jit.codegen import (
     OUT_GID, OUT_INDEX, OUT_SITE, OUT_SLOTS, KernelMeta, Site, Spec, generate,
@@ -118,6 +118,11 @@ class PreparedJitKernel:
         self._slots = sum(1 if p.type.is_scalar else (2 if p.type.kind == "buffer" else 3)
                           for p in kernel.params)
         self.decls = {d.name: d for d in kernel.all_decls()}
+        # Buffer and image parameters the kernel's atomics update: device memory that
+        # other parties (the interpreter's atomics, remote merges) may update at once.
+        self._device_atomics = frozenset(
+            n.arg[1] for n in walk(kernel.body) if n.op is Op.ATOMIC
+            and kernel.param(n.arg[1]) is not None)
 
     @property
     def mode(self) -> str:
@@ -211,8 +216,15 @@ class PreparedJitKernel:
             state.scratch = np.empty(compiled.meta.scratch_bytes, np.uint8)
             state.scratch_address = _address(state.scratch)
         words_at, grid_at, out_at = state.addresses
-        rc = compiled.fn(words_at, tile.first_group, tile.group_count, grid_at,
-                         state.scratch_address, out_at)
+        if self._device_atomics.difference(private):
+            # The CPU's atomic instructions on device memory: atomic among native tiles,
+            # not against software read-modify-writes, which hold the lock exclusively.
+            with ATOMICS_LOCK.shared():
+                rc = compiled.fn(words_at, tile.first_group, tile.group_count, grid_at,
+                                 state.scratch_address, out_at)
+        else:
+            rc = compiled.fn(words_at, tile.first_group, tile.group_count, grid_at,
+                             state.scratch_address, out_at)
         if private:
             with ATOMICS_LOCK:  # the merge is the tile's atomic update of the real buffer
                 for name, copy in private.items():
