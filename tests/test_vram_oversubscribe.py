@@ -1,7 +1,7 @@
 """Oversubscription end to end: examples/jobs/oversubscribe.yaml has 4MiB of buffers; on fabrics
-with 1MiB of VRAM (plain paging through an nvme tier to files, and the uvm profile) it gives
-exactly the outputs it gives on the default fabric, where everything fits, and its statistics
-show the paging.  The outputs are also checked against numpy."""
+with 1MiB of VRAM (plain paging through an nvme tier to files, through two nvme tiers, and the
+uvm profile) it gives exactly the outputs it gives on the default fabric, where everything
+fits, and its statistics show the paging.  The outputs are also checked against numpy."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ from xv_core.cli.main import app
 ROOT = Path(__file__).resolve().parents[1]
 KiB, MiB = 1 << 10, 1 << 20
 OUTPUTS = ("img1", "img2", "blur4", "e")
+#: small-vram with a chain of two cache tiers: a small fast one, then a larger slower one.
+TWO_TIERS = """\
+name: two-tiers
+vram: {capacity: 1MiB, page_size: 64KiB, paging: true, backing: file, path: .xv/vram}
+components:
+  - {name: alu, kind: cpu, threads: 2}
+  - {name: nvme0, kind: nvme, path: .xv/nvme0.pages, capacity: 512KiB, page_size: 64KiB}
+  - {name: nvme1, kind: nvme, path: .xv/nvme1.pages, capacity: 1MiB, page_size: 64KiB,
+     profile: nvme-gen3}
+"""
 
 
 def run(fabric: str, job: Path, *extra: str) -> dict:
@@ -37,13 +47,16 @@ def runs(tmp_path_factory) -> dict[str, dict]:
     """The example job on three fabrics, each in a folder of its own (the fabrics' relative
     paths, .xv/..., then stay out of the repository)."""
     out: dict[str, dict] = {}
-    for fabric in ("default", "small-vram", "uvm-vram"):
+    for fabric in ("default", "small-vram", "uvm-vram", "two-tiers"):
         work = tmp_path_factory.mktemp(fabric)
         jobs = work / "jobs"
         shutil.copytree(ROOT / "examples/jobs", jobs, ignore=shutil.ignore_patterns("out", "data"))
         shutil.copytree(ROOT / "examples/kernels", work / "kernels")
         spec = fabric
-        if fabric != "default":
+        if fabric == "two-tiers":
+            spec = str(work / f"{fabric}.yaml")
+            Path(spec).write_text(TWO_TIERS)
+        elif fabric != "default":
             spec = str(work / f"{fabric}.yaml")
             shutil.copy(ROOT / f"examples/fabrics/{fabric}.yaml", spec)
         out[fabric] = run(spec, jobs / "oversubscribe.yaml")
@@ -69,7 +82,7 @@ def gauss5(src: np.ndarray) -> np.ndarray:
 
 def test_outputs_are_exactly_those_of_ample_vram(runs):
     ample = runs["default"]["arrays"]
-    for fabric in ("small-vram", "uvm-vram"):
+    for fabric in ("small-vram", "uvm-vram", "two-tiers"):
         for name in OUTPUTS:
             assert np.array_equal(runs[fabric]["arrays"][name], ample[name]), (fabric, name)
 
@@ -111,6 +124,18 @@ def test_statistics_show_the_paging(runs):
     # batch costs 40us, each fault 0.8us, plus the transfers.
     assert 0 < v["fault_batches"] <= v["misses"]
     assert v["modelled_s"] >= v["fault_batches"] * 40e-6 + v["misses"] * 0.8e-6
+
+
+def test_two_cache_tiers_make_a_chain(runs):
+    """Pages nvme0 evicts go down to nvme1, and only from there to the files."""
+    stats = runs["two-tiers"]["vram"]
+    assert list(stats["tiers"]) == ["vram", "nvme0", "nvme1", "backing"]
+    vram, fast, slow, backing = stats["tiers"].values()
+    assert (fast["level"], fast["slots"], slow["level"], slow["slots"]) == (1, 8, 2, 16)
+    assert vram["evictions"] >= 48 and vram["overcommit_peak"] == 0
+    assert fast["evictions"] > 0 and slow["writes"] >= fast["evictions"]
+    assert slow["hits"] > 0 and slow["evictions"] > 0 and backing["writes"] > 0
+    assert slow["modelled_s"] > 0 and fast["modelled_s"] > 0
 
 
 def test_summary_prints_the_statistics(tmp_path):

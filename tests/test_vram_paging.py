@@ -176,6 +176,87 @@ def test_uvm_tree_prefetch_and_modelled_cost(tmp_path):
     assert vstat(vram, "bytes_written") == 2 * MiB
 
 
+def test_uvm_far_faults_are_serviced_in_batches_of_256(tmp_path):
+    """300 far faults in one make_resident call (every other 64KiB block: the tree
+    prefetcher never sees a level more than half resident) are two batches, 256 and 44:
+    the fault latency twice, the per-fault service time 300 times.  The pages were never
+    written: zero-filled, nothing moves over the link."""
+    vram = make(tmp_path, capacity=300 * 64 * KiB, profile="uvm")
+    buf = vram.allocate("sparse", (600 * 64 * KiB,), np.uint8)
+    lease = vram.make_resident(buf, [(b * 16 + 5, b * 16 + 6) for b in range(0, 600, 2)],
+                               write=False)
+    lease.release()
+    s = vram.stats()["buffers"]["sparse"]
+    assert (s["accesses"], s["misses"], s["prefetches"], s["fault_batches"]) == (300, 300, 0, 2)
+    assert s["modelled_s"] == pytest.approx(2 * 40e-6 + 300 * 0.8e-6)
+    vram.make_resident(buf, [(16, 17)], write=False).release()  # one more call, one more batch
+    s = vram.stats()["buffers"]["sparse"]
+    assert (s["misses"], s["fault_batches"]) == (301, 3)
+    assert s["modelled_s"] == pytest.approx(3 * 40e-6 + 301 * 0.8e-6)
+
+
+def test_uvm_batches_charge_one_transfer_each(tmp_path):
+    """Eight far faults in one call with batches of four: two batches, each migrating four
+    64KiB blocks in one transfer over the link."""
+    vram = make(tmp_path, capacity=2 * MiB, profile="uvm", fault_batch_size=4,
+                fault_latency_us=30.0, fault_service_us=2.0)
+    filler = vram.allocate("filler", (2 * MiB,), np.uint8)
+    filler.write(np.ones(2 * MiB, np.uint8))  # takes every frame
+    data = np.arange(16 * 64 * KiB // 4, dtype=np.int32)
+    buf = vram.allocate("a", data.shape, np.int32)
+    buf.write(data)  # to host RAM: the faults below move bytes
+    vram.free(filler)
+    lease = vram.make_resident(buf, [(b * 16, b * 16 + 1) for b in range(0, 16, 2)],
+                               write=False)
+    per_block = 64 * KiB // 4
+    for b in range(0, 16, 2):  # each fault brought its whole block
+        np.testing.assert_array_equal(buf.array()[b * per_block:(b + 1) * per_block],
+                                      data[b * per_block:(b + 1) * per_block])
+    lease.release()
+    s = vram.stats()["buffers"]["a"]
+    assert (s["misses"], s["prefetches"], s["fault_batches"]) == (8, 0, 2)
+    link = get_profile("pcie4-x16")
+    batch = 30e-6 + 4 * 2e-6 + link.transfer_time(4 * 64 * KiB)
+    assert s["modelled_s"] == pytest.approx(2 * batch)
+    with pytest.raises(XvError, match=r"fault_batch_size must be an integer of at least 1"):
+        make(tmp_path, profile="uvm", capacity=MiB, fault_batch_size=0)
+
+
+def test_two_nvme_page_files_make_a_chain(tmp_path):
+    """VRAM -> nvme0 -> nvme1 -> file: random tiles against a shadow copy."""
+    rng = np.random.default_rng(3)
+    vram = make(tmp_path, capacity=3 * PAGE, backing="file")
+    fast = PageFile(tmp_path / "fast.pages", 2 * PAGE, PAGE, name="nvme0", profile="nvme-gen4")
+    slow = PageFile(tmp_path / "slow.pages", 4 * PAGE, PAGE, name="nvme1", profile="nvme-gen3")
+    vram.attach_tiers([fast, slow])
+    a = vram.allocate("a", (12 * PAGE,), np.uint8)
+    copy = np.zeros(12 * PAGE, np.uint8)
+    for step in range(200):
+        start = int(rng.integers(12))
+        stop = min(12, start + int(rng.integers(1, 3)))
+        write = bool(rng.integers(2))
+        lease = vram.make_resident(a, [(start, stop)], write=write)
+        np.testing.assert_array_equal(a.array()[start * PAGE:stop * PAGE],
+                                      copy[start * PAGE:stop * PAGE])
+        if write:
+            a.array()[start * PAGE:stop * PAGE] += np.uint8(step % 251 + 1)
+            copy[start * PAGE:stop * PAGE] += np.uint8(step % 251 + 1)
+        lease.release()
+    np.testing.assert_array_equal(a.read(), copy)
+    tiers = vram.stats()["tiers"]
+    assert list(tiers) == ["vram", "nvme0", "nvme1", "backing"]
+    assert tiers["nvme0"]["evictions"] > 0 and tiers["nvme1"]["writes"] > 0
+    assert tiers["nvme1"]["hits"] > 0 and tiers["nvme1"]["modelled_s"] > 0
+    assert tiers["backing"]["writes"] > 0 and tiers["backing"]["reads"] > 0
+    # The page files hold what the flags say, one tier per page at most.
+    for page in range(12):
+        key = a.key_base | page
+        assert (key in fast, key in slow) == (a.tier_of[page] == 1, a.tier_of[page] == 2)
+    vram.close()
+    fast.close()
+    slow.close()
+
+
 def test_uvm_evicts_whole_migration_blocks(tmp_path):
     vram = make(tmp_path, capacity=2 * 64 * KiB, profile="uvm")
     buf = vram.allocate("a", (4 * 64 * KiB,), np.uint8)

@@ -808,9 +808,13 @@ class RamVram:
         """Bring in a unit on demand (and, with ``uvm``, its tree prefetch); bytes moved."""
         first, stop = self._unit_range(buf, unit)
         self.policy.miss(key)
-        self._make_room(stop - first)
-        self._event("fault", buf, first, self._source(buf, first))
+        # Read it before making room: evicting first could push the very copy it is about to
+        # read out of a cache tier, down the chain.  Frames only count pages (the bytes live
+        # in the buffer's own mapping), so nothing else sees the unit over capacity.
+        source = self._source(buf, first)
         moved = self._load(buf, first, stop - first)
+        self._make_room(stop - first)
+        self._event("fault", buf, first, source)
         self.policy.insert(key)
         buf.resident[first:stop] = b"\x01" * (stop - first)
         buf.dirty[first:stop] = bytes(stop - first)
@@ -932,11 +936,13 @@ class RamVram:
             try:
                 self._prefetch_request(buf, ranges)
             except Exception as exc:  # a hint failed: make_resident will meet the error
-                self._pf_errors += 1
                 log.warning("vram prefetch failed", buffer=buf.name, error=str(exc))
+                with self._pf_cv:
+                    self._pf_errors += 1
             finally:
                 with self._pf_cv:
-                    self._pf_pending -= 1
+                    # (Not below 0: a stop while this request ran has set it to 0.)
+                    self._pf_pending = max(0, self._pf_pending - 1)
                     self._pf_cv.notify_all()
 
     def _prefetch_request(self, buf: PagedBuffer, ranges: list[tuple[int, int]]) -> None:
