@@ -163,8 +163,9 @@ class Vram(Protocol):
     The runtime calls, in this order: :meth:`attach_tiers` once the fabric's components
     exist; :meth:`record_pages` when a trace is asked for; per tile,
     :meth:`make_resident` for every buffer argument (the tile runs once every call
-    has returned, and its leases are released when it ends); :meth:`flush` at the end of
-    a job; :meth:`close` with the fabric.
+    has returned, and its leases are released when it ends), and :meth:`prefetch` for the
+    footprint of a tile that will run soon (such as the next one, when a tile is handed
+    over); :meth:`flush` at the end of a job; :meth:`close` with the fabric.
     """
 
     capacity: int
@@ -180,12 +181,24 @@ class Vram(Protocol):
                       write: bool) -> Lease:
         """Make pages ``[start, stop)`` of each range resident before a tile touches them,
         evicting others by the fabric's policy; ``write``: the tile may write them (they
-        become dirty).  The pages stay resident until the lease is released.  Until per-tile
-        footprints exist the runtime passes the whole buffer, ``[(0, buffer.pages)]``."""
+        become dirty; with ``write=False`` no page becomes dirty, and pages already dirty
+        stay so).  The pages stay resident until the lease is released.  Ranges are clipped
+        to the buffer; a tile that reads some pages and writes others may make two calls."""
+        ...
+
+    def prefetch(self, buffer: DeviceBuffer, page_ranges: Sequence[tuple[int, int]]) -> None:
+        """A hint that a tile will soon touch pages ``[start, stop)`` of each range: returns
+        at once and brings them in in the background, without pinning them or marking them
+        dirty, so that a later :meth:`make_resident` of them hits.  It never evicts pinned
+        pages and never makes :meth:`make_resident` wait longer than for one page load
+        already in progress; pages it cannot place are skipped.  It does nothing for a freed
+        buffer, a closed VRAM or without paging; queued prefetches end with :meth:`close`.
+        Raises XvError for a buffer of another VRAM."""
         ...
 
     def attach_tiers(self, tiers: Sequence[PageTier]) -> None:
-        """The cache tiers between VRAM and the buffers' backing, fastest first."""
+        """The cache tiers between VRAM and the buffers' backing, fastest first: a chain
+        VRAM -> tiers[0] -> tiers[1] -> ... -> backing."""
         ...
 
     def flush(self, buffer: DeviceBuffer | None = None) -> None:
