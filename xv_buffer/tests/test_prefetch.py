@@ -252,7 +252,7 @@ def test_concurrent_tiles_and_prefetches_against_shadow_copies(tmp_path, mem_tie
                     buf.array()[lo:hi] += np.uint8(step % 251 + 1)
                     copy[lo:hi] += np.uint8(step % 251 + 1)
                 lease.release()
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
     def prefetcher():

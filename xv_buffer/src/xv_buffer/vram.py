@@ -935,7 +935,7 @@ class RamVram:
                 buf, ranges = self._pf_queue.popleft()
             try:
                 self._prefetch_request(buf, ranges)
-            except Exception as exc:  # a hint failed: make_resident will meet the error
+            except Exception as exc:  # noqa: BLE001 - a hint failed: the tile meets the error
                 log.warning("vram prefetch failed", buffer=buf.name, error=str(exc))
                 with self._pf_cv:
                     self._pf_errors += 1
@@ -1267,7 +1267,7 @@ class RamVram:
         padded = np.zeros(buf.pages * ps, dtype=np.uint8)
         padded[:buf.nbytes] = raw
         source = memoryview(padded)
-        for unit in range(0, -(-buf.pages // upp)):
+        for unit in range(-(-buf.pages // upp)):
             first, stop = self._unit_range(buf, unit)
             part = source[first * ps:stop * ps]
             if not buf.resident[first] and self._resident + (stop - first) <= self.frames:
