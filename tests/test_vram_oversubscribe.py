@@ -6,6 +6,7 @@ fits, and its statistics show the paging.  The outputs are also checked against 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -101,8 +102,10 @@ def test_outputs_match_numpy(runs):
 def test_statistics_show_the_paging(runs):
     ample = runs["default"]["vram"]
     assert ample["tiers"]["vram"]["evictions"] == 0
-    # With room for everything each of the 64 pages faults once, on first touch, zero-filled.
-    assert ample["tiers"]["vram"]["misses"] == ample["tiers"]["vram"]["zero_fills"] == 64
+    # With room for everything each of the 64 pages comes in once, zero-filled: faulted on
+    # first touch, or prefetched while earlier tiles ran (the split depends on timing).
+    v = ample["tiers"]["vram"]
+    assert v["misses"] + v["prefetched"] == v["zero_fills"] == 64
     small = runs["small-vram"]["vram"]
     assert small["capacity"] == MiB and small["peak"] == 4 * MiB  # 4x oversubscribed
     assert len(small["buffers"]) == 16
@@ -156,11 +159,18 @@ def test_summary_prints_the_statistics(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     at = lines.index("  vram: 512KiB in 64KiB pages, lru, paging plain; peak resident 256.0KiB")
-    assert lines[at + 1].startswith("    vram      4 page accesses, 0 hits, 4 faults (100.0%), "
-                                    "0 prefetched, 0 evictions, 0 written back; 0B in, 0B out; ")
+    # Tiles after the first may find their pages prefetched while earlier ones ran: how many
+    # depends on timing, so the line is checked by its parts.
+    line = re.fullmatch(r"    vram      4 page accesses, (\d) hits, (\d) faults \((\S+)%\), "
+                        r"(\d) prefetched ahead \((\d) used\), 0 by the uvm tree, 0 evictions, "
+                        r"0 written back; 0B in, 0B out; modelled \S+ ms", lines[at + 1])
+    assert line, lines[at + 1]
+    hits, faults, ratio, ahead, used = line.groups()
+    assert int(hits) + int(faults) == 4 and int(used) == int(hits) <= int(ahead)
+    assert float(ratio) == int(faults) * 25.0
     assert lines[at + 2] == "    backing   ram: 0 reads, 0 writes; 0B read, 0B written"
     assert lines[at + 3].split() == ["buffer", "accesses", "faults", "evicted", "in", "out"]
-    assert lines[at + 4].split() == ["img1", "4", "4", "0", "0B", "0B"]
+    assert lines[at + 4].split() == ["img1", "4", faults, "0", "0B", "0B"]
     assert lines[at + 5].split() == ["img2", "0", "0", "0", "0B", "0B"]
     assert f"page trace: {tmp_path / 't.pages'}" in lines
 

@@ -193,8 +193,11 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
         + (f" (over capacity by {_bytes(vram['overcommit_peak'])} while pinned)"
            if vram.get("overcommit_peak") else ""),
         f"    vram      {vram['accesses']:,} page accesses, {vram['hits']:,} hits, "
-        f"{vram['misses']:,} faults ({vram['miss_ratio'] * 100:.1f}%), "
-        f"{vram['prefetches']:,} prefetched, {vram['evictions']:,} evictions, "
+        f"{vram['misses']:,} faults ({vram['miss_ratio'] * 100:.1f}%"
+        + (f", {vram['fault_batches']:,} batches" if vram.get("fault_batches") else "")
+        + f"), {vram.get('prefetched', 0):,} prefetched ahead "
+        f"({vram.get('prefetch_hits', 0):,} used), {vram['prefetches']:,} by the uvm tree, "
+        f"{vram['evictions']:,} evictions, "
         f"{vram['writebacks']:,} written back; {_bytes(vram['bytes_written'])} in, "
         f"{_bytes(vram['bytes_read'])} out; modelled {vram['modelled_s'] * 1e3:.3f} ms",
     ]

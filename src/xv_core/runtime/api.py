@@ -37,7 +37,7 @@ from xv_core.ir import Kernel, Module
 from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
 from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, estimate_work,
-                                       tile_footprints)
+                                       merge_ranges, tile_footprints)
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
 from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel
 from xv_core.runtime.scheduler import execute, make_tiles
@@ -162,6 +162,9 @@ class _Plan:
     tiles: list[Any]
     footprints: list[TileFootprint]
     per_item: WorkEstimate
+    #: Per tile, per buffer parameter: the pages it only reads, and the pages it may write
+    #: (made resident once each: a page both read and written is one access, and dirty).
+    leases: list[list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]]
 
 
 #: Plans kept per fabric (least recently used dropped first).
@@ -408,28 +411,38 @@ class Fabric:
         return launch
 
     def _make_resident(self, buffers: Mapping[str, DeviceBuffer],
-                       footprint: TileFootprint) -> list[Any]:
-        """Leases on the pages a tile touches: its footprint in each buffer argument."""
+                       ranges: Sequence[tuple[str, Any, Any]]) -> list[Any]:
+        """Leases on the pages a tile touches, by buffer parameter: those it only reads, then
+        those it may write (which become dirty)."""
         leases = []
         try:
-            for param, device in buffers.items():
-                fp = footprint[param]
-                ranges = fp.touched
-                if ranges:
-                    leases.append(self.vram.make_resident(device, list(ranges),
-                                                          write=bool(fp.writes)))
+            for param, reads, writes in ranges:
+                device = buffers[param]
+                if reads:
+                    leases.append(self.vram.make_resident(device, list(reads), write=False))
+                if writes:
+                    leases.append(self.vram.make_resident(device, list(writes), write=True))
         except BaseException:
             _release(leases)
             raise
         return leases
 
+    def _prefetch(self, buffers: Mapping[str, DeviceBuffer],
+                  ranges: Sequence[tuple[str, Any, Any]]) -> None:
+        """Ask the VRAM to bring a coming tile's pages in while earlier tiles compute."""
+        for param, reads, writes in ranges:
+            self.vram.prefetch(buffers[param], merge_ranges(reads + writes))
+
     def _plan(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
               infos: Mapping[str, BufferInfo]) -> _Plan:
         def make() -> _Plan:
             tiles = make_tiles(launch, self.model.lanes)
-            return _Plan(tiles, tile_footprints(kernel, tiles, scalars, infos,
-                                                self.vram.page_size),
-                         estimate_work(kernel, launch, scalars, infos))
+            footprints = tile_footprints(kernel, tiles, scalars, infos, self.vram.page_size)
+            leases = [[(param, _minus(fp.reads, fp.writes), fp.writes)
+                       for param, fp in footprint.buffers.items() if fp.reads or fp.writes]
+                      for footprint in footprints]
+            return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
+                         leases)
         return self._plans.get(kernel, launch, scalars, infos, make)
 
     def _estimates(self, kernel: Kernel, launch: Launch, tiles: Sequence[Any],
@@ -466,17 +479,24 @@ class Fabric:
                                                     launch.block, len(tiles)))
         start = time.perf_counter()
 
+        slots = {n: _workers(self.components[n]) for n in self.compute}
+        # With paging, the tile that starts when one of those in flight ends is prefetched
+        # as each tile is handed over (the VRAM's worker loads it while tiles compute).
+        ahead = sum(slots.values()) if getattr(self.vram, "paging", False) and len(tiles) > 1 \
+            else 0
+
         def submit(tile: Any, comp: str) -> Any:
-            leases = self._make_resident(buffers, footprints[tile.index])
+            leases = self._make_resident(buffers, plan.leases[tile.index])
             try:
                 fut = self.components[comp].submit(kernel, tile, args)
             except BaseException:
                 _release(leases)
                 raise
             fut.add_done_callback(lambda _f: _release(leases))
+            if ahead and tile.index + ahead < len(tiles):
+                self._prefetch(buffers, plan.leases[tile.index + ahead])
             return fut
 
-        slots = {n: _workers(self.components[n]) for n in self.compute}
         thieves = {n for n in self.compute if model.kinds[n] in HOST_MEMORY_KINDS}
         runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit)
         wall = time.perf_counter() - start
@@ -546,6 +566,24 @@ class Fabric:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _minus(ranges: Sequence[tuple[int, int]],
+           cut: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted disjoint page ranges ``ranges`` without the pages of ``cut`` (also sorted)."""
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        for c, d in cut:
+            if d <= a or c >= b:
+                continue
+            if c > a:
+                out.append((a, c))
+            a = max(a, d)
+            if a >= b:
+                break
+        if a < b:
+            out.append((a, b))
+    return tuple(out)
 
 
 def _hashable(value: Any) -> Any:

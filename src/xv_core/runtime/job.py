@@ -144,6 +144,9 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
             steps.append(StepResult(i, kernel.name, launch, result))
         results = {name: buffers[name].read() for name in job.outputs}
         fabric.vram.flush()  # persistent buffers keep what the job computed
+        settle = getattr(fabric.vram, "wait_prefetches", None)
+        if settle is not None:  # statistics after every prefetch asked for is done
+            settle()
         timing = fabric.timing_report()
     finally:
         for buf in buffers.values():

@@ -1,0 +1,98 @@
+"""The runtime and the paged VRAM: a tile's pages are made resident as pages it only reads and
+pages it may write (only those become dirty), and with paging on the tiles coming next are
+prefetched while earlier tiles compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xv_core as xv
+
+ROOT = Path(__file__).resolve().parents[1]
+SAXPY = ROOT / "examples" / "kernels" / "saxpy.xvk"
+
+# Work enough per item that a tile computes far longer than its pages take to load.
+SLOW_SAXPY = """
+kernel slow_saxpy(f32 a, buffer<f32> x, buffer<f32> y) {
+    i32 i = global_id.x;
+    if (i < x.length) {
+        f32 v = x[i];
+        for (i32 k = 0; k < 400; k += 1) { v = v * 0.999 + 0.001; }
+        y[i] = a * x[i] + y[i] + 0.0 * v;
+    }
+}
+"""
+
+
+@pytest.fixture
+def paged(tmp_path):
+    path = tmp_path / "paged.yaml"
+    path.write_text(
+        "name: paged\n"
+        f"vram: {{capacity: 4MiB, page_size: 64KiB, backing: file, path: {tmp_path / 'vram'}}}\n"
+        "components: [{name: alu, kind: cpu, threads: 2}]\n")
+    with xv.open_fabric(path) as fabric:
+        yield fabric
+
+
+SHIFT = """
+kernel shift(buffer<f32> b) {
+    i32 i = global_id.x;
+    i32 half = b.length / 2;
+    if (i < half) { b[i] = b[i + half] + 1.0; }
+}
+"""
+
+
+def test_pages_a_tile_only_reads_are_never_written_back(paged):
+    """Each tile reads pages of the upper half of ``b`` and writes pages of the lower half: the
+    upper pages are made resident for reading only, so evicting them writes nothing back."""
+    n = 1 << 21  # 8 MiB, 128 pages: twice the VRAM
+    b0 = np.arange(n, dtype=np.float32)
+    b = paged.buffer(b0, name="b")
+    kernel = paged.compile(SHIFT).kernels[0]
+    paged.dispatch(kernel, global_size=n // 2, block=256, args={"b": b})
+    paged.vram.wait_prefetches()
+    before = paged.vram.stats()["buffers"]["b"]
+    for _ in range(2):
+        paged.dispatch(kernel, global_size=n // 2, block=256, args={"b": b})
+    paged.vram.wait_prefetches()
+    after = paged.vram.stats()["buffers"]["b"]
+    want = b0.copy()
+    want[: n // 2] = b0[n // 2:] + 1
+    assert np.array_equal(b.read(), want)
+    evicted = after["evictions"] - before["evictions"]
+    written_back = after["writebacks"] - before["writebacks"]
+    # Both halves go through VRAM twice; only the 64 lower pages are ever dirty.
+    assert evicted >= 128 and written_back <= 2 * 64
+
+
+def test_the_tiles_coming_next_are_prefetched_while_earlier_ones_compute(paged):
+    n = 1 << 20  # 4 MiB per buffer: together twice the VRAM
+    rng = np.random.default_rng(4)
+    x0, y0 = rng.random(n, dtype=np.float32), rng.random(n, dtype=np.float32)
+    x, y = paged.buffer(x0, name="x"), paged.buffer(y0, name="y")
+    kernel = paged.compile(SLOW_SAXPY).kernels[0]
+    asked: list[tuple[str, tuple[tuple[int, int], ...]]] = []
+    real = paged.vram.prefetch
+
+    def spy(buffer, ranges):
+        asked.append((buffer.name, tuple(ranges)))
+        real(buffer, ranges)
+
+    paged.vram.prefetch = spy
+    result = paged.dispatch(kernel, global_size=n, block=256, args={"a": 3.0, "x": x, "y": y})
+    paged.vram.wait_prefetches()
+    np.testing.assert_allclose(y.read(), np.float32(3.0) * x0 + y0, rtol=1e-6)
+    tiles = len(result.tiles)
+    assert tiles == 8
+    # Each tile handed over asks for the one two ahead (two workers): tiles 2..7, x and y.
+    pages = 64 // tiles  # 64 pages per buffer, split evenly
+    want = [(name, ((t * pages, (t + 1) * pages),)) for t in range(2, tiles)
+            for name in ("x", "y")]
+    assert sorted(asked) == sorted(want)
+    vram = paged.vram.stats()["tiers"]["vram"]
+    assert vram["prefetched"] > 0 and vram["prefetch_hits"] > 0
