@@ -66,8 +66,10 @@ def test_pages_a_tile_only_reads_are_never_written_back(paged):
     assert np.array_equal(b.read(), want)
     evicted = after["evictions"] - before["evictions"]
     written_back = after["writebacks"] - before["writebacks"]
-    # Both halves go through VRAM twice; only the 64 lower pages are ever dirty.
-    assert evicted >= 128 and written_back <= 2 * 64
+    # Both halves go through VRAM twice; only the 64 lower pages are ever dirty, so at most
+    # they are written back, each once per dispatch and once for what the first one left
+    # dirty (were the upper pages dirty too, every eviction would write back).
+    assert evicted >= 128 and written_back <= 3 * 64 and written_back < evicted
 
 
 def test_the_tiles_coming_next_are_prefetched_while_earlier_ones_compute(paged):
