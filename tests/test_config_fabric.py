@@ -12,6 +12,8 @@ from pathlib import Path
 import attrs
 import pytest
 
+import xv_core as xv
+
 from xv_core import hookimpl
 from xv_core.config import (
     ComponentConfig, FabricConfig, LinkConfig, VramConfig, builtin_fabrics, format_size,
@@ -516,10 +518,20 @@ def test_every_paging_key_of_vram(write, plugins):
           profile: uvm
           link: pcie3-x16
           fault_latency_us: 25
+          fault_service_us: 1.5
+          fault_batch_size: 64
         components: [{name: alu, kind: cpu}]
         """), plugins)
     assert fabric.vram == VramConfig(16 << 20, 4096, "lru", True, "ram", "file", "/var/tmp/xv",
-                                     ("weights", "state.v2"), "uvm", "pcie3-x16", 25.0)
+                                     ("weights", "state.v2"), "uvm", "pcie3-x16", 25.0, 1.5, 64)
+    path = write("""\
+        vram: {capacity: 1MiB, page_size: 4KiB, profile: uvm, fault_latency_us: 25,
+               fault_service_us: 1.5, fault_batch_size: 64}
+        components: [{name: alu, kind: cpu}]
+        """)
+    with xv.open_fabric(path) as opened:  # the VRAM manager is built with them
+        assert (opened.vram.fault_latency, opened.vram.fault_service,
+                opened.vram.fault_batch_size) == pytest.approx((25e-6, 1.5e-6, 64))
     defaults = VramConfig()
     assert (defaults.backing, defaults.path, defaults.persistent, defaults.profile,
             defaults.link, defaults.fault_latency_us) == ("ram", ".xv/vram", (), "plain",
@@ -564,6 +576,11 @@ BAD_VRAM = [
         "fabric.yaml:2:77: fault_latency_us must be 0 or more, got -5 @ "
         "$.vram.fault_latency_us",
         id="negative-fault-latency"),
+    pytest.param(
+        "fault_batch_size: 0",
+        "fabric.yaml:2:77: fault_batch_size must be an integer of at least 1, got 0 @ "
+        "$.vram.fault_batch_size (hint: the NVIDIA driver's default is 256)",
+        id="empty-fault-batch"),
 ]
 
 

@@ -39,7 +39,7 @@ class TransferEvent:
 
 @attrs.frozen
 class PageEvent:
-    kind: str  # "fault", "writeback" or "evict"
+    kind: str  # "fault", "prefetch" (from the VRAM's prefetch worker), "writeback" or "evict"
     buffer: str
     page: int
     tier: str

@@ -90,6 +90,12 @@ def _not_negative(_inst: object, attribute: attrs.Attribute, value: float) -> No
         raise Invalid(f"{attribute.name} must be 0 or more, got {value:g}")
 
 
+def _batch_size(_inst: object, attribute: attrs.Attribute, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Invalid(f"{attribute.name} must be an integer of at least 1, got {value!r}",
+                      hint="the NVIDIA driver's default is 256")
+
+
 @attrs.frozen
 class VramConfig:
     """The fabric's device memory.
@@ -104,8 +110,9 @@ class VramConfig:
     ``persistent`` always live in a file under ``path`` and keep their contents from one run to
     the next.  ``profile`` is the paging behaviour: ``plain`` moves single pages; ``uvm`` behaves
     like GPU unified memory (4KiB faults, 64KiB migrations, neighbourhood prefetch in 2MiB
-    regions, ``fault_latency_us`` modelled per far fault).  ``link`` names the link profile
-    that times page transfers between VRAM and the host.
+    regions, far faults serviced in batches of up to ``fault_batch_size``, each batch costing
+    ``fault_latency_us`` and each fault in it ``fault_service_us``).  ``link`` names the link
+    profile that times page transfers between VRAM and the host.
     """
 
     capacity: Size = attrs.field(default=GiB, converter=parse_size, validator=_positive_size)
@@ -120,6 +127,8 @@ class VramConfig:
     profile: Literal["plain", "uvm"] = attrs.field(default="plain", validator=_profile)
     link: str = attrs.field(default="pcie4-x16", validator=_link)
     fault_latency_us: float = attrs.field(default=40.0, validator=_not_negative)
+    fault_service_us: float = attrs.field(default=0.8, validator=_not_negative)
+    fault_batch_size: int = attrs.field(default=256, validator=_batch_size)
 
 
 @attrs.frozen
