@@ -253,8 +253,6 @@ class Fabric:
         self.scheduler = scheduler or config.scheduler
         where = "--scheduler" if scheduler else "$.scheduler"
         self.policy = plugins.schedulers.get(self.scheduler, where=where).factory()
-        #: The modelled fabric: virtual time of everything this fabric does.
-        self.model = FabricModel(config, plugins)
         self._steps = 0
         self._history: dict[int, tuple[Kernel, float, float]] = {}
         self._plans = _Plans()
@@ -290,6 +288,17 @@ class Fabric:
             except BaseException:
                 self.close()
                 raise
+        # The modelled fabric: virtual time of everything this fabric does.  With paging, it
+        # drives a data-less twin of the VRAM's pager in placement order, so that the paging
+        # on the timeline is the same every run (the real VRAM's depends on thread timing).
+        make_pager = getattr(self.vram, "pager", None) if config.vram.paging else None
+        try:
+            self.model = FabricModel(
+                config, plugins, pager=make_pager() if make_pager is not None else None,
+                tiers=[(t.name, getattr(t, "profile", None)) for t in tiers])
+        except BaseException:
+            self.close()
+            raise
         log.debug("fabric opened", fabric=config.name, components=list(self.components))
 
     # -- kernels ------------------------------------------------------------------

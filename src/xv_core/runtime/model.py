@@ -298,6 +298,7 @@ class Placed:
     writes: list[tuple[str, int, int]]
     estimate: TileWork
     compute: Activity | None = None
+    paging: list[Any] = attrs.Factory(list)  # the pager's moves for this tile, in order
 
 
 @attrs.define
@@ -317,7 +318,8 @@ class FabricModel:
     """The modelled fabric of one running :class:`~xv_core.runtime.api.Fabric` (module
     docstring).  ``compute`` lists the compute components in fabric order."""
 
-    def __init__(self, config: Any, plugins: Any):
+    def __init__(self, config: Any, plugins: Any, *, pager: Any = None,
+                 tiers: Sequence[tuple[str, str]] = ()):
         self.config = config
         self._hook = plugins.hook
         links, self.node_of = model_links(config, plugins)
@@ -325,7 +327,15 @@ class FabricModel:
         self.compute = list(self.profiles)
         self.kinds = {c.name: c.kind for c in config.components}
         models = {name: plugins.bus_models.get(name).factory() for name in plugins.bus_models}
-        self.timeline = Timeline(links, self.profiles, bus=config.bus, models=models)
+        devices = dict(self.profiles)
+        self._pager = pager
+        if pager is not None:
+            links += paging_links(config, tiers)
+            devices[PAGER] = PAGER_PROFILE
+        self._paging_links = {ln.name for ln in links if ln.name.startswith(PAGING_PREFIX)}
+        self._paging = {"in": 0, "in_bytes": 0, "down": 0, "down_bytes": 0, "zero_fills": 0,
+                        "fault_batches": 0, "faults": 0}
+        self.timeline = Timeline(links, devices, bus=config.bus, models=models)
         self.page_size = int(config.vram.page_size)
         self.measured = config.clock == "measured"
         self._buffers: dict[str, _Buffer] = {}
@@ -355,9 +365,17 @@ class FabricModel:
     def allocate(self, name: str, nbytes: int, *, filled: bool) -> None:
         """A new buffer: its contents on the host (``filled``) or zeros, anywhere at once."""
         self._buffers[name] = _Buffer(name, nbytes, self.page_size, HOST if filled else ANYWHERE)
+        if self._pager is not None:
+            # Uploads are not on the timeline (the host's data is there when a dispatch
+            # starts); the pager only learns which pages they left in VRAM.
+            self._pager.allocate(name, nbytes, filled=False)
+            if filled:
+                self._pager.host_write(name)
 
     def free(self, name: str) -> None:
         self._buffers.pop(name, None)
+        if self._pager is not None:
+            self._pager.free(name)
 
     def host_write(self, name: str) -> None:
         """The host replaced the contents: they are on the host once every tile that read or
@@ -365,6 +383,8 @@ class FabricModel:
         buf = self._buffers.get(name)
         if buf is None:
             return
+        if self._pager is not None:
+            self._pager.host_write(name)
         for seg in buf.segs:
             waits = tuple(seg.readers) + tuple(seg.writers)
             seg.copies = {HOST: (waits, self._latest(waits))}
@@ -442,6 +462,8 @@ class FabricModel:
             heapq.heapreplace(self._lanes[cand.component], cand.finish_s)
             placed.append(Placed(tile, cand.component, cand, list(after.values()), waits,
                                  reads, writes, estimate))
+            if self._pager is not None:
+                placed[-1].paging = self._page_moves(reads, writes)
         record.tiles = placed
         return placed
 
@@ -582,6 +604,79 @@ class FabricModel:
                 seg.copies[node] = (waits + own[0] if own is not None else waits, arrive)
         return acts, latest
 
+    def _page_moves(self, reads: Sequence[tuple[str, int, int]],
+                    writes: Sequence[tuple[str, int, int]]) -> list[Any]:
+        """Make a tile's pages resident in the modelled VRAM: the pager's moves, in placement
+        order (pages only read, then pages it may write)."""
+        pager = self._pager
+        moves: list[Any] = []
+        with pager.tile():
+            by_buffer: dict[str, list[tuple[int, int]]] = {}
+            for name, a, b in writes:
+                by_buffer.setdefault(name, []).append((a, b))
+            for name, a, b in reads:
+                only = _subtract((a, b), by_buffer.get(name, ()))
+                if only:
+                    moves += pager.access(name, only, write=False)
+            for name, ranges in by_buffer.items():
+                moves += pager.access(name, ranges, write=True)
+        return moves
+
+    def _page_in(self, tag: str, moves: Sequence[Any],
+                 writing: Mapping[str, list[tuple[int, int, Activity]]]) -> Activity | None:
+        """Put a tile's paging on the timeline; the activity its compute waits for (its last
+        page-in), or None when everything was resident.
+
+        The moves run one after another and start as soon as the tiles before them are
+        submitted: a tile's page-ins overlap the compute of earlier tiles.  A page evicted from
+        VRAM or a tier leaves once every tile that read or wrote it is done (``writing``: the
+        writes of this dispatch's earlier tiles, not yet the pages' writers); a uvm fault batch
+        occupies the pager (one batch at a time) for its fixed cost."""
+        last: Activity | None = None
+        last_in: Activity | None = None
+        count = self._paging
+        freed: list[Activity] = []  # users of pages dropped without a move: the next waits
+        for i, move in enumerate(moves):
+            after: list[Activity] = [last] if last is not None else []
+            after += freed
+            label = f"{tag}/page{i}/{move.kind}"
+            evicts = move.kind != "in" and move.kind != "fault"
+            if evicts:  # a page leaves VRAM (or a tier) once its users are done with it
+                first, stop = move.first, move.first + move.count
+                buf = self._buffers.get(move.buffer)
+                if buf is not None:
+                    for seg, _, _ in buf.overlap(first, stop):
+                        after += seg.readers + seg.writers
+                after += [act for a, b, act in writing.get(move.buffer, ())
+                          if a < stop and first < b]
+            if move.kind == "fault":
+                count["fault_batches"] += 1
+                count["faults"] += move.faults
+                act = self.timeline.compute(PAGER, duration=move.seconds, lanes=1, after=after,
+                                            tag=label)
+                est = self._latest(after) + move.seconds
+            elif move.source == "zero" or not move.nbytes:
+                # Nothing crosses a link: a zero-filled page, or a clean page dropped.
+                count["zero_fills"] += move.count if move.kind == "in" else 0
+                freed = after[1:] if last is not None else after
+                continue
+            else:
+                count[move.kind] = count.get(move.kind, 0) + move.count
+                count[move.kind + "_bytes"] = count.get(move.kind + "_bytes", 0) + move.nbytes
+                route = self._route(_level_node(move.source), _level_node(move.dest))[0]
+                act = self.timeline.transfer(
+                    route, move.nbytes, after=after,
+                    tag=f"{label}/{move.buffer}/p{move.first}+{move.count}/"
+                        f"{move.source}>{move.dest}")
+                est = max(self._base, self._latest(after)) + self.timeline.transfer_estimate(
+                    route, move.nbytes)
+            self._est[id(act)] = est
+            last = act
+            freed = []
+            if not evicts:
+                last_in = act
+        return last_in
+
     def _latest(self, acts: Sequence[Activity]) -> float:
         return max((self._est.get(id(a), 0.0) for a in acts), default=0.0)
 
@@ -592,8 +687,13 @@ class FabricModel:
         what the dispatch wrote the pages' current contents (module docstring, step 3)."""
         step = self._steps[-1]
         written: dict[str, list[tuple[int, int, str, Activity, float]]] = {}
+        writing: dict[str, list[tuple[int, int, Activity]]] = {}
         for tile, work, wall in zip(placed, works, walls):
             comp = tile.component
+            if tile.paging:
+                paged = self._page_in(f"s{step.index}/t{tile.tile.index}", tile.paging, writing)
+                if paged is not None:
+                    tile.after.append(paged)
             act = self.timeline.compute(comp, work, lanes=1, after=tile.after,
                                         duration=wall if self.measured else None,
                                         tag=f"s{step.index}/t{tile.tile.index}")
@@ -612,6 +712,7 @@ class FabricModel:
                         seg.readers.append(act)
             for name, a, b in tile.writes:
                 written.setdefault(name, []).append((a, b, node, act, tile.candidate.finish_s))
+                writing.setdefault(name, []).append((a, b, act))
         for name, ranges in written.items():
             buf = self._buffers.get(name)
             if buf is None:
@@ -677,6 +778,11 @@ class FabricModel:
         bound), ``readback_bytes``, and the fabric's ``bus``, ``clock`` and memory ``nodes``."""
         self.run()
         report = self.timeline.report()
+        paging_links = {name: report["links"].pop(name) for name in list(report["links"])
+                        if name in self._paging_links}
+        if self._pager is not None:
+            report["paging"] = {"links": paging_links,
+                                "pager": report["components"].pop(PAGER), **self._paging}
         bound = self.bound()
         lower = bound["lower_bound_s"]
         if report["virtual_s"] < lower <= report["virtual_s"] * (1 + 1e-9):
@@ -690,6 +796,54 @@ class FabricModel:
         report["clock"] = self.config.clock
         report["nodes"] = dict(self.node_of)
         return report
+
+
+#: The pseudo-device that services uvm fault batches on the timeline, one at a time (as a
+#: GPU driver's fault handler does).
+PAGER = "vram-pager"
+PAGER_PROFILE = DeviceProfile(PAGER, ops_per_lane_per_s=1.0, lanes=1, mem_bandwidth=1.0,
+                              launch_latency=0.0, description="services far-fault batches")
+#: The node of the modelled VRAM, and the prefix of the links pages move over.
+VRAM_NODE = "vram"
+PAGING_PREFIX = "vram:"
+#: The link profile of a cache tier that does not name one.
+DEFAULT_TIER_PROFILE = "nvme-gen4"
+
+
+def paging_links(config: Any, tiers: Sequence[tuple[str, str]]) -> list[Link]:
+    """The links pages move over: ``vram:host`` between the host (where backings live) and the
+    VRAM, with the fabric's ``vram.link`` profile; ``vram:<tier>`` between each cache tier and
+    the host, with the tier's profile.  A move between two levels goes through the host."""
+    from xv_core.profiles import PROFILES
+
+    out = [Link(f"{PAGING_PREFIX}host", HOST, VRAM_NODE, PROFILES[config.vram.link], None)]
+    for name, profile in tiers:
+        out.append(Link(f"{PAGING_PREFIX}{name}", name, HOST,
+                        PROFILES[profile or DEFAULT_TIER_PROFILE], None))
+    return out
+
+
+def _level_node(level: str) -> str:
+    """The timeline node of a pager level: the VRAM, a tier (by name) or the backing (host)."""
+    if level == "vram":
+        return VRAM_NODE
+    if level == "backing":
+        return HOST
+    return level
+
+
+def _subtract(r: tuple[int, int], cut: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    a, b = r
+    out = []
+    for c, d in sorted(cut):
+        if d <= a or c >= b:
+            continue
+        if c > a:
+            out.append((a, c))
+        a = max(a, d)
+    if a < b:
+        out.append((a, b))
+    return out
 
 
 def _area_bound(times: Sequence[Sequence[float]], lanes: Sequence[int],
