@@ -42,6 +42,19 @@ def scalar(value: object, kind: str) -> np.generic:
     return DTYPES[kind].type(value)
 
 
+def _clip_ufunc() -> Callable[..., Any]:
+    """numpy's clip ufunc.  ``np.clip`` is a Python function around it that costs several
+    microseconds a call and converts its bounds; the interpreter's bounds already have the
+    array's dtype.  Falls back to ``np.clip`` where numpy keeps the ufunc elsewhere."""
+    umath = getattr(getattr(np, "_core", None), "umath", None)
+    ufunc = getattr(umath, "clip", None)
+    return ufunc if isinstance(ufunc, np.ufunc) else np.clip
+
+
+#: ``CLIP(a, lo, hi, out=None)``: clip ``a`` to lo..hi (bounds of ``a``'s dtype).
+CLIP = _clip_ufunc()
+
+
 def fix(value: Any) -> Value:
     """Turn a 0-d array (from np.where and friends) back into a numpy scalar."""
     if type(value) is np.ndarray and value.ndim == 0:
@@ -206,4 +219,4 @@ def cast(src: str, dst: str) -> Callable[[Value], Value]:
     return lambda a: a.astype(to)
 
 
-__all__ = ["DTYPES", "Value", "binary", "cast", "fix", "int_divmod", "scalar", "unary"]
+__all__ = ["CLIP", "DTYPES", "Value", "binary", "cast", "fix", "int_divmod", "scalar", "unary"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,7 +72,7 @@ class Batch:
 
     __slots__ = ("kernel", "bind", "launch", "first_group", "t0", "n", "groups", "shared",
                  "live", "ops", "bytes_read", "bytes_written", "_cache", "locals", "ramps",
-                 "invariants", "bounds", "_fulls")
+                 "invariants", "bounds", "_fulls", "rows", "memo", "epoch")
 
     def __init__(self, kernel: Kernel, bind: Bindings, launch: Launch, first_group: int,
                  t0: int, n: int, groups: int | None, shared_decls: tuple[Any, ...],
@@ -92,7 +93,14 @@ class Batch:
         self.ramps: dict[int, tuple[Any, int | None]] = {}
         # id(array) -> (array, lo, hi): known bounds of clamped integer arrays.
         self.bounds: dict[int, tuple[Any, float, float]] = {}
+        # image access site -> (y, epoch, y * width): the last row offsets computed there.
+        self.rows: dict[int, tuple[np.ndarray, int, np.ndarray]] = {}
         self._fulls: dict[tuple[str, bytes, int], np.ndarray] = {}
+        # Loop-invariant expressions (see KernelCompiler._memoised): site -> (epoch, inputs,
+        # value).  ``epoch`` counts changes made in place to variables' arrays: an entry
+        # from an older epoch may have been computed from values that have changed since.
+        self.memo: dict[int, tuple[int, tuple[Any, ...], Any]] = {}
+        self.epoch = 0
         # Values of batch-invariant expressions (see KernelCompiler._once_per_batch).
         self.invariants: dict[str, Any] = {}
         self.shared: dict[str, np.ndarray] = {}
@@ -113,6 +121,13 @@ class Batch:
             arr = self._fulls[key] = np.full(n, value)
             arr.flags.writeable = False
         return arr
+
+    def forget(self, arr: np.ndarray) -> None:
+        """``arr`` is about to change in place: drop what is known about its values."""
+        key = id(arr)
+        self.ramps.pop(key, None)
+        self.bounds.pop(key, None)
+        self.epoch += 1
 
     def arange(self, n: int) -> np.ndarray:
         """Positions 0..n-1 (a read-only view)."""
@@ -135,6 +150,14 @@ class Batch:
         v = self._cache.get(name)
         if v is None:
             v = self._cache[name] = self._special(name)
+            if type(v) is np.ndarray and name != "slot":
+                # Indices made of builtins need no bounds check where these bounds suffice
+                # (``tile[local_id.y][k]`` in a tile of the workgroup's size).
+                a = "xyz".index(name[-1])
+                launch = self.launch
+                extent = {"local_id": launch.block[a], "group_id": launch.grid[a]}.get(
+                    name[:-2], launch.grid[a] * launch.block[a])
+                remember(self.bounds, v, 0, extent - 1)
         return v
 
     def _special(self, name: str) -> Any:
@@ -204,6 +227,22 @@ class Batch:
 
     def _group(self, a: int) -> Any:
         return _coordinate(self._linear_group(), self.launch.grid, a)
+
+
+def remember(cache: dict[int, tuple[Any, ...]], arr: np.ndarray, *facts: Any) -> None:
+    """Record ``facts`` about ``arr`` in a per-batch cache keyed by the array's identity.
+
+    The array is held weakly: holding temporaries alive would stop numpy from reusing their
+    memory, and fresh memory for every temporary costs more than the caches save.  Entries
+    of arrays that died are dropped when the cache fills up, so that the facts about a
+    long-lived array (a loop-invariant index) survive a loop that makes many temporaries.
+    An array changed in place is forgotten first (``Batch.forget``)."""
+    if len(cache) >= 64:
+        for key in [k for k, v in cache.items() if v[0]() is None]:
+            del cache[key]
+        if len(cache) >= 64:
+            cache.clear()
+    cache[id(arr)] = (weakref.ref(arr), *facts)
 
 
 _ARANGE: dict[str, np.ndarray] = {}

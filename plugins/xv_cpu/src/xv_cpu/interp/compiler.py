@@ -15,7 +15,6 @@ node; bytes for every buffer and image element read or written.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from xv_core.ir import (
 )
 from xv_cpu.interp import alu
 from xv_cpu.interp.atomics import apply_atomic
-from xv_cpu.interp.batch import arange, arange32
+from xv_cpu.interp.batch import arange, arange32, remember
 from xv_cpu.interp.frame import RETURN, Exits, Frame, all_exits, merge_exits, remap_exits
 
 Expr = Callable[[Frame], Any]
@@ -51,25 +50,131 @@ def _pure(node: Node) -> bool:
     return all(_pure(a) for a in node.args)
 
 
+def _assigned(node: Node) -> set[str]:
+    """Names of the locals a statement may assign (private arrays included)."""
+    names: set[str] = set()
+
+    def walk(n: Node) -> None:
+        if n.op is Op.ASSIGN or n.op is Op.ASTORE:
+            names.add(n.arg)
+        elif n.op is Op.ATOMIC and n.arg[2] is not None:
+            names.add(n.arg[2])
+        for a in n.args:
+            walk(a)
+
+    walk(node)
+    return names
+
+
+_SIMPLE = {Op.ASSIGN, Op.STORE, Op.ISTORE, Op.ASTORE, Op.ATOMIC}
+
+
+def _block_temps(kernel: Kernel, decls: dict[str, Decl]) -> set[str]:
+    """Locals that are dead outside one execution of one block: every use of the local is in
+    the simple statements (and ``if`` conditions) directly in that block, and the first of
+    them assigns it without reading it.  Such a local (``_t`` of ``z = vec2(...)``, a
+    ``f32 t = ...`` declared inside a loop body) never needs to be given back to the frame
+    the block's frame came from, nor carried when a loop's frame is compacted."""
+    places: dict[str, list[tuple[int, int, bool]]] = {}  # name -> (block, statement, writes)
+    nested: set[str] = set()
+
+    def reads(n: Node, into: set[str]) -> None:
+        if n.op is Op.VAR:
+            into.add(n.arg)
+        for a in n.args:
+            reads(a, into)
+
+    def block(b: Node) -> None:
+        for k, st in enumerate(b.args):
+            used: set[str] = set()
+            if st.op in _SIMPLE:
+                for a in st.args:
+                    reads(a, used)
+                if st.op is Op.ATOMIC and st.arg[2] is not None:
+                    nested.add(st.arg[2])
+                for name in used:
+                    places.setdefault(name, []).append((id(b), k, False))
+                if st.op is Op.ASSIGN:
+                    places.setdefault(st.arg, []).append((id(b), k, st.arg not in used))
+                elif st.op is Op.ASTORE:
+                    nested.add(st.arg)
+            elif st.op is Op.IF:
+                reads(st.args[0], used)
+                for name in used:
+                    places.setdefault(name, []).append((id(b), k, False))
+                block(st.args[1])
+                block(st.args[2])
+            elif st.op is Op.LOOP:
+                reads(st.args[0], nested)
+                block(st.args[1])
+                block(st.args[2])
+            elif st.op is Op.BLOCK:
+                block(st)
+
+    block(kernel.body)
+    temps = set()
+    for name, where in places.items():
+        decl = decls.get(name)
+        if name in nested or decl is None or decl.space != LOCAL or decl.type.kind == "array":
+            continue
+        if len({b for b, _, _ in where}) == 1:
+            first = min(k for _, k, _ in where)
+            # The first statement using it assigns it and does not read it.
+            if all(writes for _, k, writes in where if k == first) and \
+                    any(writes for _, k, writes in where if k == first):
+                temps.add(name)
+    return temps
+
+
+#: Leaves a memoised expression may read: their values depend on the batch only.
+_MEMO_LEAVES = {Op.CONST, Op.LENGTH, Op.WIDTH, Op.HEIGHT}
+
+
+def _memo_inputs(node: Node, decls: dict[str, Decl], names: set[str]) -> bool:
+    """True when ``node`` is a function of variables alone (collected into ``names``, as the
+    frame knows them): arithmetic, comparisons, conversions, ``min``/``max`` and integer
+    division over variables, builtins, constants, sizes and constant tables, without the
+    lazy operators (whose operation counts depend on the values)."""
+    op = node.op
+    if op is Op.VAR:
+        names.add(node.arg)
+    elif op is Op.SPECIAL:
+        names.add("@" + node.arg)
+    elif op is Op.ALOAD:
+        if decls[node.arg].space != CONSTANT:
+            return False
+    elif op not in _ALU and op not in _MEMO_LEAVES:
+        return False
+    return all(_memo_inputs(a, decls, names) for a in node.args)
+
+
+def _same_inputs(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """The same arrays (by identity: an array changed in place moves the batch's epoch) and
+    equal uniform values."""
+    for a, b in zip(old, new):
+        if a is not b and (type(a) is np.ndarray or type(b) is np.ndarray or a != b):
+            return False
+    return True
+
+
 def _ramp(batch: Any, index: np.ndarray) -> int | None:
     """``first`` when the index array is first, first + 1, ... (an access that can be a
-    slice instead of a gather or scatter), else None.  Cached per array for the batch,
-    through a weak reference: holding temporaries alive would stop numpy from reusing
-    their memory, and fresh memory for every temporary costs more than the cache saves."""
+    slice instead of a gather or scatter), else None.  Cached per array for the batch."""
     m = len(index)
     first = int(index[0])
     if m == 1:
         return first
-    if int(index[-1]) - first != m - 1:
+    # Two cheap probes reject most non-ramps (a 2-D workgroup's items jump at every row)
+    # before the full comparison, which costs two passes over the index.
+    mid = m >> 1
+    if int(index[-1]) - first != m - 1 or int(index[mid]) - first != mid:
         return None
     ramps = batch.ramps
     hit = ramps.get(id(index))
     if hit is not None and hit[0]() is index:
         return hit[1]
     ok = bool((index - index.dtype.type(first) == arange32(m)).all())
-    if len(ramps) >= 64:
-        ramps.clear()
-    ramps[id(index)] = (weakref.ref(index), first if ok else None)
+    remember(ramps, index, first if ok else None)
     return first if ok else None
 
 
@@ -114,10 +219,7 @@ def _set_bounds(batch: Any, arr: np.ndarray, lo: float, hi: float) -> None:
     is within 0..n-1), so that an index computed that way needs no bounds check.  Bounds
     are kept per array object (weakly, as ramps) for the batch; an in-place operation on an
     array forgets them."""
-    bounds = batch.bounds
-    if len(bounds) >= 64:
-        bounds.clear()
-    bounds[id(arr)] = (weakref.ref(arr), lo, hi)
+    remember(batch.bounds, arr, lo, hi)
 
 
 def _gather(batch: Any, flat: np.ndarray, index: Any, lanes: int, lane: int) -> Any:
@@ -194,6 +296,14 @@ class KernelCompiler:
         self.decls: dict[str, Decl] = {d.name: d for d in kernel.all_decls()}
         self.file = kernel.source or f"<kernel {kernel.name}>"
         self.line = 0  # line of the statement being compiled
+        # Locals assigned in the innermost loop being compiled (None outside loops), whether
+        # an enclosing expression is memoised already, and the memoised nodes (whose values
+        # are kept, so that no consumer may overwrite them in place).
+        self.loop_assigned: set[str] | None = None
+        self.in_memo = False
+        self.memoised: set[int] = set()
+        self.sites = 0
+        self.temps = _block_temps(kernel, self.decls)
         self.constants: dict[str, np.ndarray] = {
             d.name: np.array(d.init, dtype=alu.DTYPES[d.type.elem])
             for d in kernel.decls if d.space == CONSTANT
@@ -244,7 +354,47 @@ class KernelCompiler:
     def expr(self, node: Node) -> Expr:
         if node.op in _ALU and self._invariant(node):
             return self._once_per_batch(node)
+        if self.loop_assigned is not None and not self.in_memo and node.op in _ALU:
+            names: set[str] = set()
+            if _memo_inputs(node, self.decls, names) and not names & self.loop_assigned:
+                return self._memoised(node, sorted(names))
         return self._expr(node)
+
+    def site(self) -> int:
+        """A number for a place in the kernel that keeps values in the batch."""
+        self.sites += 1
+        return self.sites
+
+    def _fresh(self, node: Node) -> bool:
+        return id(node) not in self.memoised and _fresh(node)
+
+    def _memoised(self, node: Node, names: list[str]) -> Expr:
+        """A loop-invariant expression: one whose variables the innermost enclosing loop does
+        not assign (``clamp(y + dy, 0, h - 1)`` inside the loop over ``dx``).  Its value is
+        kept per batch with the values it was computed from, and reused while they are the
+        same arrays (unchanged: see ``Batch.epoch``) and equal uniform values; its
+        operations are still counted per item at every evaluation."""
+        self.in_memo = True
+        try:
+            compute = self._expr(node)
+        finally:
+            self.in_memo = False
+        self.memoised.add(id(node))
+        ops = _alu_count(node)
+        site = self.site()
+
+        def memoised(f: Frame) -> Any:
+            inputs = tuple([f.get(name) for name in names])
+            batch = f.batch
+            hit = batch.memo.get(site)
+            if hit is not None and hit[0] == batch.epoch and _same_inputs(hit[1], inputs):
+                batch.ops += ops * f.n
+                return hit[2]
+            v = compute(f)
+            batch.memo[site] = (batch.epoch, inputs, v)
+            return v
+
+        return memoised
 
     def _invariant(self, node: Node) -> bool:
         """True when ``node``'s value is the same for every item and every evaluation in a
@@ -328,7 +478,7 @@ class KernelCompiler:
     def _unary(self, how: alu.Unary, node: Node) -> Expr:
         fn, ufunc = how
         a = self.expr(node.args[0])
-        if ufunc is not None and _fresh(node.args[0]):
+        if ufunc is not None and self._fresh(node.args[0]):
             # The operand is a temporary nobody else holds: compute in place.
             def unary_inplace(f: Frame) -> Any:
                 batch = f.batch
@@ -354,7 +504,7 @@ class KernelCompiler:
         fn, ufunc = how
         a = self.expr(node.args[0])
         b = self.expr(node.args[1])
-        fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
+        fresh_a, fresh_b = self._fresh(node.args[0]), self._fresh(node.args[1])
         if ufunc is not None and (fresh_a or fresh_b):
             # Result and operands have one dtype: a temporary operand can hold the result.
             def binary_inplace(f: Frame) -> Any:
@@ -398,7 +548,7 @@ class KernelCompiler:
         if inner_at is None:
             a = self.expr(node.args[0])
             b = self.expr(node.args[1])
-            fresh_a, fresh_b = _fresh(node.args[0]), _fresh(node.args[1])
+            fresh_a, fresh_b = self._fresh(node.args[0]), self._fresh(node.args[1])
 
             def min_max(f: Frame) -> Any:
                 x = a(f)
@@ -410,9 +560,9 @@ class KernelCompiler:
 
         inner = node.args[inner_at]
         pf, qf = self.expr(inner.args[0]), self.expr(inner.args[1])
-        fresh_p, fresh_q = _fresh(inner.args[0]), _fresh(inner.args[1])
+        fresh_p, fresh_q = self._fresh(inner.args[0]), self._fresh(inner.args[1])
         hf = self.expr(node.args[1 - inner_at])
-        fresh_h = _fresh(node.args[1 - inner_at])
+        fresh_h = self._fresh(node.args[1 - inner_at])
         apply_inner = _min_max_values(not is_min, ints, node.type.kind)
 
         def clamp(f: Frame) -> Any:
@@ -435,7 +585,7 @@ class KernelCompiler:
                     out = arr if fresh else None
                     if out is not None and batch.bounds:
                         batch.bounds.pop(id(out), None)
-                    result = np.clip(arr, lo, hi, out=out)
+                    result = alu.CLIP(arr, lo, hi, out=out)
                     if ints:
                         _set_bounds(batch, result, min(int(lo), int(hi)), int(hi))
                     return result
@@ -558,6 +708,8 @@ class KernelCompiler:
         return load
 
     def _image_index(self, name: str, lane: int, lanes: int) -> Callable[[Frame, Any, Any], Any]:
+        site = self.site()
+
         def linear(f: Frame, x: Any, y: Any) -> Any:
             bind = f.batch.bind
             w = bind.width[name]
@@ -566,8 +718,16 @@ class KernelCompiler:
             if bind.small[name]:
                 # In range and smaller than 2**31 elements: int32 arithmetic cannot overflow.
                 if type(y) is np.ndarray:
-                    lin = y * np.int32(w)
-                    lin += x
+                    # The rows' offsets are kept for the next evaluation: a loop over x
+                    # inside a loop over y reads the same rows again (``src[x + dx, sy]``).
+                    batch = f.batch
+                    hit = batch.rows.get(site)
+                    if hit is not None and hit[0] is y and hit[1] == batch.epoch:
+                        lin = hit[2] + x
+                    else:
+                        rows = y * np.int32(w)
+                        batch.rows[site] = (y, batch.epoch, rows)
+                        lin = rows + x
                 else:
                     lin = x + y * np.int32(w)
             else:
@@ -601,52 +761,122 @@ class KernelCompiler:
 
     def _array_index(self, node: Node, access: str, name: str,
                      idx: list[Expr]) -> Callable[[Frame], tuple[Any, bool]]:
-        """Evaluates and checks the indices of an array access; returns the linear index
-        within the array and whether it is the same for every item."""
-        shape = self.decls[name].type.shape
+        """Evaluates and checks the indices of an array access; returns the element's position
+        in the array's storage and whether it is the same for every item.
+
+        A constant array is its table; shared arrays hold one copy per group of the batch
+        (position: slot * size + linear index); private arrays one row per item of the frame
+        (position: item * size + linear index, or just the column when that is uniform).
+        The part of the position from the slot or row and the leading indices is kept for
+        the next evaluation while those are the same arrays (see ``_same_inputs``):
+        ``tile[ly][k]`` inside a loop over k then costs one addition before the gather."""
+        decl = self.decls[name]
+        shape = decl.type.shape
+        space = decl.space
+        size = math.prod(shape)
+        strides = [np.int32(math.prod(shape[k + 1:])) for k in range(len(shape) - 1)]
         loc = self.where(node)
+        site = self.site()
+        size32 = np.int32(size)
+
+        def head(key: tuple[Any, ...]) -> Any:
+            """The offset from the array-valued parts of ``key`` (slot, row count, leading
+            indices; None for the parts that are uniform)."""
+            slot, rows, *lead = key
+            off = None if slot is None else slot * size32
+            for v, stride in zip(lead, strides):
+                if v is not None:
+                    term = v * stride
+                    off = term if off is None else off + term
+            if rows is not None:  # private, per item: rows of ``size`` elements
+                base = arange(rows) * size
+                off = base if off is None else base + off
+            return off
 
         def index(f: Frame) -> tuple[Any, bool]:
-            values = tuple(fn(f) for fn in idx)
+            values = [fn(f) for fn in idx]
             self.check(loc, f, access, name, values, shape)
-            lin = values[0]
-            for v, dim in zip(values[1:], shape[1:]):
-                lin = lin * np.int32(dim) + v
-            return lin, type(lin) is not np.ndarray
+            last = values[-1]
+            # Uniform parts add up to ``const``; array-valued ones go into the kept offset.
+            const = np.int32(0)
+            slot = None
+            kept = False
+            if space == SHARED:
+                slot = f.get("@slot")
+                if type(slot) is np.ndarray:
+                    kept = True
+                else:
+                    const = slot * size32
+                    slot = None
+            lead = []
+            for v, stride in zip(values, strides):
+                if type(v) is np.ndarray:
+                    lead.append(v)
+                    kept = True
+                else:
+                    lead.append(None)
+                    const = const + v * stride
+            rows = f.n if space == LOCAL and (kept or type(last) is np.ndarray) else None
+            if rows is None and not kept:
+                pos = const + last
+                return pos, type(pos) is not np.ndarray
+            key = (slot, rows, *lead)
+            batch = f.batch
+            hit = batch.memo.get(site)
+            if hit is not None and hit[0] == batch.epoch and _same_inputs(hit[1], key):
+                off = hit[2]
+            else:
+                off = head(key)
+                batch.memo[site] = (batch.epoch, key, off)
+            pos = off + last
+            if const:
+                pos += const
+            return pos, False
 
         return index
 
     def _aload(self, node: Node) -> Expr:
         name = node.arg
         decl = self.decls[name]
-        index = self._array_index(node, "read", name, [self.expr(a) for a in node.args])
+        idx = [self.expr(a) for a in node.args]
+        index = self._array_index(node, "read", name, idx)
         size = math.prod(decl.type.shape)
         if decl.space == CONSTANT:
             table = self.constants[name]
+            if len(idx) == 1:
+                # ``W[k]`` with a uniform k in range, the common case, without the generic
+                # index machinery.
+                first = idx[0]
+                loc = self.where(node)
+
+                def const_load1(f: Frame) -> Any:
+                    i = first(f)
+                    if type(i) is not np.ndarray and 0 <= i < size:
+                        return table[int(i)]
+                    self.check(loc, f, "read", name, (i,), (size,))
+                    return table.take(i, mode="wrap") if type(i) is np.ndarray else table[int(i)]
+
+                return const_load1
 
             def const_load(f: Frame) -> Any:
-                lin, uniform = index(f)
-                return table[int(lin)] if uniform else table.take(lin, mode="wrap")
+                pos, uniform = index(f)
+                return table[int(pos)] if uniform else table.take(pos, mode="wrap")
 
             return const_load
         if decl.space == SHARED:
             def shared_load(f: Frame) -> Any:
-                lin, uniform = index(f)
+                pos, uniform = index(f)
                 store = f.batch.shared[name]
-                slot = f.get("@slot")
-                if type(slot) is not np.ndarray:
-                    return store[int(slot) * size + int(lin)] if uniform else \
-                        store.take(lin + slot * np.int32(size), mode="wrap")
-                return store.take(slot * np.int32(size) + lin, mode="wrap")
+                return store[int(pos)] if uniform else store.take(pos, mode="wrap")
 
             return shared_load
 
         def private_load(f: Frame) -> Any:
-            lin, uniform = index(f)
+            pos, uniform = index(f)
             rows = f.get(name)
             if uniform:
-                return rows[:, int(lin)].copy()
-            return rows.reshape(-1).take(arange(f.n) * size + lin, mode="wrap")
+                return rows[:, int(pos)].copy()
+            return rows.reshape(-1).take(pos, mode="wrap")
 
         return private_load
 
@@ -733,6 +963,11 @@ class KernelCompiler:
     def _assign(self, node: Node) -> Stmt:
         name = node.arg
         value = self.expr(node.args[0])
+        if name in self.temps:
+            def assign_temp(f: Frame) -> None:
+                f.assign_temp(name, value(f))
+
+            return assign_temp
 
         def assign(f: Frame) -> None:
             f.assign(name, value(f))
@@ -789,30 +1024,28 @@ class KernelCompiler:
         decl = self.decls[name]
         index = self._array_index(node, "write", name, [self.expr(a) for a in node.args[:-1]])
         value = self.expr(node.args[-1])
-        size = math.prod(decl.type.shape)
 
         if decl.space == SHARED:
             def shared_store(f: Frame) -> None:
-                lin, uniform = index(f)
+                pos, uniform = index(f)
                 v = value(f)
                 store = f.batch.shared[name]
-                slot = f.get("@slot")
-                where = slot * np.int32(size) + lin
-                if type(where) is not np.ndarray:
-                    store[int(where)] = v[-1] if type(v) is np.ndarray else v
+                if uniform:
+                    # Every item writes the same element: the last one wins.
+                    store[int(pos)] = v[-1] if type(v) is np.ndarray else v
                 else:
-                    store[where] = v
+                    store[pos] = v
 
             return shared_store
 
         def private_store(f: Frame) -> None:
-            lin, uniform = index(f)
+            pos, uniform = index(f)
             v = value(f)
             rows = f.own_array(name)
             if uniform:
-                rows[:, int(lin)] = v
+                rows[:, int(pos)] = v
             else:
-                rows.reshape(-1)[arange(f.n) * size + lin] = v
+                rows.reshape(-1)[pos] = v
 
         return private_store
 
@@ -879,10 +1112,14 @@ class KernelCompiler:
     def _loop(self, node: Node) -> Stmt:
         label = node.arg
         cont = ("continue", label)
-        cond = self.expr(node.args[0])
-        parts = [self.block_keep(node.args[1])]
-        if node.args[2].args:
-            parts.append(self.block_keep(node.args[2]))
+        outer, self.loop_assigned = self.loop_assigned, _assigned(node)
+        try:
+            cond = self.expr(node.args[0])
+            parts = [self.block_keep(node.args[1])]
+            if node.args[2].args:
+                parts.append(self.block_keep(node.args[2]))
+        finally:
+            self.loop_assigned = outer
 
         def loop(f: Frame) -> Exits | None:
             """Runs until no item is left in the loop.  ``cur`` (``f`` or a child of it)
@@ -954,6 +1191,8 @@ class KernelCompiler:
         # has nothing to wait for.  What remains is to check that the whole group is here.
         def barrier(f: Frame) -> None:
             batch = f.batch
+            if f.n == int(batch.live.sum()):
+                return None  # every live item of the batch is here, so of each group
             slot = f.get("@slot")
             if type(slot) is np.ndarray:
                 here = np.bincount(slot, minlength=batch.groups)
