@@ -5,6 +5,12 @@ A workload builds its inputs once, runs Xenovectra through the public API
 means in the same process.  Every run's output is checked against the numpy
 reference before its time counts: a fast wrong answer is a failure, not a
 result.
+
+``alu`` measures arithmetic throughput in M item-ops/s: work items times the
+arithmetic operations of each item's chain in the kernel's IR
+(``vgpucc --emit ir examples/kernels/alu.xvk``), that is 64 per item (:data:`ALU_OPS`:
+32 Horner steps of a multiply and an add); the guard, the loop counter, the load
+and the store are not counted.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ KERNELS = ROOT / "examples" / "kernels"
 @attrs.define
 class Workload:
     name: str
-    unit: str  # what the rate counts: "Mpix/s", "GFLOPS", "GB/s", "M items/s"
+    unit: str  # what the rate counts: "Mpix/s", "GFLOPS", "GB/s", "M items/s", "M item-ops/s"
     amount: float  # units of work per run (for the rate)
     kernel_file: str
     make_inputs: Callable[[np.random.Generator], dict[str, np.ndarray]]
@@ -80,6 +86,25 @@ def _mandel_numpy(out_shape: tuple[int, int], cx: float, cy: float, scale: float
     return out
 
 
+#: The Horner steps of examples/kernels/alu.xvk: 8 passes of 4 steps ``p = p * v + c``.
+ALU_STEPS = (0.5, -0.25, 0.125, -0.0625) * 8
+#: Item-ops per work item of the alu workload: the IR arithmetic operations of the chain, one
+#: multiply and one add (or subtract) per step.  Not counted: the bounds guard, the uniform
+#: loop counter's compare and increment, the load and the store (the interpreter's
+#: ``TileWork.ops``, which counts every IR operation, says 82 per item).
+ALU_OPS = 2 * len(ALU_STEPS)
+
+
+def _alu_numpy(x: np.ndarray) -> np.ndarray:
+    """The chain of alu.xvk in float32, in the kernel's order (``p * v`` rounded, then the
+    constant added), over all items at once, in place."""
+    p = np.ones_like(x)
+    for c in ALU_STEPS:
+        p *= x
+        p += np.float32(c)
+    return p
+
+
 def _numba() -> Any:
     """bench.peers_numba, or None when numba is not installed."""
     try:
@@ -98,6 +123,7 @@ def workloads(quick: bool = False) -> list[Workload]:
     mandel = 256 if quick else 1024
     n_sum = 1 << (20 if quick else 24)
     n_hist = 1 << (20 if quick else 24)
+    n_alu = 1 << (18 if quick else 22)
     items: list[Workload] = []
 
     items.append(Workload(
@@ -169,6 +195,15 @@ def workloads(quick: bool = False) -> list[Workload]:
         peers={"numpy": lambda a: np.bincount(np.clip((a["values"] * 256).astype(np.int32), 0, 255),
                                               minlength=256),
                **({"numba prange": lambda a: _numba_histogram(nb, a)} if nb else {})},
+    ))
+    items.append(Workload(
+        "alu", "M item-ops/s", n_alu * ALU_OPS / 1e6, "alu.xvk",
+        lambda rng: {"x": rng.random(n_alu, dtype=np.float32),
+                     "y": np.zeros(n_alu, np.float32)},
+        {}, {"global_size": n_alu, "block": 256}, ("y",),
+        lambda a: {"y": _alu_numpy(a["x"])}, tolerance=1e-5,
+        peers={"numpy": lambda a: _alu_numpy(a["x"]),
+               **({"numba prange": lambda a: nb.alu(a["x"], a["y"])} if nb else {})},
     ))
     return items
 
