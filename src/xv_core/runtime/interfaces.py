@@ -13,6 +13,7 @@ but the core.  Shapes of kernel arguments, as every backend receives them:
 from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
+from contextlib import AbstractContextManager
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -157,6 +158,58 @@ class Lease(Protocol):
     def release(self) -> None: ...
 
 
+@attrs.frozen
+class PageMove:
+    """Pages a :class:`Pager` moved (or, for ``"fault"``, a fixed cost it paid).
+
+    ``kind``: ``"in"`` into VRAM; ``"down"`` out of VRAM or a cache tier to a level below it
+    (a dirty page written back, or a clean page a tier keeps as a victim cache); ``"fault"``,
+    the fixed cost of one ``uvm`` far-fault batch: ``seconds`` (latency + ``faults`` x
+    service time), no bytes, before the moves of that batch.  ``source`` and ``dest`` are
+    levels: ``"vram"``, a cache tier's name, ``"backing"``, ``"zero"`` (a page never
+    written, zero-filled: ``nbytes`` 0) or ``"host"`` (the host's writes).  Pages
+    ``first .. first + count - 1`` of ``buffer``; ``nbytes``: whole pages.
+    """
+
+    kind: str
+    buffer: str
+    first: int
+    count: int
+    nbytes: int
+    source: str
+    dest: str
+    seconds: float = 0.0
+    faults: int = 0
+
+
+class Pager(Protocol):
+    """A deterministic, data-less twin of a :class:`Vram`'s paging (:meth:`Vram.pager`): the
+    same decisions fed in placement order, returning what moved.  Single-threaded."""
+
+    page_size: int
+
+    def allocate(self, name: str, nbytes: int, *, filled: bool) -> None:
+        """A buffer of ``nbytes``; ``filled``: its contents are on the host (the backing),
+        else it was never written (zero-filled on first touch, nothing read)."""
+        ...
+
+    def free(self, name: str) -> None: ...
+
+    def host_write(self, name: str) -> list[PageMove]:
+        """The host writes the whole buffer, as :meth:`DeviceBuffer.write` does."""
+        ...
+
+    def tile(self) -> AbstractContextManager[None]:
+        """A tile: what :meth:`access` pins inside the block stays pinned until it ends."""
+        ...
+
+    def access(self, name: str, ranges: Sequence[tuple[int, int]], *,
+               write: bool) -> list[PageMove]:
+        """A tile touches pages ``[start, stop)`` of each range (as :meth:`Vram.make_resident`
+        does): what had to move, in order."""
+        ...
+
+
 class Vram(Protocol):
     """Device memory of a fabric: capacity-limited allocation of buffers, and paging.
 
@@ -166,6 +219,12 @@ class Vram(Protocol):
     has returned, and its leases are released when it ends), and :meth:`prefetch` for the
     footprint of a tile that will run soon (such as the next one, when a tile is handed
     over); :meth:`flush` at the end of a job; :meth:`close` with the fabric.
+
+    Optional: ``pager() -> Pager``, a fresh data-less twin of this VRAM's paging (its
+    configuration and attached tiers, no buffers) for the timing model, which must be
+    deterministic while the real statistics depend on thread timing.  A manager may leave it
+    out: the runtime looks it up with ``getattr(vram, "pager", None)`` (it is not a member of
+    this protocol, so that managers without it still implement it).
     """
 
     capacity: int

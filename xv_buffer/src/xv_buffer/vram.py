@@ -58,10 +58,14 @@ import numpy as np
 import structlog
 
 from xv_core.errors import XvError
-from xv_core.events import PageEvent
-from xv_core.profiles import LinkProfile, get_profile
-from xv_core.runtime.interfaces import PAGE_TRACE_DTYPE, PAGE_TRACE_MAGIC, PAGE_WRITE
+from xv_core.profiles import get_profile
+from xv_core.runtime.interfaces import PAGE_TRACE_DTYPE, PAGE_TRACE_MAGIC
 from xv_buffer.backing import Backing, FileBacking, PersistentBacking, RamBacking
+from xv_buffer.pager import Pager
+from xv_buffer.residency import (
+    BACKING, HOST, KEY_BITS, UVM_BLOCK, UVM_FAULT_BATCH, UVM_REGION, VRAM, ZERO, Lease, Pages,
+    Residency,
+)
 from xv_buffer.sizes import format_size, to_bytes
 
 log = structlog.get_logger("xv.vram")
@@ -70,17 +74,13 @@ log = structlog.get_logger("xv.vram")
 MAX_LISTED = 8
 #: Bytes of device address space with paging: allocation is never what runs out.
 ADDRESS_SPACE = 1 << 46
-#: The ``uvm`` profile's migration block and prefetch region.
-UVM_BLOCK = 64 << 10
-UVM_REGION = 2 << 20
-#: Far faults the ``uvm`` profile services per batch: the NVIDIA UVM driver's default
-#: (``uvm_perf_fault_batch_count``; see docs/vram.md).
-UVM_FAULT_BATCH = 256
 #: Prefetch requests waiting for the worker at most; when more arrive the oldest (the most
 #: likely to be for a tile that has run already) is dropped.
 PREFETCH_QUEUE = 64
 _OS_PAGE = mmap.PAGESIZE
-_KEY_BITS = 32
+#: Re-exported: the ``uvm`` profile's sizes (see :mod:`xv_buffer.residency`).
+__all__ = ["ADDRESS_SPACE", "Lease", "MAX_LISTED", "PagedBuffer", "RamBuffer", "RamVram",
+           "RunAllocator", "UVM_BLOCK", "UVM_FAULT_BATCH", "UVM_REGION", "ram_vram_factory"]
 
 
 class RunAllocator:
@@ -137,88 +137,40 @@ class RunAllocator:
     def runs(self) -> list[tuple[int, int]]:
         return list(zip(self._starts, self._lengths))
 
-
-# ----------------------------------------------------------------------------------------
-# statistics
-# ----------------------------------------------------------------------------------------
-
-_VRAM_COUNTERS = ("accesses", "hits", "misses", "zero_fills", "prefetches", "fault_batches",
-                  "prefetched", "prefetch_hits", "prefetch_unused", "prefetch_dropped",
-                  "evictions", "writebacks", "bytes_read", "bytes_written", "host_bytes_read",
-                  "host_bytes_written")
-_TIER_COUNTERS = ("hits", "misses", "prefetch_hits", "evictions", "reads", "writes",
-                  "bytes_read", "bytes_written")
-
-
-class _Counters:
-    """Named counters plus measured (wall) and modelled seconds of data movement."""
-
-    def __init__(self, names: Sequence[str]):
-        self.values = dict.fromkeys(names, 0)
-        self.wall_s = 0.0
-        self.modelled_s = 0.0
-
-    def add(self, name: str, n: int = 1) -> None:
-        self.values[name] += n
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.values)
-        moved = out.get("bytes_read", 0) + out.get("bytes_written", 0)
-        accesses = out.get("hits", 0) + out.get("misses", 0)
-        if "hits" in out:
-            out["miss_ratio"] = out["misses"] / accesses if accesses else 0.0
-        out["wall_s"] = self.wall_s
-        out["modelled_s"] = self.modelled_s
-        # Measured on this machine: bytes moved over the time spent moving them.
-        out["bandwidth_Bps"] = moved / self.wall_s if self.wall_s > 0 else 0.0
-        return out
-
-
 # ----------------------------------------------------------------------------------------
 # buffers
 # ----------------------------------------------------------------------------------------
 
 
-class PagedBuffer:
+class PagedBuffer(Pages):
     """A buffer in :class:`RamVram`.  Implements :class:`xv_core.runtime.interfaces.DeviceBuffer`.
 
     ``offset`` is its place in the device address space, ``reserved`` the bytes it takes
     there (whole pages, or whole 2MiB regions with the ``uvm`` profile).  After it is freed,
     :meth:`array`, :meth:`read` and :meth:`write` raise :class:`~xv_core.errors.XvError`.
+    Where each page is (``resident``, ``dirty``, ``tier_of``, ...): see
+    :class:`xv_buffer.residency.Pages`.
     """
 
     def __init__(self, vram: RamVram, ident: int, name: str, dtype: np.dtype[Any],
                  shape: tuple[int, ...], nbytes: int, pages: int, offset: int, reserved: int,
                  backing: Backing, persistent: bool):
+        super().__init__(ident, name, nbytes, pages, vram._units(pages),
+                         ram_backed=backing.kind == "ram",
+                         stored=getattr(backing, "existed", False))
         self._vram = vram
-        self.id = ident
-        self.name = name
         self.dtype = dtype
         self.shape = shape
-        self.nbytes = nbytes
-        self.pages = pages
         self.offset = offset
         self.reserved = reserved
         self.backing = backing
         self.persistent = persistent
-        self.key_base = ident << _KEY_BITS
         size = max(pages, 1) * vram.page_size
         self._mem: mmap.mmap | None = mmap.mmap(-1, size,
                                                 flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._bytes = np.frombuffer(self._mem, dtype=np.uint8)
         self._view = memoryview(self._mem)
         self._array: np.ndarray | None = self._bytes[:nbytes].view(dtype).reshape(shape)
-        # Per page: resident in VRAM; written since it came in (newer than the tier or
-        # backing copy); the cache tier holding a copy (0: none, k: the k-th, fastest first;
-        # a page is in one cache tier at most); that copy is newer than the backing's; the
-        # backing holds data for it (0: never written: zeros).
-        self.resident = bytearray(pages)
-        self.dirty = bytearray(pages)
-        self.tier_of = bytearray(pages)
-        self.tier_newer = bytearray(pages)
-        self.stored = bytearray(b"\x01" * pages) if getattr(backing, "existed", False) \
-            else bytearray(pages)
-        self.counters = _Counters(_VRAM_COUNTERS)
 
     @property
     def freed(self) -> bool:
@@ -287,28 +239,17 @@ class _Protected:
         return any(key in part for part in self._parts)
 
 
-class Lease:
-    """Pages pinned for one tile (see :meth:`RamVram.make_resident`)."""
-
-    __slots__ = ("_vram", "keys")
-
-    def __init__(self, vram: RamVram):
-        self._vram = vram
-        self.keys: list[int] = []
-
-    def release(self) -> None:
-        keys, self.keys = self.keys, []
-        if keys:
-            self._vram._unpin(keys)
-
-
 # ----------------------------------------------------------------------------------------
 # the VRAM
 # ----------------------------------------------------------------------------------------
 
 
-class RamVram:
+class RamVram(Residency):
     """Device memory of a fabric, in RAM.  Implements :class:`xv_core.runtime.interfaces.Vram`.
+
+    The paging decisions are :class:`~xv_buffer.residency.Residency`'s; this class moves the
+    bytes they decide (:meth:`_move`), and adds allocation, backings, persistence, traces
+    and the prefetch worker.  :meth:`pager` gives a data-less twin for the timing model.
 
     ``capacity`` and ``page_size`` are bytes (ints, or size strings such as ``"64KiB"``).
     ``policy_factory(capacity)`` builds eviction policies (by default the one this package
@@ -347,14 +288,6 @@ class RamVram:
         if backing not in ("ram", "file"):
             raise XvError(f"unknown backing {backing!r} (known: ram, file)",
                           where="$.vram.backing")
-        self.eviction = eviction
-        self.paging = bool(paging)
-        self.manager = manager
-        self.backing = backing
-        self.path = Path(path)
-        self.persistent = frozenset(persistent)
-        self.profile = profile
-        self.link: LinkProfile = get_profile(link)
         if fault_latency_us < 0 or fault_service_us < 0:
             raise XvError("fault_latency_us and fault_service_us must be 0 or more",
                           where="$.vram")
@@ -362,25 +295,15 @@ class RamVram:
                 or fault_batch_size < 1:
             raise XvError(f"fault_batch_size must be an integer of at least 1, got "
                           f"{fault_batch_size!r}", where="$.vram.fault_batch_size")
-        self.fault_latency = fault_latency_us * 1e-6
-        self.fault_service = fault_service_us * 1e-6
-        self.fault_batch_size = fault_batch_size
-        self.frames = self.capacity // self.page_size
         uvm = profile == "uvm"
         if uvm and self.page_size != 4096:
             raise XvError(f"the uvm profile faults at 4KiB pages, but page_size is "
                           f"{format_size(self.page_size)}", where="$.vram.profile",
                           hint="set page_size: 4KiB")
-        if uvm and self.paging and self.capacity < UVM_BLOCK:
+        if uvm and paging and self.capacity < UVM_BLOCK:
             raise XvError(f"vram.capacity ({format_size(self.capacity)}) holds no 64KiB "
                           f"migration block of the uvm profile", where="$.vram.capacity",
                           hint="raise vram.capacity to at least 64KiB")
-        # The unit the policy sees and pages move in: a page, or a UVM migration block.
-        self._unit_pages = UVM_BLOCK // self.page_size if uvm else 1
-        # Allocation unit in the address space: a page, or a UVM 2MiB region.
-        self._alloc_unit = UVM_REGION if uvm and self.paging else self.page_size
-        space = ADDRESS_SPACE if self.paging else self.capacity
-        self._runs = RunAllocator(space // self._alloc_unit)
         if policy_factory is None:
             from xv_buffer.policies import POLICIES
 
@@ -388,45 +311,41 @@ class RamVram:
                 raise XvError(f"unknown eviction policy {eviction!r} (known: "
                               f"{', '.join(POLICIES)})", where="$.vram.eviction")
             policy_factory = POLICIES[eviction]
-        self._policy_factory = policy_factory
-        units = max(1, self.frames // self._unit_pages)
-        self.policy = policy_factory(units)
+        super().__init__(page_size=self.page_size, frames=self.capacity // self.page_size,
+                         paging=bool(paging), profile=profile, policy_factory=policy_factory,
+                         link=get_profile(link), fault_latency=fault_latency_us * 1e-6,
+                         fault_service=fault_service_us * 1e-6,
+                         fault_batch_size=fault_batch_size, on_page=on_page)
         if self.paging and getattr(self.policy, "offline", False):
             raise XvError(f"eviction policy {eviction!r} needs the future accesses, so it "
                           f"only replays recorded traces", where="$.vram.eviction",
                           hint="choose an online policy such as lru or arc, and compare "
                                "against it with `xv vram replay`")
-        self._pins: dict[int, int] = {}
+        self.eviction = eviction
+        self.manager = manager
+        self.backing = backing
+        self.path = Path(path)
+        self.persistent = frozenset(persistent)
+        # Allocation unit in the address space: a page, or a UVM 2MiB region.
+        self._alloc_unit = UVM_REGION if uvm and self.paging else self.page_size
+        space = ADDRESS_SPACE if self.paging else self.capacity
+        self._runs = RunAllocator(space // self._alloc_unit)
         self._live: dict[str, PagedBuffer] = {}
-        self._by_id: dict[int, PagedBuffer] = {}
         self._history: dict[str, dict[str, Any]] = {}  # per-buffer stats of freed buffers
         self._trace_names: dict[int, tuple[str, int]] = {}
         self._next_id = 0
         self._used = 0  # bytes reserved in the address space
         self._peak = 0
         self._total = 0
-        self._resident = 0  # resident pages (frames in use)
-        self._resident_peak = 0
-        self._over_peak = 0
         self._flushes = 0
         self._flushed_bytes = 0
-        self._closed = False
         self._lock = threading.RLock()
-        self._vstats = _Counters(_VRAM_COUNTERS)
-        self._backing_stats = _Counters(_TIER_COUNTERS)
-        # The cache tiers, fastest first, and per tier: its policy, the link timing its
-        # transfers, its statistics, a page of scratch memory for pages moving out of it.
+        # The cache tiers (fastest first) and a page of memory for pages moving between them.
         self._tiers: list[Any] = []
-        self._tier_policies: list[Any] = []
-        self._tier_links: list[LinkProfile | None] = []
-        self._tier_stats: list[_Counters] = []
-        self._scratch: list[bytearray] = []
-        self._trace: array.array[int] | None = None
+        self._scratch = bytearray(self.page_size)
+        self._host_data: np.ndarray | None = None  # what the host is writing (under the lock)
         self._trace_path: Path | None = None
-        # Prefetching.  Units prefetch brought in that no tile has touched since, with their
-        # pages (guarded by _lock), and the bound on those pages: half of VRAM.
-        self._prefetched: dict[int, int] = {}
-        self._prefetched_pages = 0
+        # Prefetching: at most this many pages brought in ahead of use and not used yet.
         self.prefetch_limit = self.frames // 2
         # Requests waiting for the worker, the worker, and its stop flag (guarded by
         # _pf_cv); requests queued or in progress; pages of requests dropped from the queue.
@@ -440,8 +359,6 @@ class RamVram:
         # make_resident calls waiting for or holding _lock: the worker yields to them.
         self._demand_cv = threading.Condition(threading.Lock())
         self._demand = 0
-        # The xv_on_page hook (called with event=PageEvent), when a plugin implements it.
-        self._on_page = on_page
 
     @classmethod
     def from_config(cls, vram_config: Any, context: Any = None) -> RamVram:
@@ -507,16 +424,11 @@ class RamVram:
                 self._runs.release(start, units)
                 raise
             self._live[name] = buffer
-            self._by_id[buffer.id] = buffer
             self._trace_names[buffer.id] = (name, pages)
             self._used += buffer.reserved
             self._peak = max(self._peak, self._used)
             self._total += 1
-            if not self.paging:
-                self._resident_pages(pages)
-                buffer.resident[:] = b"\x01" * pages
-                if buffer.stored[0]:
-                    self._load(buffer, 0, pages)  # a persistent buffer's stored contents
+            self._admit(buffer)
         log.debug("vram allocate", buffer=name, nbytes=nbytes, offset=buffer.offset,
                   used=self._used)
         return buffer
@@ -557,23 +469,9 @@ class RamVram:
 
     def _forget(self, buf: PagedBuffer) -> None:
         del self._live[buf.name]
-        del self._by_id[buf.id]
         self._runs.release(buf.offset // self._alloc_unit, buf.reserved // self._alloc_unit)
         self._used -= buf.reserved
-        upp = self._unit_pages
-        if self.paging:
-            for unit in range(0, buf.pages, upp):
-                if buf.resident[unit]:
-                    key = buf.key_base | (unit // upp)
-                    if key in self.policy:
-                        self.policy.remove(key)
-                    self._pins.pop(key, None)
-                    self._prefetch_forget(buf, key)
-        self._resident -= sum(buf.resident)
-        if self._tiers:
-            for page in range(buf.pages):
-                if buf.tier_of[page]:
-                    self._drop_from_tier(buf, page)
+        self._forget_pages(buf)
         self._history[buf.name] = self._buffer_stats(buf)
         buf.backing.close()
         buf._drop_memory()
@@ -637,11 +535,23 @@ class RamVram:
             raise XvError(f"at most 255 cache tiers, got {len(tiers)}", where="$.components")
         with self._lock:
             self._tiers = tiers
-            self._tier_policies = [self._policy_factory(max(1, t.slots)) for t in tiers]
-            self._tier_links = [get_profile(t.profile) if getattr(t, "profile", None) else None
-                                for t in tiers]
-            self._tier_stats = [_Counters(_TIER_COUNTERS) for _ in tiers]
-            self._scratch = [bytearray(self.page_size) for _ in tiers]
+            self._set_tiers(names, [t.slots for t in tiers],
+                            [getattr(t, "profile", None) for t in tiers])
+
+    def pager(self) -> Pager:
+        """A fresh data-less twin of this VRAM for the timing model: its capacity, page size,
+        paging profile, eviction policy (new instances from the same factory), the cache
+        tiers attached now (names and slots, in chain order), backings, link and fault
+        costs; no buffers.  See :class:`xv_buffer.pager.Pager`."""
+        with self._lock:
+            return Pager(page_size=self.page_size, frames=self.frames, paging=self.paging,
+                         profile=self.profile, policy_factory=self._policy_factory,
+                         backing=self.backing, persistent=self.persistent,
+                         tiers=list(zip(self._tier_names, self._tier_slots,
+                                        self._tier_profiles)),
+                         link=self.link, fault_latency=self.fault_latency,
+                         fault_service=self.fault_service,
+                         fault_batch_size=self.fault_batch_size)
 
     def record_pages(self, path: str | os.PathLike[str]) -> None:
         """Record every page access from now on; the trace is written to ``path`` when the
@@ -649,10 +559,6 @@ class RamVram:
         with self._lock:
             self._trace = array.array("I")
             self._trace_path = Path(path)
-
-    def _record(self, ident: int, first: int, count: int, write: bool) -> None:
-        if self._trace is not None:
-            self._trace.extend((ident, first, count, PAGE_WRITE if write else 0))
 
     def _write_trace(self) -> None:
         assert self._trace is not None and self._trace_path is not None
@@ -685,30 +591,7 @@ class RamVram:
         self._demand_begin()
         try:
             with self._lock:
-                buf = self._check(buffer)
-                vs, bs = self._vstats, buf.counters
-                faults: list[int] = []  # bytes each fault moved, in order
-                for start, stop in page_ranges:
-                    start, stop = max(0, int(start)), min(buf.pages, int(stop))
-                    if stop <= start:
-                        continue
-                    self._record(buf.id, start, stop - start, write)
-                    count = stop - start
-                    vs.add("accesses", count)
-                    bs.add("accesses", count)
-                    if not self.paging:
-                        vs.add("hits", count)
-                        bs.add("hits", count)
-                    else:
-                        misses = self._touch(buf, start, stop, lease, faults)
-                        vs.add("misses", misses)
-                        bs.add("misses", misses)
-                        vs.add("hits", count - misses)
-                        bs.add("hits", count - misses)
-                    if write:
-                        buf.dirty[start:stop] = b"\x01" * count
-                if faults:
-                    self._charge_faults(buf, faults)
+                self._access(self._check(buffer), page_ranges, write, lease)
         except BaseException:
             lease.release()  # what this call pinned before it failed
             raise
@@ -716,68 +599,9 @@ class RamVram:
             self._demand_end()
         return lease
 
-    def _touch(self, buf: PagedBuffer, start: int, stop: int, lease: Lease,
-               faults: list[int]) -> int:
-        """Pin and make resident the units holding pages ``[start, stop)``; the faults (the
-        bytes each moved are appended to ``faults``)."""
-        upp = self._unit_pages
-        pins, keys, resident = self._pins, lease.keys, buf.resident
-        hit, base = self.policy.hit, buf.key_base
-        prefetched = self._prefetched
-        misses = 0
-        for unit in range(start // upp, (stop - 1) // upp + 1):
-            key = base | unit
-            # Pinned before it is made resident, so that neither the prefetcher nor later
-            # units of this very call can evict it.
-            pins[key] = pins.get(key, 0) + 1
-            keys.append(key)
-            if resident[unit * upp]:
-                hit(key)
-                if key in prefetched:  # first use of a unit the prefetch worker brought
-                    self._prefetched_pages -= prefetched.pop(key)
-                    used = min(stop, (unit + 1) * upp) - max(start, unit * upp)
-                    self._vstats.add("prefetch_hits", used)
-                    buf.counters.add("prefetch_hits", used)
-            else:
-                misses += 1  # one fault brings the whole unit: its other pages are hits
-                faults.append(self._fault(buf, unit, key))
-        return misses
-
-    def _charge_faults(self, buf: PagedBuffer, faults: list[int]) -> None:
-        """Modelled seconds of the faults of one make_resident call (bytes moved by each).
-
-        ``plain``: one link transfer per fault.  ``uvm``: batches of up to
-        ``fault_batch_size`` faults, in order; a batch costs ``fault_latency``, each of its
-        faults ``fault_service``, and one link transfer of everything the batch migrated."""
-        link = self.link
-        if self.profile == "uvm":
-            modelled, size = 0.0, self.fault_batch_size
-            batches = -(-len(faults) // size)
-            for b in range(batches):
-                batch = faults[b * size:(b + 1) * size]
-                moved = sum(batch)
-                modelled += self.fault_latency + len(batch) * self.fault_service
-                if moved:
-                    modelled += link.transfer_time(moved)
-            self._vstats.add("fault_batches", batches)
-            buf.counters.add("fault_batches", batches)
-        else:
-            modelled = sum(link.transfer_time(moved) for moved in faults if moved)
-        self._vstats.modelled_s += modelled
-        buf.counters.modelled_s += modelled
-
-    def _unpin(self, keys: list[int]) -> None:
-        with self._lock:
-            pins = self._pins
-            for key in keys:
-                n = pins.get(key, 0) - 1
-                if n > 0:
-                    pins[key] = n
-                else:
-                    pins.pop(key, None)
-            # Pages brought in over capacity while everything was pinned go now.
-            if self.paging and self._resident > self.frames and not self._closed:
-                self._make_room(0)
+    def _release_lease(self, held: list[tuple[Pages, int, int]]) -> None:
+        with self._lock:  # leases are released from the threads that ran the tiles
+            self._unpin(held)
 
     def _check(self, buffer: Any) -> PagedBuffer:
         buf = self._live.get(getattr(buffer, "name", None))
@@ -786,99 +610,6 @@ class RamVram:
                           where=f"buffer {getattr(buffer, 'name', buffer)!r}")
         return buf
 
-    def _unit_range(self, buf: PagedBuffer, unit: int) -> tuple[int, int]:
-        upp = self._unit_pages
-        return unit * upp, min(buf.pages, (unit + 1) * upp)
-
-    def _resident_pages(self, n: int) -> None:
-        self._resident += n
-        self._resident_peak = max(self._resident_peak, self._resident)
-        self._over_peak = max(self._over_peak, self._resident - self.frames)
-
-    def _event(self, kind: str, buf: PagedBuffer, page: int, tier: str) -> None:
-        if self._on_page is not None:
-            self._on_page(event=PageEvent(kind, buf.name, page, tier))
-
-    def _source(self, buf: PagedBuffer, page: int) -> str:
-        if buf.tier_of[page]:
-            return self._tiers[buf.tier_of[page] - 1].name
-        return "backing" if buf.stored[page] else "zero"
-
-    def _fault(self, buf: PagedBuffer, unit: int, key: int) -> int:
-        """Bring in a unit on demand (and, with ``uvm``, its tree prefetch); bytes moved."""
-        first, stop = self._unit_range(buf, unit)
-        self.policy.miss(key)
-        # Read it before making room: evicting first could push the very copy it is about to
-        # read out of a cache tier, down the chain.  Frames only count pages (the bytes live
-        # in the buffer's own mapping), so nothing else sees the unit over capacity.
-        source = self._source(buf, first)
-        moved = self._load(buf, first, stop - first)
-        self._make_room(stop - first)
-        self._event("fault", buf, first, source)
-        self.policy.insert(key)
-        buf.resident[first:stop] = b"\x01" * (stop - first)
-        buf.dirty[first:stop] = bytes(stop - first)
-        self._resident_pages(stop - first)
-        if self.profile == "uvm":
-            moved += self._tree_prefetch(buf, unit)
-        return moved
-
-    def _make_room(self, pages: int) -> None:
-        """Evict until ``pages`` more fit; over capacity only when everything is pinned."""
-        while self._resident + pages > self.frames:
-            victim = self.policy.evict(self._pins)
-            if victim is None:
-                if pages:
-                    log.debug("vram over capacity: every resident page is pinned",
-                              resident=self._resident, frames=self.frames)
-                return
-            self._evict(victim)
-
-    def _evict(self, key: int) -> None:
-        buf = self._by_id[key >> _KEY_BITS]
-        first, stop = self._unit_range(buf, key & ((1 << _KEY_BITS) - 1))
-        if self._on_page is not None and any(buf.dirty[first:stop]):
-            below = self._tiers[0].name if self._tiers and buf.backing.kind != "ram" \
-                else "backing"
-            self._event("writeback", buf, first, below)
-        self._write_down(buf, first, stop)
-        self._event("evict", buf, first, "vram")
-        buf._release(first, stop - first)
-        buf.resident[first:stop] = bytes(stop - first)
-        buf.dirty[first:stop] = bytes(stop - first)
-        self._resident -= stop - first
-        self._vstats.add("evictions")
-        buf.counters.add("evictions")
-        self._prefetch_forget(buf, key)
-
-    def _tree_prefetch(self, buf: PagedBuffer, unit: int) -> int:
-        """The ``uvm`` profile's tree-based neighbourhood prefetcher: bytes it brought in."""
-        upp = self._unit_pages
-        units = -(-buf.pages // upp)
-        per_region = UVM_REGION // UVM_BLOCK
-        moved, size = 0, 2
-        while size <= per_region:
-            lo = unit // size * size
-            hi = min(lo + size, units)
-            missing = [u for u in range(lo, hi) if not buf.resident[u * upp]]
-            if missing and (hi - lo - len(missing)) * 2 > hi - lo:
-                for u in missing:
-                    first, stop = self._unit_range(buf, u)
-                    key = buf.key_base | u
-                    self._make_room(stop - first)
-                    if self._resident + (stop - first) > self.frames:
-                        return moved  # no room without evicting pinned pages: stop here
-                    self._event("fault", buf, first, self._source(buf, first))
-                    moved += self._load(buf, first, stop - first)
-                    self.policy.insert(key)
-                    buf.resident[first:stop] = b"\x01" * (stop - first)
-                    self._resident_pages(stop - first)
-                    self._vstats.add("prefetches")
-                    buf.counters.add("prefetches")
-            size *= 2
-        return moved
-
-    # -- prefetching ahead of use -----------------------------------------------------
     def prefetch(self, buffer: PagedBuffer, page_ranges: Iterable[tuple[int, int]]) -> None:
         """Ask for pages ``[start, stop)`` of each range to be brought into VRAM soon, because
         a tile will touch them; returns at once.
@@ -984,31 +715,16 @@ class RamVram:
             if victim is None:
                 return False
             self._evict(victim)
-        key = buf.key_base | unit
         self._event("prefetch", buf, first, self._source(buf, first))
         moved = self._load(buf, first, count, prefetch=True)
-        self.policy.insert(key)  # not a miss: no tile asked for it yet
-        buf.resident[first:stop] = b"\x01" * count
-        buf.dirty[first:stop] = bytes(count)
-        self._resident_pages(count)
-        self._prefetched[key] = count
+        self._place(buf, unit)  # not a miss: no tile asked for it yet
+        self._prefetched[buf.key_base | unit] = count
         self._prefetched_pages += count
         self._vstats.add("prefetched", count)
         buf.counters.add("prefetched", count)
         if moved:
-            modelled = self.link.transfer_time(moved)
-            self._vstats.modelled_s += modelled
-            buf.counters.modelled_s += modelled
+            self._charge(buf, self.link.transfer_time(moved))
         return True
-
-    def _prefetch_forget(self, buf: PagedBuffer, key: int) -> None:
-        """A unit leaves VRAM (evicted or freed): if prefetch brought it and no tile used
-        it, that prefetch was wasted."""
-        pages = self._prefetched.pop(key, None)
-        if pages is not None:
-            self._prefetched_pages -= pages
-            self._vstats.add("prefetch_unused", pages)
-            buf.counters.add("prefetch_unused", pages)
 
     def _demand_begin(self) -> None:
         with self._demand_cv:
@@ -1040,186 +756,62 @@ class RamVram:
             thread.join()
 
     # -- moving data ------------------------------------------------------------------
-    def _load(self, buf: PagedBuffer, first: int, count: int, *, prefetch: bool = False
-              ) -> int:
-        """Bring pages into the buffer's memory from the fastest tier holding them; return
-        the bytes that moved (zero pages move nothing).  A file-backed page not in the
-        cache tier k was looked for (a miss) in tiers 1 .. k - 1."""
-        ps = self.page_size
-        moved = 0
-        page, stop = first, first + count
-        start = time.perf_counter()
-        tiered = bool(self._tiers) and buf.backing.kind != "ram"
-        while page < stop:
-            level = buf.tier_of[page]
-            if level:
-                stats = self._tier_stats[level - 1]
-                key = buf.key_base | page
-                began = time.perf_counter()
-                got = self._tiers[level - 1].read_into(key, buf.page_view(page, 1))
-                stats.wall_s += time.perf_counter() - began
-                if got is None:  # the tier lost it: should not happen; read below it
-                    if key in self._tier_policies[level - 1]:
-                        self._tier_policies[level - 1].remove(key)
-                    buf.tier_of[page] = buf.tier_newer[page] = 0
-                    continue
-                for upper in self._tier_stats[:level - 1]:
-                    upper.add("misses")
-                self._tier_policies[level - 1].hit(key)
-                stats.add("hits")
-                if prefetch:
-                    stats.add("prefetch_hits")
-                stats.add("reads")
-                stats.add("bytes_read", ps)
-                link = self._tier_links[level - 1]
-                if link is not None:
-                    stats.modelled_s += link.transfer_time(ps)
-                moved += ps
-                page += 1
-                continue
-            # A run of pages in no cache tier: one read from the backing, or zero-fill.
-            end = page + 1
-            has = buf.stored[page]
-            while end < stop and not buf.tier_of[end] and buf.stored[end] == has:
-                end += 1
-            if tiered:
-                for stats in self._tier_stats:
-                    stats.add("misses", end - page)
-            if has:
-                began = time.perf_counter()
-                buf.backing.read_into(page, buf.page_view(page, end - page))
-                self._backing_stats.wall_s += time.perf_counter() - began
-                self._backing_stats.add("reads")
-                self._backing_stats.add("bytes_read", (end - page) * ps)
-                if prefetch:
-                    self._backing_stats.add("prefetch_hits", end - page)
-                moved += (end - page) * ps
-            else:
-                self._vstats.add("zero_fills", end - page)
-            page = end
-        elapsed = time.perf_counter() - start
-        if moved:
-            self._vstats.add("bytes_written", moved)
-            buf.counters.add("bytes_written", moved)
-            self._vstats.wall_s += elapsed
-        return moved
-
-    def _write_down(self, buf: PagedBuffer, first: int, stop: int) -> None:
-        """Write evicted pages below VRAM: dirty ones back, clean ones of file-backed
-        buffers into the first cache tier (a victim cache in front of the slower file)."""
-        ps = self.page_size
-        start = time.perf_counter()
-        written = 0
-        use_tier = bool(self._tiers) and buf.backing.kind != "ram"
-        for page in range(first, stop):
-            dirty = buf.dirty[page]
-            level = buf.tier_of[page]
-            if use_tier:
-                if dirty:
-                    if level > 1:  # its copy further down is stale now
-                        self._drop_from_tier(buf, page)
-                    self._to_tier(0, buf, page, buf.page_view(page, 1), newer=True)
-                    written += ps
-                elif not level and buf.stored[page]:
-                    self._to_tier(0, buf, page, buf.page_view(page, 1), newer=False)
-            elif dirty:
-                began = time.perf_counter()
-                buf.backing.write_from(page, buf.page_view(page, 1))
-                self._backing_stats.wall_s += time.perf_counter() - began
-                buf.stored[page] = 1
-                self._backing_stats.add("writes")
-                self._backing_stats.add("bytes_written", ps)
-                if level:  # its copy in a tier is stale now
-                    self._drop_from_tier(buf, page)
-                written += ps
-        if written:
-            self._vstats.add("writebacks", written // ps)
-            buf.counters.add("writebacks", written // ps)
-            self._vstats.add("bytes_read", written)
-            buf.counters.add("bytes_read", written)
-            modelled = self.link.transfer_time(written)
-            self._vstats.modelled_s += modelled
-            buf.counters.modelled_s += modelled
-            self._vstats.wall_s += time.perf_counter() - start
-
-    def _to_tier(self, index: int, buf: PagedBuffer, page: int, data: memoryview | bytearray,
-                 *, newer: bool) -> None:
-        """Store a page in cache tier ``index`` (0: the fastest), making room there first
-        by moving its victims down the chain."""
-        tier, policy = self._tiers[index], self._tier_policies[index]
-        key = buf.key_base | page
-        newer = newer or (buf.tier_of[page] == index + 1 and bool(buf.tier_newer[page]))
-        if key in policy:
-            policy.hit(key)
-        else:
-            policy.miss(key)
-            while len(tier) >= tier.slots or len(policy) >= policy.capacity:
-                victim = policy.evict(())
-                if victim is None:
-                    break
-                self._tier_evict(index, victim)
-            policy.insert(key)
-        stats = self._tier_stats[index]
+    def _move(self, kind: str, buf: PagedBuffer, first: int, count: int, source: int,
+              dest: int) -> None:
+        """Copy the bytes of a move :class:`Residency` decided (see there), measuring the
+        time each level spends."""
         began = time.perf_counter()
-        tier.write_page(key, data)
-        stats.wall_s += time.perf_counter() - began
-        stats.add("writes")
-        stats.add("bytes_written", len(data))
-        link = self._tier_links[index]
-        if link is not None:
-            stats.modelled_s += link.transfer_time(len(data))
-        buf.tier_of[page] = index + 1
-        buf.tier_newer[page] = 1 if newer else 0
-
-    def _tier_evict(self, index: int, key: int) -> None:
-        """Cache tier ``index`` drops a page: it goes down to the next tier, or from the last
-        one to the backing when it is newer there."""
-        tier, stats = self._tiers[index], self._tier_stats[index]
-        buf = self._by_id.get(key >> _KEY_BITS)
-        page = key & ((1 << _KEY_BITS) - 1)
-        last = index + 1 == len(self._tiers)
-        if buf is not None and (not last or buf.tier_newer[page]):
-            # Each tier has its own scratch page: moving this one down may evict from the
-            # next tier, which reads its victim into the next scratch page.
-            scratch = memoryview(self._scratch[index])
-            began = time.perf_counter()
-            got = tier.read_into(key, scratch)
-            stats.wall_s += time.perf_counter() - began
-            if got is not None:
-                stats.add("reads")
-                stats.add("bytes_read", self.page_size)
-                link = self._tier_links[index]
-                if link is not None:
-                    stats.modelled_s += link.transfer_time(self.page_size)
-                newer = bool(buf.tier_newer[page])
-                tier.drop(key)
-                buf.tier_of[page] = buf.tier_newer[page] = 0
-                stats.add("evictions")
-                if not last:
-                    self._to_tier(index + 1, buf, page, scratch, newer=newer)
-                else:
-                    began = time.perf_counter()
-                    buf.backing.write_from(page, scratch)
-                    self._backing_stats.wall_s += time.perf_counter() - began
-                    buf.stored[page] = 1
-                    self._backing_stats.add("writes")
-                    self._backing_stats.add("bytes_written", self.page_size)
-                return
-        tier.drop(key)
-        stats.add("evictions")
-        if buf is not None:
-            buf.tier_of[page] = buf.tier_newer[page] = 0
-
-    def _drop_from_tier(self, buf: PagedBuffer, page: int) -> None:
-        level = buf.tier_of[page]
-        if not level:
+        if source == ZERO:
+            return  # the pages' memory was given back: they read as zeros already
+        if source == BACKING:
+            buf.backing.read_into(first, buf.page_view(first, count))
+            spent = time.perf_counter() - began
+            self._backing_stats.wall_s += spent
+            self._vstats.wall_s += spent
             return
-        key = buf.key_base | page
-        self._tiers[level - 1].drop(key)
-        policy = self._tier_policies[level - 1]
-        if key in policy:
-            policy.remove(key)
-        buf.tier_of[page] = buf.tier_newer[page] = 0
+        if source == HOST:
+            data = self._host_pages(first, count)
+        elif source == VRAM:
+            data = buf.page_view(first, count)
+        else:  # one page out of a cache tier
+            tier, key = self._tiers[source - 1], buf.key_base | first
+            data = buf.page_view(first, 1) if dest == VRAM else memoryview(self._scratch)
+            if tier.read_into(key, data) is None:
+                raise XvError(f"cache tier {tier.name!r} lost page {first} it said it held",
+                              where=f"buffer {buf.name!r}")
+            if dest != VRAM:
+                tier.drop(key)
+            now = time.perf_counter()
+            self._tier_stats[source - 1].wall_s += now - began
+            if dest == VRAM:
+                self._vstats.wall_s += now - began
+                return
+            began = now
+        if dest == VRAM:
+            buf.page_view(first, count)[:] = data
+            return  # from the host: its time is not paging's
+        if dest == BACKING:
+            buf.backing.write_from(first, data)
+            stats = self._backing_stats
+        else:
+            self._tiers[dest - 1].write_page(buf.key_base | first, data)
+            stats = self._tier_stats[dest - 1]
+        spent = time.perf_counter() - began
+        stats.wall_s += spent
+        if source == VRAM:
+            self._vstats.wall_s += spent
+
+    def _tier_used(self, index: int) -> int:
+        return len(self._tiers[index])
+
+    def _tier_holds(self, index: int, key: int) -> bool:
+        return key in self._tiers[index]
+
+    def _drop_tier_copy(self, index: int, key: int) -> None:
+        self._tiers[index].drop(key)
+
+    def _release(self, buf: PagedBuffer, first: int, count: int) -> None:
+        buf._release(first, count)
 
     def _newest(self, buf: PagedBuffer, page: int, out: memoryview) -> None:
         """The page's current bytes, from wherever they are, into ``out``."""
@@ -1254,35 +846,23 @@ class RamVram:
         while there are some (no eviction), the rest to the backing."""
         with self._lock:
             self._check(buf)
-            raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-            if all(buf.resident):
-                buf._bytes[:buf.nbytes] = raw
-                buf.dirty[:] = b"\x01" * buf.pages
-            else:
-                self._host_write_pages(buf, raw)
-            self._vstats.add("host_bytes_written", buf.nbytes)
+            self._host_data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+            try:
+                self._host_write_pages(buf)
+            finally:
+                self._host_data = None
 
-    def _host_write_pages(self, buf: PagedBuffer, raw: np.ndarray) -> None:
-        ps, upp = self.page_size, self._unit_pages
-        padded = np.zeros(buf.pages * ps, dtype=np.uint8)
-        padded[:buf.nbytes] = raw
-        source = memoryview(padded)
-        for unit in range(-(-buf.pages // upp)):
-            first, stop = self._unit_range(buf, unit)
-            part = source[first * ps:stop * ps]
-            if not buf.resident[first] and self._resident + (stop - first) <= self.frames:
-                self.policy.insert(buf.key_base | unit)
-                buf.resident[first:stop] = b"\x01" * (stop - first)
-                self._resident_pages(stop - first)
-            if buf.resident[first]:
-                buf.page_view(first, stop - first)[:] = part
-                buf.dirty[first:stop] = b"\x01" * (stop - first)
-                continue
-            buf.backing.write_from(first, part)
-            buf.stored[first:stop] = b"\x01" * (stop - first)
-            for page in range(first, stop):
-                if buf.tier_of[page]:
-                    self._drop_from_tier(buf, page)
+    def _host_pages(self, first: int, count: int) -> memoryview:
+        """Pages ``first .. first + count - 1`` of the data the host is writing (the last
+        page zero-padded)."""
+        raw, ps = self._host_data, self.page_size
+        assert raw is not None
+        start, stop = first * ps, (first + count) * ps
+        if stop <= len(raw):
+            return memoryview(raw[start:stop])
+        padded = np.zeros(stop - start, dtype=np.uint8)
+        padded[:len(raw) - start] = raw[start:]
+        return memoryview(padded)
 
     # -- persistence ----------------------------------------------------------------------
     def flush(self, buffer: Any = None, *, before_rename: Callable[[], None] | None = None
@@ -1352,29 +932,15 @@ class RamVram:
                 free = self._runs.free_pages * self._alloc_unit
                 largest = self._runs.largest_run * self._alloc_unit
                 external = (1.0 - largest / free) if free else 0.0
-            vram = self._vstats.as_dict()
+            tiers: dict[str, Any] = self._level_stats()
             with self._pf_cv:
                 overflow, errors = self._pf_overflow, self._pf_errors
-            vram.update(resident=self._resident * self.page_size,
-                        resident_peak=self._resident_peak * self.page_size,
-                        overcommit_peak=max(0, self._over_peak) * self.page_size,
-                        prefetch_dropped=vram["prefetch_dropped"] + overflow,
+            vram = tiers["vram"]
+            vram.update(prefetch_dropped=vram["prefetch_dropped"] + overflow,
                         prefetch_errors=errors, prefetch_in_flight=self._prefetched_pages,
                         prefetch_limit=self.prefetch_limit)
-            tiers: dict[str, Any] = {"vram": vram}
-            for level, (tier, counters) in enumerate(zip(self._tiers, self._tier_stats), 1):
-                entry = counters.as_dict()
-                entry.update(level=level, slots=tier.slots, used=len(tier),
-                             profile=getattr(tier, "profile", None))
-                tiers[tier.name] = entry
-            backing = self._backing_stats.as_dict()
-            backing.pop("miss_ratio", None)
-            backing["prefetch_reads"] = backing.pop("prefetch_hits")
-            for unused in ("hits", "misses", "evictions"):
-                backing.pop(unused, None)
-            backing.update(kind=self.backing, flushes=self._flushes,
-                           flushed_bytes=self._flushed_bytes)
-            tiers["backing"] = backing
+            tiers["backing"].update(kind=self.backing, flushes=self._flushes,
+                                    flushed_bytes=self._flushed_bytes)
             buffers = dict(self._history)
             buffers.update({b.name: self._buffer_stats(b) for b in self._live.values()})
             return {
