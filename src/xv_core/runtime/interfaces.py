@@ -13,8 +13,8 @@ but the core.  Shapes of kernel arguments, as every backend receives them:
 from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
-from contextlib import AbstractContextManager
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import attrs
@@ -163,11 +163,13 @@ class PageMove:
     """Pages a :class:`Pager` moved (or, for ``"fault"``, a fixed cost it paid).
 
     ``kind``: ``"in"`` into VRAM; ``"down"`` out of VRAM or a cache tier to a level below it
-    (a dirty page written back, or a clean page a tier keeps as a victim cache); ``"fault"``,
-    the fixed cost of one ``uvm`` far-fault batch: ``seconds`` (latency + ``faults`` x
-    service time), no bytes, before the moves of that batch.  ``source`` and ``dest`` are
-    levels: ``"vram"``, a cache tier's name, ``"backing"``, ``"zero"`` (a page never
-    written, zero-filled: ``nbytes`` 0) or ``"host"`` (the host's writes).  Pages
+    (a dirty page written back, or a clean page a tier keeps as a victim cache; ``nbytes`` 0:
+    a clean page left VRAM without moving, ``dest`` holding its current copy, ``"zero"``
+    when it was never written); ``"fault"``, the fixed cost of one ``uvm`` far-fault batch:
+    ``seconds`` (latency + ``faults`` x service time), no bytes, before the moves of that
+    batch (``source`` ``""``, ``dest`` ``"vram"``, ``first`` and ``count`` 0).  ``source``
+    and ``dest`` are levels: ``"vram"``, a cache tier's name, ``"backing"``, ``"zero"`` (a
+    page never written, zero-filled: ``nbytes`` 0) or ``"host"`` (the host's writes).  Pages
     ``first .. first + count - 1`` of ``buffer``; ``nbytes``: whole pages.
     """
 
@@ -311,7 +313,8 @@ class EvictionPolicy(Protocol):
     forget it and return it; None when all are pinned), :meth:`insert`, :meth:`remove`.
     Trace replay calls :meth:`replay` with a whole key sequence when the policy has it
     (an offline policy such as ``belady`` has nothing else), and the five methods one
-    access at a time otherwise.
+    access at a time otherwise.  Optional: ``hit_many(keys)``, :meth:`hit` on each key in
+    order, which the VRAM calls for a run of resident pages when the policy has it.
     """
 
     capacity: int

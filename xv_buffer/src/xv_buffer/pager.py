@@ -132,7 +132,7 @@ class Pager(Residency):
             self._tiles[-1].append(lease)
         try:
             batches = self._access(buf, ranges, write, lease)
-            for move, (faults, seconds) in zip(self._batches, batches):
+            for move, (faults, seconds) in zip(self._batches, batches, strict=True):
                 move[6], move[7] = seconds, faults
         finally:
             self._batches.clear()

@@ -6,7 +6,8 @@ contract is :class:`xv_core.runtime.interfaces.EvictionPolicy`; two ways to
 drive one:
 
 * the pager makes the moves itself: ``key in policy`` to test residency,
-  :meth:`~EvictionPolicy.hit` on a hit, :meth:`~EvictionPolicy.miss` when a key
+  :meth:`~EvictionPolicy.hit` on a hit (:meth:`~EvictionPolicy.hit_many` for a run of
+  them), :meth:`~EvictionPolicy.miss` when a key
   is about to be admitted (ghost lists learn from it),
   :meth:`~EvictionPolicy.evict` to choose and forget a victim that is not
   pinned, :meth:`~EvictionPolicy.insert` to admit the key and

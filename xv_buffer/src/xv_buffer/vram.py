@@ -37,6 +37,10 @@ made fully resident.  Far faults are serviced in batches, as the driver does: th
 one :meth:`RamVram.make_resident` call form batches of up to ``fault_batch_size``; each batch
 costs ``fault_latency_us``, each fault in it ``fault_service_us``, plus one transfer over the
 modelled link of what the batch migrated.  Those modelled seconds go into the statistics.
+
+The decisions are :class:`~xv_buffer.residency.Residency`'s, shared with the data-less twin
+:meth:`RamVram.pager` gives the timing model (:mod:`xv_buffer.pager`); this module moves the
+bytes they decide and adds allocation, backings, persistence, traces and prefetching.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ from xv_core.runtime.interfaces import PAGE_TRACE_DTYPE, PAGE_TRACE_MAGIC
 from xv_buffer.backing import Backing, FileBacking, PersistentBacking, RamBacking
 from xv_buffer.pager import Pager
 from xv_buffer.residency import (
-    BACKING, HOST, KEY_BITS, UVM_BLOCK, UVM_FAULT_BATCH, UVM_REGION, VRAM, ZERO, Lease, Pages,
+    BACKING, HOST, UVM_BLOCK, UVM_FAULT_BATCH, UVM_REGION, VRAM, ZERO, Lease, Pages,
     Residency,
 )
 from xv_buffer.sizes import format_size, to_bytes
