@@ -159,6 +159,7 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
         ],
         "links": timing.get("links", {}),
         "components": timing.get("components", {}),
+        "paging": timing.get("paging"),
         "outputs": result.outputs,
         "vram": result.vram,
     }
@@ -241,4 +242,19 @@ def timing_lines(summary: dict[str, Any]) -> list[str]:
                          f"busy {_ms(c['busy_s'])} ms ({c['utilisation'] * 100:.1f}%), "
                          f"{c['lanes']} lane{'' if c['lanes'] == 1 else 's'} "
                          f"{c['lane_utilisation'] * 100:.1f}% used ({c['profile']} profile)")
+    paging = summary.get("paging")
+    if paging and (paging["in"] or paging["down"] or paging["fault_batches"]):
+        pager = paging["pager"]
+        lines.append(f"  paging (virtual): {paging['in']:,} pages in "
+                     f"({_amount(paging['in_bytes'])}), {paging['down']:,} down "
+                     f"({_amount(paging['down_bytes'])}), {paging['zero_fills']:,} zero-filled"
+                     + (f", {paging['faults']:,} far faults in {paging['fault_batches']:,} "
+                        f"batches (pager busy {_ms(pager['busy_s'])} ms)"
+                        if paging["fault_batches"] else ""))
+        for name, ln in paging["links"].items():
+            if ln["transfers"]:
+                lines.append(f"    {name:<12} {ln['between'][0]} <-> {ln['between'][1]}  "
+                             f"{_amount(ln['bytes'])} in {ln['transfers']} transfer"
+                             f"{'' if ln['transfers'] == 1 else 's'}, busy "
+                             f"{_ms(ln['busy_s'])} ms ({ln['profile']})")
     return lines
