@@ -8,28 +8,15 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
-import attrs
 import numpy as np
 import pytest
 
 import xv_core as xv
+from xv_core.runtime.interfaces import PageMove as Move
 from xv_core.runtime.model import PAGER, FabricModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SAXPY = ROOT / "examples" / "kernels" / "saxpy.xvk"
-
-
-@attrs.frozen
-class Move:
-    kind: str
-    buffer: str
-    first: int
-    count: int
-    nbytes: int
-    source: str
-    dest: str
-    seconds: float = 0.0
-    faults: int = 0
 
 
 class LruPager:
