@@ -221,3 +221,26 @@ def test_an_oversubscribed_job_pages_on_the_timeline_the_same_every_run(tmp_path
         assert paging["pager"]["busy_s"] > 0
     else:
         assert paging["in"] > 0 and paging["down"] > 0 and paging["fault_batches"] == 0
+
+
+def test_a_persistent_buffer_reopened_is_paged_in_from_its_file(tmp_path):
+    """A persistent buffer's pages come back from its file (on the timeline too), not as
+    zeros, when a later run reopens it."""
+    path = tmp_path / "f.yaml"
+    path.write_text(f"vram: {{capacity: 256KiB, page_size: 64KiB, persistent: [w], "
+                    f"path: {tmp_path / 'vram'}}}\n"
+                    "components: [{name: alu, kind: cpu, threads: 2}]\n")
+    n = 1 << 17  # 512 KiB: twice the VRAM
+    with xv.open_fabric(path) as fabric:
+        w = fabric.zeros(n, name="w")
+        w.write(np.arange(n, dtype=np.float32))
+        fabric.vram.flush()
+    with xv.open_fabric(path) as fabric:
+        w = fabric.zeros(n, name="w")  # reopened with its contents
+        y = fabric.zeros(n, name="y")
+        fabric.dispatch(fabric.kernel(SAXPY), global_size=n, block=256,
+                        args={"a": 1.0, "x": w, "y": y})
+        assert np.array_equal(y.read(), np.arange(n, dtype=np.float32))
+        paging = fabric.timing_report()["paging"]
+    # every page of w came in from the file (y's pages start as zeros)
+    assert paging["in_bytes"] >= n * 4

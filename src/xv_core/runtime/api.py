@@ -359,7 +359,8 @@ class Fabric:
             raise JobError(f"a buffer named {name!r} already exists")
         device = self.vram.allocate(name, tuple(int(n) for n in shape_t), np_dtype)
         buf = Buffer(self, device)
-        self.model.allocate(name, device.nbytes, filled=data is not None)
+        self.model.allocate(name, device.nbytes, filled=data is not None,
+                            stored=bool(getattr(device, "reopened", False)))
         if data is not None:
             device.write(data)
         self._buffers[name] = buf

@@ -151,6 +151,9 @@ class DeviceBuffer(Protocol):
         """Replace the whole contents (``data`` has the buffer's shape and dtype)."""
         ...
 
+    # Optional: ``reopened`` (bool) is True for a buffer allocated with contents kept from an
+    # earlier run (a persistent buffer); the runtime reads it with getattr, default False.
+
 
 class Lease(Protocol):
     """Pages held resident for a tile; :meth:`release` (once) lets them be evicted again."""

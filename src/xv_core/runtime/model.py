@@ -362,13 +362,15 @@ class FabricModel:
         return sum(p.lanes for p in self.profiles.values())
 
     # -- buffers -----------------------------------------------------------
-    def allocate(self, name: str, nbytes: int, *, filled: bool) -> None:
-        """A new buffer: its contents on the host (``filled``) or zeros, anywhere at once."""
-        self._buffers[name] = _Buffer(name, nbytes, self.page_size, HOST if filled else ANYWHERE)
+    def allocate(self, name: str, nbytes: int, *, filled: bool, stored: bool = False) -> None:
+        """A new buffer: its contents on the host (``filled``: the host just wrote them;
+        ``stored``: kept in its backing from an earlier run) or zeros, anywhere at once."""
+        where = HOST if filled or stored else ANYWHERE
+        self._buffers[name] = _Buffer(name, nbytes, self.page_size, where)
         if self._pager is not None:
             # Uploads are not on the timeline (the host's data is there when a dispatch
             # starts); the pager only learns which pages they left in VRAM.
-            self._pager.allocate(name, nbytes, filled=False)
+            self._pager.allocate(name, nbytes, filled=stored and not filled)
             if filled:
                 self._pager.host_write(name)
 

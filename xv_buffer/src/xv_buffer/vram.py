@@ -180,6 +180,11 @@ class PagedBuffer(Pages):
     def freed(self) -> bool:
         return self._array is None
 
+    @property
+    def reopened(self) -> bool:
+        """True for a persistent buffer that came with contents from an earlier run."""
+        return bool(getattr(self.backing, "existed", False))
+
     def array(self) -> np.ndarray:
         if self._array is None:
             raise XvError("buffer has been freed", where=f"buffer {self.name!r}",
