@@ -11,7 +11,7 @@ import pytest
 
 from xv_core.plugins import load_plugins
 from xv_core.runtime.footprint import (
-    BufferInfo, estimate_work, group_boxes, merge_ranges, tile_footprints,
+    BufferInfo, estimate_work, group_boxes, merge_ranges, subtract_ranges, tile_footprints,
 )
 from xv_core.runtime.interfaces import Launch, Tile
 from xv_core.runtime.scheduler import make_tiles
@@ -235,3 +235,17 @@ def test_work_estimates_match_what_interp_counts_for_static_kernels(compile_):
     work = result.work
     assert est.ops * n * n == work.ops
     assert est.bytes * n * n == work.bytes_read + work.bytes_written
+
+
+def test_subtracting_page_ranges_agrees_with_sets():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        def ranges():
+            return [tuple(sorted(int(v) for v in rng.integers(0, 40, 2)))
+                    for _ in range(int(rng.integers(0, 4)))]
+        keep, cut = ranges(), ranges()
+        got = subtract_ranges(keep, cut)
+        want = {p for a, b in keep for p in range(a, b)} - {p for a, b in cut for p in range(a, b)}
+        assert {p for a, b in got for p in range(a, b)} == want
+        assert all(b > a for a, b in got) and list(got) == sorted(got)
+        assert all(got[i][1] < got[i + 1][0] for i in range(len(got) - 1))  # disjoint, apart

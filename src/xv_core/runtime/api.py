@@ -37,7 +37,8 @@ from xv_core.ir import Kernel, Module
 from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
 from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, estimate_work,
-                                       merge_ranges, tile_footprints)
+                                       merge_ranges, subtract_ranges,
+                                       tile_footprints)
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
 from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel
 from xv_core.runtime.scheduler import execute, make_tiles
@@ -448,7 +449,7 @@ class Fabric:
         def make() -> _Plan:
             tiles = make_tiles(launch, self.model.lanes)
             footprints = tile_footprints(kernel, tiles, scalars, infos, self.vram.page_size)
-            leases = [[(param, _minus(fp.reads, fp.writes), fp.writes)
+            leases = [[(param, subtract_ranges(fp.reads, fp.writes), fp.writes)
                        for param, fp in footprint.buffers.items() if fp.reads or fp.writes]
                       for footprint in footprints]
             return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
@@ -576,24 +577,6 @@ class Fabric:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _minus(ranges: Sequence[tuple[int, int]],
-           cut: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Sorted disjoint page ranges ``ranges`` without the pages of ``cut`` (also sorted)."""
-    out: list[tuple[int, int]] = []
-    for a, b in ranges:
-        for c, d in cut:
-            if d <= a or c >= b:
-                continue
-            if c > a:
-                out.append((a, c))
-            a = max(a, d)
-            if a >= b:
-                break
-        if a < b:
-            out.append((a, b))
-    return tuple(out)
 
 
 def _hashable(value: Any) -> Any:

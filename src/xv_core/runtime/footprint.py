@@ -764,6 +764,26 @@ def group_boxes(launch: Launch, first: int, count: int) -> list[tuple[tuple[int,
     return boxes
 
 
+def subtract_ranges(ranges: Iterable[tuple[int, int]],
+                    cut: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """The integers of ``[start, stop)`` ranges ``ranges`` that no range of ``cut`` holds, as
+    sorted, disjoint ranges."""
+    cuts = merge_ranges(cut)
+    out: list[tuple[int, int]] = []
+    for a, b in merge_ranges(ranges):
+        for c, d in cuts:
+            if d <= a or c >= b:
+                continue
+            if c > a:
+                out.append((a, c))
+            a = max(a, d)
+            if a >= b:
+                break
+        if a < b:
+            out.append((a, b))
+    return tuple(out)
+
+
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     """Sorted, disjoint ``[start, stop)`` ranges covering the same integers (touching ranges
     are joined)."""
@@ -899,4 +919,4 @@ def estimate_work(kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
 
 
 __all__ = ["BufferFootprint", "BufferInfo", "KernelAnalysis", "TileFootprint", "WorkEstimate",
-           "estimate_work", "group_boxes", "merge_ranges", "tile_footprints"]
+           "estimate_work", "group_boxes", "merge_ranges", "subtract_ranges", "tile_footprints"]

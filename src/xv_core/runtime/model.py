@@ -47,7 +47,7 @@ import attrs
 import numpy as np
 
 from xv_core.events import TransferEvent
-from xv_core.runtime.footprint import TileFootprint
+from xv_core.runtime.footprint import TileFootprint, subtract_ranges
 from xv_core.runtime.interfaces import Tile, TileWork
 from xv_core.runtime.placement import Candidate
 from xv_core.timing import DEFAULT_DEVICE_PROFILES, DeviceProfile, Link, Timeline
@@ -617,7 +617,7 @@ class FabricModel:
             for name, a, b in writes:
                 by_buffer.setdefault(name, []).append((a, b))
             for name, a, b in reads:
-                only = _subtract((a, b), by_buffer.get(name, ()))
+                only = subtract_ranges([(a, b)], by_buffer.get(name, ()))
                 if only:
                     moves += pager.access(name, only, write=False)
             for name, ranges in by_buffer.items():
@@ -832,20 +832,6 @@ def _level_node(level: str) -> str:
     if level == "backing":
         return HOST
     return level
-
-
-def _subtract(r: tuple[int, int], cut: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    a, b = r
-    out = []
-    for c, d in sorted(cut):
-        if d <= a or c >= b:
-            continue
-        if c > a:
-            out.append((a, c))
-        a = max(a, d)
-    if a < b:
-        out.append((a, b))
-    return out
 
 
 def _area_bound(times: Sequence[Sequence[float]], lanes: Sequence[int],
