@@ -3,7 +3,7 @@
 Work items run in lockstep as numpy arrays.  See :mod:`.frame` for how
 divergence is handled, :mod:`.alu` for the arithmetic semantics,
 :mod:`.atomics` for atomics and their lock, :mod:`.compiler` for runtime
-errors and work counting.
+errors, work counting and what is reused within a batch.
 """
 
 from xv_cpu.interp.backend import BATCH_ITEMS, InterpBackend, PreparedInterpKernel

@@ -10,6 +10,14 @@ the frame's values; divergence makes child frames (see :mod:`.frame`).
 Work is counted as the closures run: one ALU op per item of the frame for
 every unary, binary, comparison, conversion, logical, select and atomic
 node; bytes for every buffer and image element read or written.
+
+Values are kept from one evaluation to the next within a batch where that
+cannot change a result: expressions of constants, scalar parameters and sizes
+(once per batch), loop-invariant expressions, image row offsets and array
+index offsets (while the arrays they came from are the same objects and
+unchanged: an array changed in place moves ``Batch.epoch``), and facts about
+index arrays (consecutive, clamped).  Reused values count their operations
+as if computed again.
 """
 
 from __future__ import annotations

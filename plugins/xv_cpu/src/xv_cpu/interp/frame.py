@@ -10,7 +10,8 @@ statement.  Every work item of a frame is active: divergence never leaves
 masked-off items behind, it makes a child frame holding only the items that
 take a path (``sel`` maps the child's items to its parent's).  A child reads
 a variable by gathering it from its parent once (lazily, on first use) and
-writes back the variables it assigned when it ends, so an item's state moves
+writes back the variables it assigned when it ends (not the locals that die
+with the block assigning them: ``Frame.assign_temp``), so an item's state moves
 with it instead of being merged under a mask on every operation.
 
 A variable's value is a numpy scalar when it is the same for every item of
