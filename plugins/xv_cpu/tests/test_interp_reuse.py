@@ -13,7 +13,7 @@ import pytest
 from xv_core.plugins import load_plugins
 from xv_cpu.interp import InterpBackend
 from xv_cpu.interp.compiler import KernelCompiler
-from xv_cpu_irb import aload, c, kernel, run, sp, store
+from xv_cpu_irb import aload, astore, c, kernel, run, sp, store
 
 pytestmark = pytest.mark.usefixtures("each_backend")
 
@@ -221,3 +221,25 @@ def test_a_uniform_constant_index_out_of_range_names_the_first_item():
     assert str(info.value).startswith(
         "tests/kernel.xvk:3: out-of-bounds read W[5] by work item global_id=(0, 0, 0) in "
         "kernel 'consts': constant array 'W' is f32[5]")
+
+
+def test_batches_grow_while_other_tiles_run_the_interpreter():
+    from xv_core.runtime.interfaces import Launch, Tile
+    from xv_cpu.interp.backend import CONCURRENT_FACTOR, RUNNING
+
+    k = kernel("plain", "buffer<f32> out", [store("out", sp("global_id.x"), c(1.0, "f32"))])
+    prepared = InterpBackend(100).prepare(k)
+    tile = Tile(0, Launch((40, 1, 1), (25, 1, 1)), 0, 40)  # 1000 items
+    assert [n for _, n, _ in prepared.batches(tile)] == [100] * 10
+    with RUNNING, RUNNING:  # this tile and another one
+        sizes = [n for _, n, _ in prepared.batches(tile)]
+    assert sizes == [100 * CONCURRENT_FACTOR] * 2 + [1000 - 200 * CONCURRENT_FACTOR]
+    # Groups that share memory stay whole.
+    shared = kernel("grouped", "buffer<f32> out", [
+        astore("s", [sp("local_id.x")], c(1.0, "f32")),
+        store("out", sp("global_id.x"), aload("s", sp("local_id.x"))),
+    ], shared={"s": "f32[25]"})
+    with RUNNING, RUNNING:
+        batches = list(InterpBackend(100).prepare(shared).batches(tile))
+    assert [(t0, n, g) for t0, n, g in batches][:2] == [(0, 400, 16), (400, 400, 16)]
+    assert sum(n for _, n, _ in batches) == 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -18,6 +19,13 @@ from xv_cpu.interp.frame import Frame
 #: Work items per batch: large enough that numpy's per-call cost is small, small
 #: enough that a batch's values stay in the CPU caches.
 BATCH_ITEMS = 32768
+#: While other tiles run the interpreter on other threads, batches are this many times
+#: larger.  Then every numpy call gives the GIL to a waiting thread and must take it back,
+#: a hand-over that costs tens of microseconds here (a thread wakes up on another core), so
+#: each call must do more work: on this 2-core machine, through ``Fabric.dispatch`` with a
+#: thread per core, cache-sized batches ran mandelbrot slower on two threads than on one,
+#: and batches four times larger ran gauss5 1.5-2x and the alu workload 2x faster.
+CONCURRENT_FACTOR = 4
 #: At most this many bytes of private arrays per batch (they take one row per item),
 #: and of shared arrays (one copy per workgroup of the batch).
 PRIVATE_BUDGET = 64 << 20
@@ -28,8 +36,30 @@ def _uses(node: Node, op: Op) -> bool:
     return node.op is op or any(_uses(a, op) for a in node.args)
 
 
+class _Running:
+    """How many tiles the interpreter is running in this process, on any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.count -= 1
+
+
+RUNNING = _Running()
+
+
 class PreparedInterpKernel:
-    """A kernel compiled to closures.  ``run_tile`` may run on several threads at once."""
+    """A kernel compiled to closures.  ``run_tile`` may run on several threads at once.
+
+    ``batch_items``: work items per batch (fewer when private arrays would take more than
+    :data:`PRIVATE_BUDGET`); ``concurrent_items`` while other tiles run alongside."""
 
     def __init__(self, kernel: Kernel, batch_items: int = BATCH_ITEMS):
         verify_kernel(kernel, where=kernel.source or f"kernel {kernel.name}")
@@ -42,29 +72,37 @@ class PreparedInterpKernel:
         self.grouped = bool(self.shared) or _uses(kernel.body, Op.BARRIER)
         private_bytes = sum(math.prod(d.type.shape) * DTYPES[d.type.elem].itemsize
                             for d in self.locals.values() if d.type.kind == "array")
-        self.batch_items = max(1, min(batch_items, PRIVATE_BUDGET // max(1, private_bytes)))
+        most = PRIVATE_BUDGET // max(1, private_bytes)
+        self.batch_items = max(1, min(batch_items, most))
+        self.concurrent_items = max(1, min(batch_items * CONCURRENT_FACTOR, most))
         self.shared_bytes = sum(math.prod(d.type.shape) * DTYPES[d.type.elem].itemsize
                                 for d in self.shared)
         self.body = KernelCompiler(kernel).block(kernel.body, final=True)
 
     def batches(self, tile: Tile) -> Iterator[tuple[int, int, int | None]]:
-        """(first item, item count, groups or None) of each batch of the tile."""
+        """(first item, item count, groups or None) of each batch of the tile.  A batch's size
+        is chosen when it starts: ``concurrent_items`` while other tiles run the interpreter
+        too (see :data:`CONCURRENT_FACTOR`), else ``batch_items``."""
         per_group = tile.launch.group_items
-        if self.grouped:
-            step = max(1, min(self.batch_items // per_group,
-                              SHARED_BUDGET // max(1, self.shared_bytes)))
-            for g in range(0, tile.group_count, step):
-                count = min(step, tile.group_count - g)
-                yield g * per_group, count * per_group, count
-        else:
-            total = tile.group_count * per_group
-            for t in range(0, total, self.batch_items):
-                yield t, min(self.batch_items, total - t), None
+        total = tile.group_count * per_group
+        t = 0
+        while t < total:
+            items = self.batch_items if RUNNING.count <= 1 else self.concurrent_items
+            if self.grouped:
+                count = max(1, min(items // per_group,
+                                   SHARED_BUDGET // max(1, self.shared_bytes)))
+                count = min(count, tile.group_count - t // per_group)
+                yield t, count * per_group, count
+                t += count * per_group
+            else:
+                n = min(items, total - t)
+                yield t, n, None
+                t += n
 
     def run_tile(self, tile: Tile, args: Mapping[str, Any]) -> TileWork:
         bind = Bindings(self.kernel, args)
         ops = read = written = 0
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), RUNNING:
             for t0, n, groups in self.batches(tile):
                 batch = Batch(self.kernel, bind, tile.launch, tile.first_group, t0, n, groups,
                               self.shared, self.locals)
