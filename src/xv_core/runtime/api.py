@@ -35,6 +35,7 @@ from xv_core.errors import JobError, UnknownNameError, XvError
 from xv_core.events import DispatchEvent, TileEvent
 from xv_core.ir import Kernel, Module
 from xv_core.plugins import Plugins, load_plugins
+from xv_core.runtime import scheduler
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
 from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, estimate_work,
                                        merge_ranges, subtract_ranges,
@@ -189,7 +190,8 @@ class _Plans:
 
     def get(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
             infos: Mapping[str, BufferInfo], make: Any) -> _Plan:
-        key = (id(kernel), launch,
+        # The tiling knobs are read when tiles are cut (tests lower MIN_TILE_ITEMS).
+        key = (id(kernel), launch, scheduler.MIN_TILE_ITEMS, scheduler.TILES_PER_WORKER,
                tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
                tuple(sorted((k, i.dtype.str, i.shape) for k, i in infos.items())))
         hit = self._plans.get(key)
