@@ -511,7 +511,19 @@ class Fabric:
             return fut
 
         thieves = {n for n in self.compute if model.kinds[n] in HOST_MEMORY_KINDS}
-        runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit)
+        # The modelled VRAM's paging needs no tile to have finished: it is worked out while
+        # the tiles run (in placement order), on this otherwise idle thread.
+        unpaged = iter(placed)
+
+        def idle() -> bool:
+            tile = next(unpaged, None)
+            if tile is None:
+                return False
+            model.page(tile)
+            return True
+
+        runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit,
+                       idle if model.pager is not None else None)
         wall = time.perf_counter() - start
         model.finish(placed, [r.work for r in runs], [r.wall_s for r in runs])
         records: list[TileRecord] = []

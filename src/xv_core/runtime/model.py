@@ -298,7 +298,7 @@ class Placed:
     writes: list[tuple[str, int, int]]
     estimate: TileWork
     compute: Activity | None = None
-    paging: list[Any] = attrs.Factory(list)  # the pager's moves for this tile, in order
+    paging: list[Any] | None = None  # the pager's moves for this tile, in order (page())
 
 
 @attrs.define
@@ -355,6 +355,11 @@ class FabricModel:
         # each component, and the longest chain of dependent computes ending at each tile.
         self._times: list[list[float]] = []
         self._chain: dict[int, float] = {}
+
+    @property
+    def pager(self) -> Any:
+        """The data-less pager the model drives, or None (no paging on the timeline)."""
+        return self._pager
 
     @property
     def lanes(self) -> int:
@@ -464,8 +469,7 @@ class FabricModel:
             heapq.heapreplace(self._lanes[cand.component], cand.finish_s)
             placed.append(Placed(tile, cand.component, cand, list(after.values()), waits,
                                  reads, writes, estimate))
-            if self._pager is not None:
-                placed[-1].paging = self._page_moves(reads, writes)
+
         record.tiles = placed
         return placed
 
@@ -606,6 +610,14 @@ class FabricModel:
                 seg.copies[node] = (waits + own[0] if own is not None else waits, arrive)
         return acts, latest
 
+    def page(self, placed: Placed) -> None:
+        """Make a placed tile's pages resident in the modelled VRAM (the pager): call it for
+        each tile of a dispatch in placement order, after :meth:`place` and before
+        :meth:`finish` -- for instance while the tiles run (:meth:`finish` does it for the
+        tiles not paged yet).  Without a pager it does nothing."""
+        if self._pager is not None and placed.paging is None:
+            placed.paging = self._page_moves(placed.reads, placed.writes)
+
     def _page_moves(self, reads: Sequence[tuple[str, int, int]],
                     writes: Sequence[tuple[str, int, int]]) -> list[Any]:
         """Make a tile's pages resident in the modelled VRAM: the pager's moves, in placement
@@ -690,6 +702,8 @@ class FabricModel:
         step = self._steps[-1]
         written: dict[str, list[tuple[int, int, str, Activity, float]]] = {}
         writing: dict[str, list[tuple[int, int, Activity]]] = {}
+        for tile in placed:  # in placement order, what was not paged while the tiles ran
+            self.page(tile)
         for tile, work, wall in zip(placed, works, walls):
             comp = tile.component
             if tile.paging:

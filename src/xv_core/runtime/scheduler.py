@@ -80,7 +80,8 @@ class TileRun:
 
 def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
             thieves: Collection[str],
-            submit: Callable[[Tile, str], Future[TileWork]]) -> list[TileRun]:
+            submit: Callable[[Tile, str], Future[TileWork]],
+            idle: Callable[[], bool] | None = None) -> list[TileRun]:
     """Run every tile of ``plan`` (tile, planned component) and return how each ran, in tile
     order.
 
@@ -89,12 +90,20 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     ``submit(tile, component)`` hands a tile to a component.  Everything is decided on the
     calling thread, as completions arrive.  If tiles fail, no further tile is started, those
     in flight are waited for, and the error of the first failed tile (in tile order) is raised.
+
+    ``idle()``, when given, is called while tiles run and no completion is waiting: it does a
+    little of the caller's own work (the model's, which needs no tile to have finished) and
+    returns False when there is none left.  The calling thread is otherwise idle then: the
+    tiles run without the GIL.
     """
     if len(plan) == 1:
         # One tile: nothing to balance or steal; skip the queues (a tiny dispatch's cost).
         tile, comp = plan[0]
         started = time.perf_counter()
-        work = submit(tile, comp).result()
+        fut = submit(tile, comp)
+        while idle is not None and not fut.done() and idle():
+            pass
+        work = fut.result()
         return [TileRun(tile, comp, comp, work, time.perf_counter() - started)]
     order = {name: i for i, name in enumerate(slots)}
     queues: dict[str, deque[Tile]] = {name: deque() for name in slots}
@@ -137,7 +146,16 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     for comp in slots:
         launch(comp)
     while any(inflight.values()):
-        tile, comp, started, ended, fut = done.get()
+        if idle is not None:
+            try:
+                item = done.get_nowait()
+            except queue.Empty:
+                if idle():
+                    continue
+                item = done.get()
+        else:
+            item = done.get()
+        tile, comp, started, ended, fut = item
         inflight[comp] -= 1
         try:
             work = fut.result()

@@ -642,7 +642,11 @@ class RamVram(Residency):
             start, stop = max(0, int(start)), min(buffer.pages, int(stop))
             if stop > start:
                 ranges.append((start, stop))
-        if not ranges:
+        # A request whose pages are all resident needs no worker (read without the lock: a
+        # hint may be stale either way, and make_resident faults in whatever is missing).
+        # Otherwise its resident ranges stay in it: they are protected from its evictions.
+        resident = buffer.resident
+        if not any(resident.find(0, a, b) >= 0 for a, b in ranges):
             return
         with self._pf_cv:
             if self._pf_stop:
