@@ -492,9 +492,11 @@ class Fabric:
                                                     launch.block, len(tiles)))
         start = time.perf_counter()
 
-        slots = {n: _workers(self.components[n]) for n in self.compute}
-        # With paging, the tile that starts when one of those in flight ends is prefetched
-        # as each tile is handed over (the VRAM's worker loads it while tiles compute).
+        # One tile more in flight than a component has workers: a worker that finishes
+        # starts the queued one at once instead of waiting for this thread to hand it over.
+        slots = {n: _workers(self.components[n]) + 1 for n in self.compute}
+        # With paging, the tile handed over next (when one of those in flight ends) is
+        # prefetched as each tile is handed over: the VRAM's worker loads it meanwhile.
         ahead = sum(slots.values()) if getattr(self.vram, "paging", False) and len(tiles) > 1 \
             else 0
 
