@@ -12,15 +12,19 @@ records the tables in ``bench/RESULTS.md`` with the machine and the date.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import functools
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import numpy as np
 
 from bench.workloads import KERNELS, Workload, check, workloads
@@ -57,63 +61,89 @@ def timed(fn, runs: int, setup=None) -> list[float]:
     return times
 
 
-def run_xv(w: Workload, backend: str, inputs: dict[str, np.ndarray],
-           runs: int) -> tuple[float, str | None]:
+@attrs.define
+class Contestant:
+    """One row of a workload: ``once`` does the work, ``reset`` (untimed) restores its inputs,
+    ``result`` gives its outputs for the check (None for peers, which are not checked)."""
+
+    label: str
+    once: Callable[[], None]
+    reset: Callable[[], None] | None = None
+    result: Callable[[], dict[str, np.ndarray]] | None = None
+    amount: float | None = None  # units of work per run, when not the workload's
+
+
+def race(contestants: list[Contestant], runs: int) -> dict[str, list[float]]:
+    """Wall times of ``runs`` runs of each contestant after one warm-up each, taken in turn
+    (run 1 of every row, then run 2, ...): a slow spell of the machine falls on every row of
+    the workload alike instead of on whichever was measured then, so the ratios hold."""
+    times: dict[str, list[float]] = {c.label: [] for c in contestants}
+    for c in contestants:  # warm-up: caches, compilation, page faults
+        if c.reset is not None:
+            c.reset()
+        c.once()
+    for _ in range(runs):
+        for c in contestants:
+            if c.reset is not None:
+                c.reset()
+            t = time.perf_counter()
+            c.once()
+            times[c.label].append(time.perf_counter() - t)
+    return times
+
+
+def xv_contestant(w: Workload, backend: str, inputs: dict[str, np.ndarray],
+                  stack: contextlib.ExitStack) -> Contestant:
+    """Through ``Fabric.dispatch`` on the default fabric, as users run kernels."""
     import xv_core as xv
 
-    with xv.open_fabric("default", backend=backend) as fabric:
-        kernel = fabric.kernel(KERNELS / w.kernel_file, w.kernel_name)
-        buffers = {name: fabric.buffer(arr, name=name) for name, arr in inputs.items()}
-        args = {**w.scalars, **buffers}
+    fabric = stack.enter_context(xv.open_fabric("default", backend=backend))
+    kernel = fabric.kernel(KERNELS / w.kernel_file, w.kernel_name)
+    buffers = {name: fabric.buffer(arr, name=name) for name, arr in inputs.items()}
+    args = {**w.scalars, **buffers}
 
-        def reset() -> None:
-            for name, arr in inputs.items():  # every run starts from the same inputs
-                if name in w.outputs:
-                    buffers[name].write(arr)
+    def reset() -> None:
+        for name, arr in inputs.items():  # every run starts from the same inputs
+            if name in w.outputs:
+                buffers[name].write(arr)
 
-        def once() -> None:
-            fabric.dispatch(kernel, args=args, **w.launch)
-
-        times = timed(once, runs, reset)
-        got = {name: buffers[name].read() for name in w.outputs}
-    why = check(w, got, w.reference(inputs))
-    return statistics.median(times), why
+    return Contestant(f"xenovectra {backend}",
+                      lambda: fabric.dispatch(kernel, args=args, **w.launch), reset,
+                      lambda: {name: buffers[name].read() for name in w.outputs})
 
 
-def run_backend_only(w: Workload, backend: str, inputs: dict[str, np.ndarray],
-                     runs: int) -> tuple[float, str | None]:
-    """The backend alone: the same tiles as a dispatch, run by the prepared kernel on one
-    thread per core, without the runtime's planning, paging and timing model around them.
-    The difference to the row above is what a dispatch costs beyond the backend's work."""
+def backend_only_contestant(w: Workload, backend: str, inputs: dict[str, np.ndarray],
+                            stack: contextlib.ExitStack) -> Contestant:
+    """The backend alone: the tiles a dispatch on the default fabric cuts, run by the prepared
+    kernel on one thread per core, without the runtime's planning, paging and timing model
+    around them.  The difference to the dispatch row is what a dispatch costs beyond the
+    backend's work."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from xv_core.plugins import load_plugins
+    import xv_core as xv
     from xv_core.runtime.api import launch_geometry
     from xv_core.runtime.args import scalar_value
     from xv_core.runtime.scheduler import make_tiles
-    from xv_dsl import compile_file
 
-    module = compile_file(KERNELS / w.kernel_file)
-    kernel = module.kernel(w.kernel_name) if w.kernel_name else module.kernels[0]
-    launch = launch_geometry(kernel, **w.launch)
-    workers = os.cpu_count() or 1
-    tiles = make_tiles(launch, workers)
-    prepared = load_plugins().backends.get(backend).factory().prepare(kernel)
+    fabric = stack.enter_context(xv.open_fabric("default", backend=backend))
+    kernel = fabric.kernel(KERNELS / w.kernel_file, w.kernel_name)
+    tiles = make_tiles(launch_geometry(kernel, **w.launch), fabric.model.lanes)
+    prepared = fabric.plugins.backends.get(backend).factory().prepare(kernel)
     arrays = {k: v.copy() for k, v in inputs.items()}
     args = {**{p.name: scalar_value(p.type.kind, w.scalars[p.name]) for p in kernel.params
                if p.type.is_scalar}, **arrays}
-    with ThreadPoolExecutor(workers) as pool:
-        def reset() -> None:
-            for name in w.outputs:
-                arrays[name][...] = inputs[name]
+    pool = stack.enter_context(ThreadPoolExecutor(os.cpu_count() or 1))
 
-        def once() -> None:
-            for f in [pool.submit(prepared.run_tile, t, args) for t in tiles]:
-                f.result()
+    def reset() -> None:
+        for name in w.outputs:
+            arrays[name][...] = inputs[name]
 
-        times = timed(once, runs, reset)
-    why = check(w, {name: arrays[name] for name in w.outputs}, w.reference(inputs))
-    return statistics.median(times), why
+    def once() -> None:
+        for f in [pool.submit(prepared.run_tile, t, args) for t in tiles]:
+            f.result()
+
+    return Contestant(f"{backend} backend only", once, reset,
+                      lambda: {name: arrays[name] for name in w.outputs})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,31 +166,36 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rng = np.random.default_rng(2026)
         inputs = w.make_inputs(rng)
-        peer_rates: dict[str, float] = {}
-        for peer, fn in w.peers.items():
-            amount = w.amount
-            if isinstance(fn, tuple):
-                fn, amount = fn
-            copies = {k: v.copy() for k, v in inputs.items()}
-            t = statistics.median(timed(lambda: fn(copies), opts.runs))
-            peer_rates[peer] = amount / t
-            rows.append((w.name, peer, w.unit, amount / t, None, ""))
-        numba_peer = next((r for p, r in peer_rates.items() if p.startswith("numba prange")), None)
-        first_peer = numba_peer or next(iter(peer_rates.values()), None)
-        for backend in backends:
-            t, why = run_xv(w, backend, {k: v.copy() for k, v in inputs.items()}, opts.runs)
-            rate = w.amount / t
-            ratio = rate / first_peer if first_peer else None
-            rows.append((w.name, f"xenovectra {backend}", w.unit, rate, ratio, why or ""))
+        with contextlib.ExitStack() as stack:
+            contestants = []
+            for peer, fn in w.peers.items():
+                amount = w.amount
+                if isinstance(fn, tuple):
+                    fn, amount = fn
+                copies = {k: v.copy() for k, v in inputs.items()}
+                contestants.append(Contestant(peer, functools.partial(fn, copies),
+                                              amount=amount))
+            for backend in backends:
+                copies = {k: v.copy() for k, v in inputs.items()}
+                contestants.append(xv_contestant(w, backend, copies, stack))
+                if backend == "jit":
+                    contestants.append(backend_only_contestant(w, backend, copies, stack))
+            times = race(contestants, opts.runs)
+            results = {c.label: c.result() for c in contestants if c.result is not None}
+        rates = {c.label: (c.amount or w.amount) / statistics.median(times[c.label])
+                 for c in contestants}
+        reference = w.reference(inputs)
+        numba_peer = next((rates[p] for p in w.peers if p.startswith("numba prange")), None)
+        first_peer = numba_peer or next((rates[p] for p in w.peers), None)
+        for c in contestants:
+            if c.result is None:
+                rows.append((w.name, c.label, w.unit, rates[c.label], None, ""))
+                continue
+            why = check(w, results[c.label], reference)
             failed |= why is not None
-            if backend == "jit":
-                t, why = run_backend_only(w, backend, {k: v.copy() for k, v in inputs.items()},
-                                          opts.runs)
-                rate = w.amount / t
-                ratio = rate / first_peer if first_peer else None
-                rows.append((w.name, "jit backend only", w.unit, rate, ratio, why or ""))
-                failed |= why is not None
-        print_rows(rows[-(len(w.peers) + len(backends) + ("jit" in backends)):])
+            ratio = rates[c.label] / first_peer if first_peer else None
+            rows.append((w.name, c.label, w.unit, rates[c.label], ratio, why or ""))
+        print_rows(rows[-len(contestants):])
     extras: list[str] = []
     if not only or "dispatch" in only:
         extras += dispatch_overhead(backends, opts.runs)
