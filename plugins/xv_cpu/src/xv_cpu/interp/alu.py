@@ -11,7 +11,8 @@ not warn.  The semantics the IR leaves to the backend are fixed here:
 
 * float to integer conversion truncates toward zero, saturates at the
   target's range and gives 0 for NaN (as GPU conversion instructions do);
-* ``MIN``/``MAX`` on floats propagate NaN (``np.minimum``/``np.maximum``);
+* ``MIN``/``MAX`` are ``a < b ? a : b`` / ``a > b ? a : b`` (equal operands, such as
+  -0.0 and 0.0, give ``b``) and on floats propagate NaN (``np.minimum``/``np.maximum``);
 * ``ROUND`` rounds half away from zero without the ``x + 0.5`` rounding error;
 * integer ``DIV``/``MOD`` of ``INT_MIN`` by ``-1`` wrap to ``INT_MIN`` and 0.
 """
@@ -130,11 +131,13 @@ def _shift(shift: BinaryFn, mask: np.generic) -> BinaryFn:
     return shift_masked
 
 
-def _min_max(ufunc: np.ufunc, pick_b: Callable[[Value, Value], bool]) -> BinaryFn:
+def _min_max(ufunc: np.ufunc, pick_a: Callable[[Value, Value], bool]) -> BinaryFn:
+    # min(a, b) is a < b ? a : b (max: a > b), so equal operands give b -- min(-0.0, 0.0) is
+    # 0.0 -- as numpy's minimum/maximum on arrays and the jit's select give it.
     def min_max(a: Value, b: Value) -> Value:
         if type(a) is np.ndarray or type(b) is np.ndarray or a != a or b != b:
             return ufunc(a, b)  # arrays, or a NaN to propagate
-        return b if pick_b(b, a) else a
+        return a if pick_a(a, b) else b
 
     return min_max
 
