@@ -347,6 +347,7 @@ class FabricModel:
         self._tail: dict[tuple[str, str], Activity] = {}
         self._routes: dict[tuple[str, str], tuple[Any, float, float]] = {}
         self._est: dict[int, float] = {}
+        self._range_memo: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         self._steps: list[_Step] = []
         self._readbacks: list[Activity] = []
         self._reads = 0
@@ -423,14 +424,7 @@ class FabricModel:
         self._steps.append(record)
         placed: list[Placed] = []
         for tile, footprint, estimate in zip(tiles, footprints, estimates):
-            read_ranges: list[tuple[str, int, int]] = []
-            write_ranges: list[tuple[str, int, int]] = []
-            for param, fp in footprint.buffers.items():
-                name = buffers[param]
-                read_ranges.extend((name, a, b) for a, b in fp.reads)
-                write_ranges.extend((name, a, b) for a, b in fp.writes)
-            # A buffer passed as two arguments is still read (or written) once per page.
-            reads, writes = _union(read_ranges), _union(write_ranges)
+            reads, writes = self._ranges(footprint, buffers)
             # What any placement waits for: the writers of what the tile reads (they made the
             # copies it fetches), the readers and writers of what it overwrites.
             depends: dict[int, Activity] = {}
@@ -472,6 +466,27 @@ class FabricModel:
 
         record.tiles = placed
         return placed
+
+    def _ranges(self, footprint: TileFootprint, buffers: Mapping[str, str]
+                ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+        """A tile's page ranges read and written, by buffer name (a buffer passed as two
+        arguments is still read, or written, once per page); remembered per footprint (the
+        runtime keeps a plan's footprints) and argument buffers."""
+        key = (id(footprint), tuple(buffers.items()))
+        hit = self._range_memo.get(key)
+        if hit is not None and hit[0] is footprint:
+            return hit[1], hit[2]
+        read_ranges: list[tuple[str, int, int]] = []
+        write_ranges: list[tuple[str, int, int]] = []
+        for param, fp in footprint.buffers.items():
+            name = buffers[param]
+            read_ranges.extend((name, a, b) for a, b in fp.reads)
+            write_ranges.extend((name, a, b) for a, b in fp.writes)
+        reads, writes = _union(read_ranges), _union(write_ranges)
+        if len(self._range_memo) >= 4096:
+            self._range_memo.clear()
+        self._range_memo[key] = (footprint, reads, writes)
+        return reads, writes
 
     def _candidate(self, comp: str, estimate: TileWork, reads: Sequence[tuple[str, int, int]],
                    floor: float) -> tuple[Candidate, list[_Need], list[Activity]]:
@@ -567,6 +582,8 @@ class FabricModel:
         a buffer from one source that wait for the same activities.  The pages then have a
         copy on ``node``."""
         acts: list[Activity] = []
+        if not needs:
+            return acts, 0.0
         latest = 0.0
         runs: list[list[_Need]] = []
         for need in sorted(needs, key=lambda n: (n.buffer, n.source, n.first)):
