@@ -3,8 +3,11 @@
 Replaying a trace one access at a time in Python costs a few hundred nanoseconds per access
 for the simpler policies and about a microsecond for ARC, LFU or Belady; in C every policy
 replays tens of millions of accesses per second.  The library is built with the system C
-compiler (``$CC``, else Python's, else ``cc``) into ``$XDG_CACHE_HOME/xenovectra`` (or
-``~/.cache/xenovectra``), named by a hash of the source, so it is built once per version.
+compiler (``$CC``, else Python's, else ``cc``) into the private per-user cache directory
+(``xv_core.cachedir``: ``$XV_CACHE_DIR``, else ``$XDG_CACHE_HOME/xenovectra`` or
+``~/.cache/xenovectra``, refused when another user could write there, since a library
+planted there would be loaded), named by a hash of the source, so it is built once per
+version.
 Without a compiler the Python loops are used, with the same results (the tests compare both);
 ``XV_NATIVE=0`` forces them.
 """
@@ -25,6 +28,9 @@ from typing import Any
 
 import numpy as np
 import structlog
+
+from xv_core.cachedir import user_cache_dir
+from xv_core.errors import XvError
 
 log = structlog.get_logger("xv.vram")
 
@@ -50,8 +56,7 @@ _SIGNATURES: dict[str, list[Any]] = {
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "xenovectra"
+    return user_cache_dir("native")
 
 
 def _compiler() -> list[str]:
@@ -94,7 +99,7 @@ def library() -> ctypes.CDLL | None:
             _tried = True
             try:
                 _lib = _build()
-            except (OSError, subprocess.SubprocessError, AttributeError) as exc:
+            except (OSError, subprocess.SubprocessError, AttributeError, XvError) as exc:
                 unavailable = str(exc)
                 log.info("vram replay uses the Python loops", reason=unavailable)
         return _lib
