@@ -244,3 +244,67 @@ def test_a_persistent_buffer_reopened_is_paged_in_from_its_file(tmp_path):
         paging = fabric.timing_report()["paging"]
     # every page of w came in from the file (y's pages start as zeros)
     assert paging["in_bytes"] >= n * 4
+
+
+def test_a_tile_waits_for_the_write_back_that_frees_its_frame(tmp_path):
+    """One frame: B's page is zero-filled into the frame A's dirty page held, so B computes
+    only once A's page is written back, and that only once A's tile is done with it."""
+    from xv_core.runtime.footprint import BufferFootprint, TileFootprint
+    from xv_core.runtime.interfaces import Tile, TileWork
+
+    page = 64 << 10
+    with paged_fabric(tmp_path, LruPager(frames=1, page_size=page)) as fabric:
+        model = fabric.model
+        model.allocate("A", page, filled=False)
+        model.allocate("B", page, filled=False)
+
+        class First:
+            def choose(self, tile, candidates):
+                return 0
+
+        def write_one_page(step, name, ops):
+            footprint = TileFootprint({"o": BufferFootprint((), ((0, 1),))})
+            work = TileWork(ops=ops)
+            placed = model.place(step, "k", [Tile(0, None, 0, 1)], [footprint], {"o": name},
+                                 [work], First())
+            model.finish(placed, [work], [0.0])
+            return placed[0]
+
+        a = write_one_page(0, "A", 10 ** 7)
+        b = write_one_page(1, "B", 10)
+        model.run()
+        down = [e for e in model.timeline.events() if "/down/A/" in e.tag]
+    assert down and down[0].kind == "transfer_start"
+    assert a.compute.end <= down[0].time  # A's page leaves once A's tile is done
+    assert b.compute.start >= down[-1].time  # B's tile computes once the frame is free
+
+
+def test_a_failed_dispatch_leaves_the_same_modelled_paging_every_time(tmp_path):
+    """Tiles fail at different moments of a run, but the modelled VRAM takes every placed tile
+    of the failed dispatch, so what later dispatches page is the same every time."""
+    from xv_core.errors import KernelRuntimeError
+
+    bad = """
+kernel bad(buffer<i32> out, buffer<i32> inp) {
+    i32 i = global_id.x;
+    if (i < out.length) { out[i] = inp[i] / i; }
+}
+"""
+    path = tmp_path / "f.yaml"
+    path.write_text("vram: {capacity: 256KiB, page_size: 4KiB, profile: uvm}\n"
+                    "components: [{name: alu, kind: cpu, threads: 2}]\n")
+    n = 1 << 18
+    reports = []
+    for _ in range(3):
+        with xv.open_fabric(path) as fabric:
+            out, inp = fabric.zeros(n, dtype="i32"), fabric.buffer(np.arange(n, dtype=np.int32))
+            with pytest.raises(KernelRuntimeError):
+                fabric.dispatch(fabric.compile(bad).kernels[0], global_size=n, block=256,
+                                args={"out": out, "inp": inp})
+            x, y = fabric.buffer(np.arange(n, dtype=np.float32)), fabric.zeros(n)
+            fabric.dispatch(fabric.kernel(SAXPY), global_size=n, block=256,
+                            args={"a": 2.0, "x": x, "y": y})
+            report = fabric.timing_report()
+            assert all(p.paging is not None for p in fabric.model._steps[0].tiles)
+            reports.append((report["virtual_s"], report["paging"]))
+    assert reports[0] == reports[1] == reports[2]

@@ -492,9 +492,9 @@ class Fabric:
                                                     launch.block, len(tiles)))
         start = time.perf_counter()
 
-        # One tile more in flight than a component has workers: a worker that finishes
-        # starts the queued one at once instead of waiting for this thread to hand it over.
-        slots = {n: _workers(self.components[n]) + 1 for n in self.compute}
+        # As many tiles in flight as a component has workers: a tile's wall time, from hand
+        # over to completion, is then its run time (a measured clock times tiles by it).
+        slots = {n: _workers(self.components[n]) for n in self.compute}
         # With paging, the tile handed over next (when one of those in flight ends) is
         # prefetched as each tile is handed over: the VRAM's worker loads it meanwhile.
         ahead = sum(slots.values()) if getattr(self.vram, "paging", False) and len(tiles) > 1 \
@@ -524,8 +524,15 @@ class Fabric:
             model.page(tile)
             return True
 
-        runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit,
-                       idle if model.pager is not None else None)
+        try:
+            runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit,
+                           idle if model.pager is not None else None)
+        except BaseException:
+            # However far the paging got while tiles ran, the modelled VRAM takes every
+            # placed tile, so what follows does not depend on when the failure came.
+            for p in placed:
+                model.page(p)
+            raise
         wall = time.perf_counter() - start
         model.finish(placed, [r.work for r in runs], [r.wall_s for r in runs])
         records: list[TileRecord] = []

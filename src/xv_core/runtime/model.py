@@ -348,6 +348,8 @@ class FabricModel:
         self._routes: dict[tuple[str, str], tuple[Any, float, float]] = {}
         self._est: dict[int, float] = {}
         self._range_memo: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+        self._page_tail: Activity | None = None  # the last paging move: the next waits
+        self._uploads = 0
         self._steps: list[_Step] = []
         self._readbacks: list[Activity] = []
         self._reads = 0
@@ -378,7 +380,7 @@ class FabricModel:
             # starts); the pager only learns which pages they left in VRAM.
             self._pager.allocate(name, nbytes, filled=stored and not filled)
             if filled:
-                self._pager.host_write(name)
+                self._host_paging(self._pager.host_write(name))
 
     def free(self, name: str) -> None:
         self._buffers.pop(name, None)
@@ -392,7 +394,7 @@ class FabricModel:
         if buf is None:
             return
         if self._pager is not None:
-            self._pager.host_write(name)
+            self._host_paging(self._pager.host_write(name))
         for seg in buf.segs:
             waits = tuple(seg.readers) + tuple(seg.writers)
             seg.copies = {HOST: (waits, self._latest(waits))}
@@ -635,6 +637,14 @@ class FabricModel:
         if self._pager is not None and placed.paging is None:
             placed.paging = self._page_moves(placed.reads, placed.writes)
 
+    def _host_paging(self, moves: Sequence[Any]) -> None:
+        """The pager's moves around a host write: the upload itself (from ``host``) is not on
+        the timeline, the write-backs it forces and those pending from earlier tiles are."""
+        kept = [m for m in moves if m.source != "host"]
+        if kept:
+            self._uploads += 1
+            self._page_in(f"h{self._uploads}", kept, {})
+
     def _page_moves(self, reads: Sequence[tuple[str, int, int]],
                     writes: Sequence[tuple[str, int, int]]) -> list[Any]:
         """Make a tile's pages resident in the modelled VRAM: the pager's moves, in placement
@@ -654,17 +664,18 @@ class FabricModel:
         return moves
 
     def _page_in(self, tag: str, moves: Sequence[Any],
-                 writing: Mapping[str, list[tuple[int, int, Activity]]]) -> Activity | None:
-        """Put a tile's paging on the timeline; the activity its compute waits for (its last
-        page-in), or None when everything was resident.
+                 writing: Mapping[str, list[tuple[int, int, Activity]]]) -> list[Activity]:
+        """Put a tile's paging on the timeline; what its compute waits for: its last move
+        (the moves form one chain, so every page-in and every eviction that freed a frame
+        for it), and the users of pages dropped without a move after that.
 
-        The moves run one after another and start as soon as the tiles before them are
-        submitted: a tile's page-ins overlap the compute of earlier tiles.  A page evicted from
+        All paging forms one queue, in placement order (a page brought back never overtakes
+        its own write-back); it starts as soon as the moves are known: a tile's page-ins
+        overlap the compute of earlier tiles.  A page evicted from
         VRAM or a tier leaves once every tile that read or wrote it is done (``writing``: the
         writes of this dispatch's earlier tiles, not yet the pages' writers); a uvm fault batch
         occupies the pager (one batch at a time) for its fixed cost."""
-        last: Activity | None = None
-        last_in: Activity | None = None
+        last: Activity | None = self._page_tail
         count = self._paging
         freed: list[Activity] = []  # users of pages dropped without a move: the next waits
         for i, move in enumerate(moves):
@@ -704,9 +715,9 @@ class FabricModel:
             self._est[id(act)] = est
             last = act
             freed = []
-            if not evicts:
-                last_in = act
-        return last_in
+        mine = last is not None and last is not self._page_tail  # this tile moved something
+        self._page_tail = last
+        return [last, *freed] if mine else list(freed)
 
     def _latest(self, acts: Sequence[Activity]) -> float:
         return max((self._est.get(id(a), 0.0) for a in acts), default=0.0)
@@ -724,9 +735,8 @@ class FabricModel:
         for tile, work, wall in zip(placed, works, walls):
             comp = tile.component
             if tile.paging:
-                paged = self._page_in(f"s{step.index}/t{tile.tile.index}", tile.paging, writing)
-                if paged is not None:
-                    tile.after.append(paged)
+                tile.after.extend(self._page_in(f"s{step.index}/t{tile.tile.index}",
+                                                tile.paging, writing))
             act = self.timeline.compute(comp, work, lanes=1, after=tile.after,
                                         duration=wall if self.measured else None,
                                         tag=f"s{step.index}/t{tile.tile.index}")

@@ -85,8 +85,7 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     """Run every tile of ``plan`` (tile, planned component) and return how each ran, in tile
     order.
 
-    ``slots`` gives each component's number of tiles in flight at once (the runtime gives
-    its workers plus one, so a finishing worker finds the next tile queued), in
+    ``slots`` gives each component's number of tiles in flight at once (its workers), in
     fabric order; ``thieves`` the components that steal when their queue is empty;
     ``submit(tile, component)`` hands a tile to a component.  Everything is decided on the
     calling thread, as completions arrive.  If tiles fail, no further tile is started, those
