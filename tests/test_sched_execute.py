@@ -55,3 +55,30 @@ def test_without_idle_work_execute_waits_as_before():
         runs = execute([(t, "cpu") for t in tiles], {"cpu": 2}, set(),
                        lambda t, c: pool.submit(lambda: TileWork(ops=t.index)))
     assert [r.work.ops for r in runs] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_an_error_in_idle_work_waits_for_the_tiles_in_flight(count):
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(count)]
+    finished: list[int] = []
+    release = threading.Event()
+    pool = ThreadPoolExecutor(2)
+
+    def work(tile: Tile) -> TileWork:
+        assert release.wait(5)
+        finished.append(tile.index)
+        return TileWork()
+
+    calls = []
+
+    def idle() -> bool:
+        calls.append(1)
+        release.set()
+        raise RuntimeError("the model failed")
+
+    with pytest.raises(RuntimeError, match="the model failed"):
+        execute([(t, "cpu") for t in tiles], {"cpu": 2}, set(),
+                lambda t, c: pool.submit(work, t), idle)
+    pool.shutdown()
+    assert sorted(finished) == list(range(count))  # every tile ran to its end first
+    assert len(calls) == 1  # not called again after it raised

@@ -94,16 +94,30 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     ``idle()``, when given, is called while tiles run and no completion is waiting: it does a
     little of the caller's own work (the model's, which needs no tile to have finished) and
     returns False when there is none left.  The calling thread is otherwise idle then: the
-    tiles run without the GIL.
+    tiles run without the GIL.  If it raises, it is not called again, the tiles in flight
+    are waited for, and its error is raised after them (a tile's error first).
     """
+    idle_error: list[BaseException] = []
+
+    def idle_step() -> bool:
+        if idle is None or idle_error:
+            return False
+        try:
+            return idle()
+        except BaseException as exc:  # raised once the tiles in flight are done
+            idle_error.append(exc)
+            return False
+
     if len(plan) == 1:
         # One tile: nothing to balance or steal; skip the queues (a tiny dispatch's cost).
         tile, comp = plan[0]
         started = time.perf_counter()
         fut = submit(tile, comp)
-        while idle is not None and not fut.done() and idle():
+        while not fut.done() and idle_step():
             pass
         work = fut.result()
+        if idle_error:
+            raise idle_error[0]
         return [TileRun(tile, comp, comp, work, time.perf_counter() - started)]
     order = {name: i for i, name in enumerate(slots)}
     queues: dict[str, deque[Tile]] = {name: deque() for name in slots}
@@ -146,11 +160,11 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     for comp in slots:
         launch(comp)
     while any(inflight.values()):
-        if idle is not None:
+        if idle is not None and not idle_error:
             try:
                 item = done.get_nowait()
             except queue.Empty:
-                if idle():
+                if idle_step():
                     continue
                 item = done.get()
         else:
@@ -166,6 +180,8 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
         launch(comp)
     if errors:
         raise errors[min(errors)]
+    if idle_error:
+        raise idle_error[0]
     return [runs[index] for index in sorted(runs)]
 
 
