@@ -21,7 +21,6 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,9 @@ from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime import scheduler
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
 from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, estimate_work,
-                                       merge_ranges, subtract_ranges,
-                                       tile_footprints)
+                                       subtract_ranges, tile_footprints)
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
+from xv_core.runtime.memo import IdentityLRU
 from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel
 from xv_core.runtime.scheduler import execute, make_tiles
 
@@ -180,34 +179,6 @@ def _scalar_key(value: Any) -> Any:
     return (type(value), value)
 
 
-class _Plans:
-    """A fabric's dispatch plans, keyed by the kernel (by identity), the launch, the scalar
-    arguments' types and bits and the buffer arguments' dtypes and shapes."""
-
-    def __init__(self, size: int = PLAN_CACHE_SIZE):
-        self._size = size
-        self._plans: OrderedDict[tuple[Any, ...], tuple[Kernel, _Plan]] = OrderedDict()
-
-    def get(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
-            infos: Mapping[str, BufferInfo], make: Any) -> _Plan:
-        # The tiling knobs are read when tiles are cut (tests lower MIN_TILE_ITEMS).
-        key = (id(kernel), launch, scheduler.MIN_TILE_ITEMS, scheduler.TILES_PER_WORKER,
-               tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
-               tuple(sorted((k, i.dtype.str, i.shape) for k, i in infos.items())))
-        hit = self._plans.get(key)
-        if hit is not None and hit[0] is kernel:
-            self._plans.move_to_end(key)
-            return hit[1]
-        plan = make()
-        self._plans[key] = (kernel, plan)
-        if len(self._plans) > self._size:
-            self._plans.popitem(last=False)
-        return plan
-
-    def __len__(self) -> int:
-        return len(self._plans)
-
-
 class _Context:
     """The ComponentContext handed to component factories."""
 
@@ -258,8 +229,10 @@ class Fabric:
         self.policy = plugins.schedulers.get(self.scheduler, where=where).factory()
         self._steps = 0
         self._history: dict[int, tuple[Kernel, float, float]] = {}
-        self._plans = _Plans()
-        self._launches: dict[tuple[Any, ...], tuple[Kernel, Launch]] = {}
+        # Per kernel: dispatch plans by launch, tiling knobs, scalar bits and buffer shapes,
+        # and checked geometry by the arguments that gave it.
+        self._plans: IdentityLRU[_Plan] = IdentityLRU(PLAN_CACHE_SIZE)
+        self._launches: IdentityLRU[Launch] = IdentityLRU(PLAN_CACHE_SIZE)
         base = Path(workdir) if workdir is not None else (
             Path(config.source).parent if config.source else Path.cwd())
         self._context = _Context(self, base)
@@ -410,18 +383,14 @@ class Fabric:
 
     def _launch(self, kernel: Kernel, global_size: Any, grid: Any, block: Any) -> Launch:
         """:func:`launch_geometry`, remembered per kernel for geometry given as integers."""
-        try:
-            key = (id(kernel), _hashable(global_size), _hashable(grid), _hashable(block))
-        except TypeError:  # not plain integers: checked (and refused) the long way
+        def make() -> Launch:
             return launch_geometry(kernel, global_size=global_size, grid=grid, block=block)
-        hit = self._launches.get(key)
-        if hit is not None and hit[0] is kernel:
-            return hit[1]
-        launch = launch_geometry(kernel, global_size=global_size, grid=grid, block=block)
-        if len(self._launches) >= PLAN_CACHE_SIZE:
-            self._launches.clear()
-        self._launches[key] = (kernel, launch)
-        return launch
+
+        try:
+            key = (_hashable(global_size), _hashable(grid), _hashable(block))
+        except TypeError:  # not plain integers: checked (and refused) the long way
+            return make()
+        return self._launches.get(kernel, key, make)
 
     def _make_resident(self, buffers: Mapping[str, DeviceBuffer],
                        ranges: Sequence[tuple[str, Any, Any]]) -> list[Any]:
@@ -440,11 +409,11 @@ class Fabric:
             raise
         return leases
 
-    def _prefetch(self, buffers: Mapping[str, DeviceBuffer],
-                  ranges: Sequence[tuple[str, Any, Any]]) -> None:
+    def _prefetch(self, buffers: Mapping[str, DeviceBuffer], footprint: TileFootprint) -> None:
         """Ask the VRAM to bring a coming tile's pages in while earlier tiles compute."""
-        for param, reads, writes in ranges:
-            self.vram.prefetch(buffers[param], merge_ranges(reads + writes))
+        for param, fp in footprint.buffers.items():
+            if fp.reads or fp.writes:
+                self.vram.prefetch(buffers[param], fp.touched)
 
     def _plan(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
               infos: Mapping[str, BufferInfo]) -> _Plan:
@@ -456,7 +425,11 @@ class Fabric:
                       for footprint in footprints]
             return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
                          leases)
-        return self._plans.get(kernel, launch, scalars, infos, make)
+        # The tiling knobs are read when tiles are cut (tests lower MIN_TILE_ITEMS).
+        key = (launch, scheduler.MIN_TILE_ITEMS, scheduler.TILES_PER_WORKER,
+               tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
+               tuple(sorted((k, i.dtype.str, i.shape) for k, i in infos.items())))
+        return self._plans.get(kernel, key, make)
 
     def _estimates(self, kernel: Kernel, launch: Launch, tiles: Sequence[Any],
                    per_item: WorkEstimate) -> list[TileWork]:
@@ -509,7 +482,7 @@ class Fabric:
                 raise
             fut.add_done_callback(lambda _f: _release(leases))
             if ahead and tile.index + ahead < len(tiles):
-                self._prefetch(buffers, plan.leases[tile.index + ahead])
+                self._prefetch(buffers, footprints[tile.index + ahead])
             return fut
 
         thieves = {n for n in self.compute if model.kinds[n] in HOST_MEMORY_KINDS}

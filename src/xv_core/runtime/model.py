@@ -49,6 +49,7 @@ import numpy as np
 from xv_core.events import TransferEvent
 from xv_core.runtime.footprint import TileFootprint, subtract_ranges
 from xv_core.runtime.interfaces import Tile, TileWork
+from xv_core.runtime.memo import IdentityLRU
 from xv_core.runtime.placement import Candidate
 from xv_core.timing import DEFAULT_DEVICE_PROFILES, DeviceProfile, Link, Timeline
 from xv_core.timing.engine import Activity
@@ -347,7 +348,7 @@ class FabricModel:
         self._tail: dict[tuple[str, str], Activity] = {}
         self._routes: dict[tuple[str, str], tuple[Any, float, float]] = {}
         self._est: dict[int, float] = {}
-        self._range_memo: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+        self._range_memo: IdentityLRU[tuple[Any, Any]] = IdentityLRU(4096)
         self._page_tail: Activity | None = None  # the last paging move: the next waits
         self._uploads = 0
         self._steps: list[_Step] = []
@@ -474,21 +475,16 @@ class FabricModel:
         """A tile's page ranges read and written, by buffer name (a buffer passed as two
         arguments is still read, or written, once per page); remembered per footprint (the
         runtime keeps a plan's footprints) and argument buffers."""
-        key = (id(footprint), tuple(buffers.items()))
-        hit = self._range_memo.get(key)
-        if hit is not None and hit[0] is footprint:
-            return hit[1], hit[2]
-        read_ranges: list[tuple[str, int, int]] = []
-        write_ranges: list[tuple[str, int, int]] = []
-        for param, fp in footprint.buffers.items():
-            name = buffers[param]
-            read_ranges.extend((name, a, b) for a, b in fp.reads)
-            write_ranges.extend((name, a, b) for a, b in fp.writes)
-        reads, writes = _union(read_ranges), _union(write_ranges)
-        if len(self._range_memo) >= 4096:
-            self._range_memo.clear()
-        self._range_memo[key] = (footprint, reads, writes)
-        return reads, writes
+        def make() -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+            read_ranges: list[tuple[str, int, int]] = []
+            write_ranges: list[tuple[str, int, int]] = []
+            for param, fp in footprint.buffers.items():
+                name = buffers[param]
+                read_ranges.extend((name, a, b) for a, b in fp.reads)
+                write_ranges.extend((name, a, b) for a, b in fp.writes)
+            return _union(read_ranges), _union(write_ranges)
+
+        return self._range_memo.get(footprint, tuple(buffers.items()), make)
 
     def _candidate(self, comp: str, estimate: TileWork, reads: Sequence[tuple[str, int, int]],
                    floor: float) -> tuple[Candidate, list[_Need], list[Activity]]:
