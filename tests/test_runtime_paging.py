@@ -92,7 +92,8 @@ def test_the_tiles_coming_next_are_prefetched_while_earlier_ones_compute(paged):
     tiles = len(result.tiles)
     assert tiles == 8
     # Each tile handed over asks for the one handed over next: two ahead (two workers, a
-    # tile each in flight): tiles 2..7, x and y.
+    # tile each in flight; the buffers do not fit in VRAM, so no tile waits in the
+    # component's queue): tiles 2..7, x and y.
     pages = 64 // tiles  # 64 pages per buffer, split evenly
     want = [(name, ((t * pages, (t + 1) * pages),)) for t in range(2, tiles)
             for name in ("x", "y")]

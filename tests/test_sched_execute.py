@@ -82,3 +82,67 @@ def test_an_error_in_idle_work_waits_for_the_tiles_in_flight(count):
     pool.shutdown()
     assert sorted(finished) == list(range(count))  # every tile ran to its end first
     assert len(calls) == 1  # not called again after it raised
+
+
+@pytest.mark.parametrize("queued", [0, 1, 2])
+def test_a_component_holds_tiles_beyond_its_workers_in_its_own_queue(queued):
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(8)]
+    lock = threading.Lock()
+    held = [0]
+    most = [0]
+    release = threading.Event()
+    pool = ThreadPoolExecutor(2)
+
+    def work(tile: Tile) -> TileWork:
+        assert release.wait(5)
+        with lock:
+            held[0] -= 1
+        return TileWork(ops=tile.index)
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        with lock:
+            held[0] += 1
+            most[0] = max(most[0], held[0])
+        if tile.index == 2 * (1 + queued) - 1:
+            release.set()  # every tile the component may hold is handed over
+        return pool.submit(work, tile)
+
+    runs = execute([(t, "cpu") for t in tiles], {"cpu": 2}, set(), submit, queued=queued)
+    pool.shutdown()
+    assert [r.work.ops for r in runs] == list(range(8))
+    assert most[0] == 2 * (1 + queued)
+
+
+def test_a_tile_waiting_in_the_queue_is_timed_from_when_a_worker_takes_it():
+    # One worker, two tiles of 0.1 s handed over at once: the second waits 0.1 s for the
+    # worker, which its wall time (a measured clock's compute time) leaves out.
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(2)]
+    with ThreadPoolExecutor(1) as pool:
+        runs = execute([(t, "cpu") for t in tiles], {"cpu": 1}, set(),
+                       lambda t, c: pool.submit(lambda: time.sleep(0.1) or TileWork()),
+                       queued=1)
+    assert [0.09 <= r.wall_s < 0.18 for r in runs] == [True, True], [r.wall_s for r in runs]
+
+
+def test_idle_work_waits_until_every_worker_has_begun_its_tile():
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(6)]
+    handed: list[Future[TileWork]] = []
+    release = threading.Event()
+    pool = ThreadPoolExecutor(2)
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        fut = pool.submit(lambda: release.wait(5) and TileWork())
+        handed.append(fut)
+        return fut
+
+    seen: list[list[bool]] = []
+
+    def idle() -> bool:
+        # The first two tiles have a worker each; the next two wait in the pool's queue.
+        seen.append([f.running() or f.done() for f in handed[:2]])
+        release.set()
+        return False
+
+    execute([(t, "cpu") for t in tiles], {"cpu": 2}, set(), submit, idle, queued=1)
+    pool.shutdown()
+    assert seen == [[True, True]]

@@ -465,13 +465,16 @@ class Fabric:
                                                     launch.block, len(tiles)))
         start = time.perf_counter()
 
-        # As many tiles in flight as a component has workers: a tile's wall time, from hand
-        # over to completion, is then its run time (a measured clock times tiles by it).
+        # A component runs as many tiles at once as it has workers, and holds a few more
+        # (scheduler.execute) -- unless the dispatch's buffers do not fit in VRAM together:
+        # a held tile's pages are pinned, and would leave less room to page in.
         slots = {n: _workers(self.components[n]) for n in self.compute}
-        # With paging, the tile handed over next (when one of those in flight ends) is
-        # prefetched as each tile is handed over: the VRAM's worker loads it meanwhile.
-        ahead = sum(slots.values()) if getattr(self.vram, "paging", False) and len(tiles) > 1 \
-            else 0
+        paging = getattr(self.vram, "paging", False)
+        queued = scheduler.QUEUED_PER_WORKER if not paging or sum(
+            {d.name: d.nbytes for d in buffers.values()}.values()) <= self.vram.capacity else 0
+        # With paging, the tile handed over next (when one of those held ends) is prefetched
+        # as each tile is handed over: the VRAM's worker loads it meanwhile.
+        ahead = sum(slots.values()) * (1 + queued) if paging and len(tiles) > 1 else 0
 
         def submit(tile: Any, comp: str) -> Any:
             leases = self._make_resident(buffers, plan.leases[tile.index])
@@ -499,7 +502,7 @@ class Fabric:
 
         try:
             runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit,
-                           idle if model.pager is not None else None)
+                           idle if model.pager is not None else None, queued)
         except BaseException:
             # However far the paging got while tiles ran, the modelled VRAM takes every
             # placed tile, so what follows does not depend on when the failure came.

@@ -78,43 +78,60 @@ class TileRun:
         return self.component != self.planned
 
 
+#: Tiles handed to a component beyond one per worker, per worker (by default): a worker that
+#: ends a tile starts the next without waiting for the dispatching thread to hand it over.
+QUEUED_PER_WORKER = 1
+
+
 def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
             thieves: Collection[str],
             submit: Callable[[Tile, str], Future[TileWork]],
-            idle: Callable[[], bool] | None = None) -> list[TileRun]:
+            idle: Callable[[], bool] | None = None,
+            queued: int = QUEUED_PER_WORKER) -> list[TileRun]:
     """Run every tile of ``plan`` (tile, planned component) and return how each ran, in tile
     order.
 
-    ``slots`` gives each component's number of tiles in flight at once (its workers), in
-    fabric order; ``thieves`` the components that steal when their queue is empty;
-    ``submit(tile, component)`` hands a tile to a component.  Everything is decided on the
-    calling thread, as completions arrive.  If tiles fail, no further tile is started, those
-    in flight are waited for, and the error of the first failed tile (in tile order) is raised.
+    ``slots`` gives each component's workers (tiles it runs at once), in fabric order;
+    ``thieves`` the components that steal when their queue is empty; ``submit(tile,
+    component)`` hands a tile to a component.  A component holds up to ``slots`` times
+    ``1 + queued`` tiles at once: those beyond its workers wait in its own
+    queue (first in, first out, as a thread pool takes them), so a worker goes from one tile
+    to the next at once.  A tile's ``wall_s`` runs from when a worker took it -- its hand-over,
+    or the end of the tile whose worker took it next -- to its end, so that a measured clock
+    does not count the wait in the queue.  Everything is decided on the calling thread, as
+    completions arrive.  If tiles fail, no further tile is started, those in flight are
+    waited for, and the error of the first failed tile (in tile order) is raised.
 
     ``idle()``, when given, is called while tiles run and no completion is waiting: it does a
     little of the caller's own work (the model's, which needs no tile to have finished) and
-    returns False when there is none left.  The calling thread is otherwise idle then: the
-    tiles run without the GIL.  If it raises, it is not called again, the tiles in flight
+    returns False when there is none left (it is not called again).  The calling thread is
+    otherwise idle then: the tiles run without the GIL.  It is called only once every worker
+    given a tile has begun it (a worker needs the GIL to begin, and would otherwise wait for
+    this thread's switch interval).  If it raises, it is not called again, the tiles in flight
     are waited for, and its error is raised after them (a tile's error first).
     """
     idle_error: list[BaseException] = []
+    idle_over = [idle is None]
 
     def idle_step() -> bool:
-        if idle is None or idle_error:
+        if idle_over[0]:
             return False
         try:
-            return idle()
+            more = idle()
         except BaseException as exc:  # raised once the tiles in flight are done
             idle_error.append(exc)
-            return False
+            more = False
+        idle_over[0] = not more
+        return more
 
     if len(plan) == 1:
         # One tile: nothing to balance or steal; skip the queues (a tiny dispatch's cost).
         tile, comp = plan[0]
         started = time.perf_counter()
         fut = submit(tile, comp)
-        while not fut.done() and idle_step():
-            pass
+        while not fut.done() and (not fut.running() or idle_step()):
+            if not fut.running():
+                _wait(fut)
         work = fut.result()
         if idle_error:
             raise idle_error[0]
@@ -124,9 +141,12 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     for tile, comp in plan:
         queues[comp].append(tile)
     planned = {tile.index: comp for tile, comp in plan}
-    done: queue.SimpleQueue[tuple[Tile, str, float, float, Future[TileWork]]] = \
-        queue.SimpleQueue()
-    inflight = {name: 0 for name in slots}
+    done: queue.SimpleQueue[tuple[Tile, str, float, Future[TileWork]]] = queue.SimpleQueue()
+    # Per component: its tiles in flight (tile index: future), and those handed over while
+    # every worker was busy, oldest first, with their hand-over time (not begun yet).
+    inflight: dict[str, dict[int, Future[TileWork]]] = {name: {} for name in slots}
+    waiting: dict[str, deque[tuple[int, float]]] = {name: deque() for name in slots}
+    began: dict[int, float] = {}
     runs: dict[int, TileRun] = {}
     errors: dict[int, BaseException] = {}
 
@@ -143,40 +163,64 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
         return queues[victim].pop()
 
     def launch(comp: str) -> None:
-        while not errors and inflight[comp] < slots[comp]:
+        held = inflight[comp]
+        while not errors and len(held) < slots[comp] * (1 + queued):
             tile = take(comp)
             if tile is None:
                 return
-            started = time.perf_counter()
+            busy = len(held) >= slots[comp]
+            handed = time.perf_counter()
             try:
                 fut = submit(tile, comp)
             except BaseException as exc:  # the component refused it: a failed tile
                 errors[tile.index] = exc
                 return
-            inflight[comp] += 1
-            fut.add_done_callback(lambda f, tile=tile, comp=comp, started=started: done.put(
-                (tile, comp, started, time.perf_counter(), f)))
+            held[tile.index] = fut
+            if busy:
+                waiting[comp].append((tile.index, handed))
+            else:
+                began[tile.index] = handed
+            fut.add_done_callback(lambda f, tile=tile, comp=comp: done.put(
+                (tile, comp, time.perf_counter(), f)))
+
+    def all_begun() -> bool:
+        # Every worker given a tile has taken one (a tile past the workers waits its turn).
+        for comp, held in inflight.items():
+            if len(held) > len(waiting[comp]) and not all(
+                    f.running() or f.done() for i, f in held.items() if i in began):
+                return False
+        return True
 
     for comp in slots:
         launch(comp)
     while any(inflight.values()):
-        if idle is not None and not idle_error:
+        if not idle_over[0]:
             try:
                 item = done.get_nowait()
             except queue.Empty:
-                if idle_step():
+                if not all_begun():
+                    try:  # let the workers have the GIL to begin their tiles
+                        item = done.get(timeout=_BEGIN_WAIT)
+                    except queue.Empty:
+                        continue
+                elif idle_step():
                     continue
-                item = done.get()
+                else:
+                    item = done.get()
         else:
             item = done.get()
-        tile, comp, started, ended, fut = item
-        inflight[comp] -= 1
+        tile, comp, ended, fut = item
+        del inflight[comp][tile.index]
+        if waiting[comp]:  # the worker that ran this tile took the oldest waiting one
+            index, handed = waiting[comp].popleft()
+            began[index] = max(handed, ended)
         try:
             work = fut.result()
         except BaseException as exc:  # kept; the first in tile order is raised
             errors[tile.index] = exc
         else:
-            runs[tile.index] = TileRun(tile, planned[tile.index], comp, work, ended - started)
+            runs[tile.index] = TileRun(tile, planned[tile.index], comp, work,
+                                       ended - began[tile.index])
         launch(comp)
     if errors:
         raise errors[min(errors)]
@@ -185,5 +229,19 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     return [runs[index] for index in sorted(runs)]
 
 
-__all__ = ["MIN_TILE_ITEMS", "TILES_PER_WORKER", "TileRun", "execute", "make_tiles",
+#: How long the dispatching thread blocks (releasing the GIL) while a worker has yet to begin
+#: its tile, before it looks again.
+_BEGIN_WAIT = 0.0002
+
+
+def _wait(fut: Future[TileWork]) -> None:
+    """Block briefly (without the GIL) so that a worker can begin ``fut``."""
+    try:
+        fut.exception(timeout=_BEGIN_WAIT)
+    except TimeoutError:
+        pass
+
+
+__all__ = ["MIN_TILE_ITEMS", "QUEUED_PER_WORKER", "TILES_PER_WORKER", "TileRun", "execute",
+           "make_tiles",
            "place_round_robin"]
