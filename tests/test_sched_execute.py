@@ -124,6 +124,49 @@ def test_a_tile_waiting_in_the_queue_is_timed_from_when_a_worker_takes_it():
     assert [0.09 <= r.wall_s < 0.18 for r in runs] == [True, True], [r.wall_s for r in runs]
 
 
+def test_the_plan_is_read_lazily_so_the_first_tiles_run_before_the_last_are_placed():
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(8)]
+    log: list[str] = []
+
+    def placements():
+        for t in tiles:
+            log.append(f"place {t.index}")
+            yield t, "cpu"
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        log.append(f"submit {tile.index}")
+        return pool.submit(lambda: time.sleep(0.01) or TileWork(ops=tile.index))
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = execute(placements(), {"cpu": 2}, set(), submit, queued=0)
+    assert [r.work.ops for r in runs] == list(range(8))
+    assert log.index("submit 0") < log.index("place 7")
+    # Each tile is placed before it is handed over, in order.
+    assert [e for e in log if e.startswith("place")] == [f"place {i}" for i in range(8)]
+    assert all(log.index(f"place {i}") < log.index(f"submit {i}") for i in range(8))
+
+
+def test_a_plan_that_fails_stops_new_tiles_and_waits_for_those_in_flight():
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(8)]
+    finished: list[int] = []
+
+    def placements():
+        for t in tiles[:3]:
+            yield t, "cpu"
+        raise RuntimeError("no candidate for tile 3")
+
+    def work(tile: Tile) -> TileWork:
+        time.sleep(0.01)
+        finished.append(tile.index)
+        return TileWork()
+
+    with ThreadPoolExecutor(2) as pool:
+        with pytest.raises(RuntimeError, match="no candidate for tile 3"):
+            execute(placements(), {"cpu": 2}, set(), lambda t, c: pool.submit(work, t),
+                    queued=0)
+        assert sorted(finished) == [0, 1, 2]  # the tiles placed ran to their end first
+
+
 def test_idle_work_waits_until_every_worker_has_begun_its_tile():
     tiles = [Tile(i, LAUNCH, i, 1) for i in range(6)]
     handed: list[Future[TileWork]] = []

@@ -21,7 +21,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, 
                                        subtract_ranges, tile_footprints)
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
 from xv_core.runtime.memo import IdentityLRU
-from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel
+from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel, Placed
 from xv_core.runtime.scheduler import execute, make_tiles
 
 log = structlog.get_logger("xv.runtime")
@@ -455,8 +455,21 @@ class Fabric:
         plan = self._plan(kernel, launch, scalars, infos)
         tiles, footprints = plan.tiles, plan.footprints
         estimates = self._estimates(kernel, launch, tiles, plan.per_item)
-        placed = model.place(step, kernel.name, tiles, footprints,
-                             {p: d.name for p, d in buffers.items()}, estimates, self.policy)
+        # Tiles are placed as the scheduler asks for them: the first run while the last are
+        # placed.  Every tile of a dispatch is placed before any is finished (model.finish).
+        names = {p: d.name for p, d in buffers.items()}
+        model.begin(step, kernel.name)
+        placed: list[Placed] = []
+
+        def placements() -> Iterator[tuple[Any, str]]:
+            for tile, footprint, estimate in zip(tiles, footprints, estimates):
+                p = model.place_tile(tile, footprint, names, estimate, self.policy)
+                placed.append(p)
+                yield tile, p.component
+
+        order: Iterable[tuple[Any, str]] = placements()
+        if len(tiles) == 1:
+            order = list(order)
         # Events are built only for plugins that listen (a tiny dispatch notices the cost).
         on_dispatch = bool(hook.xv_on_dispatch.get_hookimpls())
         on_tile = bool(hook.xv_on_tile.get_hookimpls())
@@ -490,7 +503,8 @@ class Fabric:
 
         thieves = {n for n in self.compute if model.kinds[n] in HOST_MEMORY_KINDS}
         # The modelled VRAM's paging needs no tile to have finished: it is worked out while
-        # the tiles run (in placement order), on this otherwise idle thread.
+        # the tiles run (in placement order, once all are placed), on this otherwise idle
+        # thread.
         unpaged = iter(placed)
 
         def idle() -> bool:
@@ -501,11 +515,17 @@ class Fabric:
             return True
 
         try:
-            runs = execute([(p.tile, p.component) for p in placed], slots, thieves, submit,
+            runs = execute(order, slots, thieves, submit,
                            idle if model.pager is not None else None, queued)
         except BaseException:
-            # However far the paging got while tiles ran, the modelled VRAM takes every
-            # placed tile, so what follows does not depend on when the failure came.
+            # However far placement and paging got while tiles ran, the model places every
+            # tile and its VRAM takes every one placed, so what follows does not depend on
+            # when the failure came.
+            try:
+                for _ in order:
+                    pass
+            except BaseException:  # noqa: BLE001 - a placement failed: raised once already
+                pass
             for p in placed:
                 model.page(p)
             raise

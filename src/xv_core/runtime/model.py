@@ -423,51 +423,60 @@ class FabricModel:
         """Choose each tile's component with ``policy`` and start its transfers (module
         docstring, step 1).  ``buffers`` maps the kernel's buffer parameters to buffer names;
         ``estimates`` is each tile's expected work."""
-        record = _Step(step, kernel, [], [])
-        self._steps.append(record)
-        placed: list[Placed] = []
-        for tile, footprint, estimate in zip(tiles, footprints, estimates):
-            reads, writes = self._ranges(footprint, buffers)
-            # What any placement waits for: the writers of what the tile reads (they made the
-            # copies it fetches), the readers and writers of what it overwrites.
-            depends: dict[int, Activity] = {}
-            for name, a, b in reads:
-                for seg, _, _ in self._buffers[name].overlap(a, b):
-                    for act in seg.writers:
-                        depends[id(act)] = act
-            for name, a, b in writes:
-                for seg, _, _ in self._buffers[name].overlap(a, b):
-                    for act in seg.readers + seg.writers:
-                        depends[id(act)] = act
-            waits = list(depends.values())
-            floor = max(self._base, self._latest(waits))
-            candidates = []
-            options = []
-            for comp in self.compute:
-                cand, needs, local = self._candidate(comp, estimate, reads, floor)
-                candidates.append(cand)
-                options.append((needs, local))
-            choice = policy.choose(tile, candidates)
-            if not isinstance(choice, int) or not 0 <= choice < len(candidates):
-                from xv_core.errors import XvError
+        self.begin(step, kernel)
+        return [self.place_tile(tile, footprint, buffers, estimate, policy)
+                for tile, footprint, estimate in zip(tiles, footprints, estimates)]
 
-                raise XvError(f"scheduling policy {getattr(policy, 'name', policy)!r} chose "
-                              f"{choice!r} for tile {tile.index}, not a candidate's index "
-                              f"(0 to {len(candidates) - 1})",
-                              hint="report this to the policy's authors")
-            cand = candidates[choice]
-            needs, local = options[choice]
-            node = self.node_of[cand.component]
-            moved, _ = self._move(needs, node, f"s{step}/t{tile.index}")
-            record.transfers.extend(moved)
-            after = {id(a): a for a in moved}
-            for act in local + waits:
-                after[id(act)] = act
-            heapq.heapreplace(self._lanes[cand.component], cand.finish_s)
-            placed.append(Placed(tile, cand.component, cand, list(after.values()), waits,
-                                 reads, writes, estimate))
+    def begin(self, step: int, kernel: str) -> None:
+        """A dispatch begins: :meth:`place_tile` places its tiles, in order (:meth:`place`
+        does both)."""
+        self._steps.append(_Step(step, kernel, [], []))
 
-        record.tiles = placed
+    def place_tile(self, tile: Tile, footprint: TileFootprint, buffers: Mapping[str, str],
+                   estimate: TileWork, policy: Any) -> Placed:
+        """Place the next tile of the dispatch :meth:`begin` began (see :meth:`place`).  Every
+        tile of a dispatch is placed before it is finished (:meth:`finish`)."""
+        record = self._steps[-1]
+        reads, writes = self._ranges(footprint, buffers)
+        # What any placement waits for: the writers of what the tile reads (they made the
+        # copies it fetches), the readers and writers of what it overwrites.
+        depends: dict[int, Activity] = {}
+        for name, a, b in reads:
+            for seg, _, _ in self._buffers[name].overlap(a, b):
+                for act in seg.writers:
+                    depends[id(act)] = act
+        for name, a, b in writes:
+            for seg, _, _ in self._buffers[name].overlap(a, b):
+                for act in seg.readers + seg.writers:
+                    depends[id(act)] = act
+        waits = list(depends.values())
+        floor = max(self._base, self._latest(waits))
+        candidates = []
+        options = []
+        for comp in self.compute:
+            cand, needs, local = self._candidate(comp, estimate, reads, floor)
+            candidates.append(cand)
+            options.append((needs, local))
+        choice = policy.choose(tile, candidates)
+        if not isinstance(choice, int) or not 0 <= choice < len(candidates):
+            from xv_core.errors import XvError
+
+            raise XvError(f"scheduling policy {getattr(policy, 'name', policy)!r} chose "
+                          f"{choice!r} for tile {tile.index}, not a candidate's index "
+                          f"(0 to {len(candidates) - 1})",
+                          hint="report this to the policy's authors")
+        cand = candidates[choice]
+        needs, local = options[choice]
+        node = self.node_of[cand.component]
+        moved, _ = self._move(needs, node, f"s{record.index}/t{tile.index}")
+        record.transfers.extend(moved)
+        after = {id(a): a for a in moved}
+        for act in local + waits:
+            after[id(act)] = act
+        heapq.heapreplace(self._lanes[cand.component], cand.finish_s)
+        placed = Placed(tile, cand.component, cand, list(after.values()), waits, reads,
+                        writes, estimate)
+        record.tiles.append(placed)
         return placed
 
     def _ranges(self, footprint: TileFootprint, buffers: Mapping[str, str]

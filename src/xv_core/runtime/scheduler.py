@@ -20,7 +20,7 @@ from __future__ import annotations
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 
 import attrs
@@ -83,7 +83,7 @@ class TileRun:
 QUEUED_PER_WORKER = 1
 
 
-def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
+def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             thieves: Collection[str],
             submit: Callable[[Tile, str], Future[TileWork]],
             idle: Callable[[], bool] | None = None,
@@ -91,27 +91,46 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     """Run every tile of ``plan`` (tile, planned component) and return how each ran, in tile
     order.
 
-    ``slots`` gives each component's workers (tiles it runs at once), in fabric order;
-    ``thieves`` the components that steal when their queue is empty; ``submit(tile,
-    component)`` hands a tile to a component.  A component holds up to ``slots`` times
-    ``1 + queued`` tiles at once: those beyond its workers wait in its own
-    queue (first in, first out, as a thread pool takes them), so a worker goes from one tile
-    to the next at once.  A tile's ``wall_s`` runs from when a worker took it -- its hand-over,
-    or the end of the tile whose worker took it next -- to its end, so that a measured clock
-    does not count the wait in the queue.  Everything is decided on the calling thread, as
-    completions arrive.  If tiles fail, no further tile is started, those in flight are
-    waited for, and the error of the first failed tile (in tile order) is raised.
+    ``plan`` is read lazily, a tile at a time, as components need tiles and while tiles run
+    (a generator may place each tile as it is asked for: the first tiles then start before
+    the last are placed).  ``slots`` gives each component's workers (tiles it runs at once),
+    in fabric order; ``thieves`` the components that steal when their queue is empty (and
+    the plan has no more for them); ``submit(tile, component)`` hands a tile to a component.
+    A component holds up to ``slots`` times ``1 + queued`` tiles at once: those beyond its
+    workers wait in its own queue (first in, first out, as a thread pool takes them), so a
+    worker goes from one tile to the next at once.  A tile's ``wall_s`` runs from when a
+    worker took it -- its hand-over, or the end of the tile whose worker took it next -- to
+    its end, so that a measured clock does not count the wait in the queue.  Everything is
+    decided on the calling thread, as completions arrive.  If tiles fail, no further tile is
+    started, those in flight are waited for, and the error of the first failed tile (in tile
+    order) is raised.
 
-    ``idle()``, when given, is called while tiles run and no completion is waiting: it does a
-    little of the caller's own work (the model's, which needs no tile to have finished) and
-    returns False when there is none left (it is not called again).  The calling thread is
-    otherwise idle then: the tiles run without the GIL.  It is called only once every worker
-    given a tile has begun it (a worker needs the GIL to begin, and would otherwise wait for
-    this thread's switch interval).  If it raises, it is not called again, the tiles in flight
-    are waited for, and its error is raised after them (a tile's error first).
+    ``idle()``, when given, is called while tiles run, no completion is waiting and the plan
+    has been read to its end: it does a little of the caller's own work (the model's, which
+    needs no tile to have finished) and returns False when there is none left (it is not
+    called again).  The calling thread is otherwise idle then: the tiles run without the GIL.
+    It is called only once every worker given a tile has begun it (a worker needs the GIL to
+    begin, and would otherwise wait for this thread's switch interval).  If it raises, or
+    reading the plan does, neither is called again, the tiles in flight are waited for, and
+    the error is raised after them (a tile's error first).
     """
     idle_error: list[BaseException] = []
     idle_over = [idle is None]
+    source = iter(plan)
+    read_all = [False]
+
+    def pull() -> tuple[Tile, str] | None:
+        """The plan's next tile, or None at its end (or once reading it failed)."""
+        if read_all[0]:
+            return None
+        try:
+            item = next(source, None)
+        except BaseException as exc:  # raised once the tiles in flight are done
+            idle_error.append(exc)
+            item = None
+        if item is None:
+            read_all[0] = True
+        return item
 
     def idle_step() -> bool:
         if idle_over[0]:
@@ -124,7 +143,7 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
         idle_over[0] = not more
         return more
 
-    if len(plan) == 1:
+    if isinstance(plan, Sequence) and len(plan) == 1:
         # One tile: nothing to balance or steal; skip the queues (a tiny dispatch's cost).
         tile, comp = plan[0]
         started = time.perf_counter()
@@ -138,9 +157,17 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
         return [TileRun(tile, comp, comp, work, time.perf_counter() - started)]
     order = {name: i for i, name in enumerate(slots)}
     queues: dict[str, deque[Tile]] = {name: deque() for name in slots}
-    for tile, comp in plan:
+    planned: dict[int, str] = {}
+
+    def read_one() -> str | None:
+        """Queue the plan's next tile for its component (returned); None at the plan's end."""
+        item = pull()
+        if item is None:
+            return None
+        tile, comp = item
         queues[comp].append(tile)
-    planned = {tile.index: comp for tile, comp in plan}
+        planned[tile.index] = comp
+        return comp
     done: queue.SimpleQueue[tuple[Tile, str, float, Future[TileWork]]] = queue.SimpleQueue()
     # Per component: its tiles in flight (tile index: future), and those handed over while
     # every worker was busy, oldest first, with their hand-over time (not begun yet).
@@ -152,6 +179,8 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
 
     def take(comp: str) -> Tile | None:
         own = queues[comp]
+        while not own and read_one() is not None:
+            pass
         if own:
             return own.popleft()
         if comp not in thieves:
@@ -194,7 +223,7 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
     for comp in slots:
         launch(comp)
     while any(inflight.values()):
-        if not idle_over[0]:
+        if not (idle_over[0] and read_all[0]):
             try:
                 item = done.get_nowait()
             except queue.Empty:
@@ -203,6 +232,11 @@ def execute(plan: Sequence[tuple[Tile, str]], slots: Mapping[str, int],
                         item = done.get(timeout=_BEGIN_WAIT)
                     except queue.Empty:
                         continue
+                elif not read_all[0]:  # the plan's next tile, while these run
+                    comp = read_one()
+                    if comp is not None:
+                        launch(comp)
+                    continue
                 elif idle_step():
                     continue
                 else:
