@@ -100,3 +100,55 @@ def test_the_tiles_coming_next_are_prefetched_while_earlier_ones_compute(paged):
     assert sorted(asked) == sorted(want)
     vram = paged.vram.stats()["tiers"]["vram"]
     assert vram["prefetched"] > 0 and vram["prefetch_hits"] > 0
+
+
+def _spy_leases(fabric):
+    calls: list[tuple[str, tuple[tuple[int, int], ...], bool]] = []
+    released: list[int] = []
+    real = fabric.vram.make_resident
+
+    class Counted:
+        def __init__(self, lease):
+            self.lease = lease
+
+        def release(self):
+            released.append(1)
+            self.lease.release()
+
+    def spy(buffer, ranges, *, write):
+        calls.append((buffer.name, tuple(ranges), write))
+        return Counted(real(buffer, ranges, write=write))
+
+    fabric.vram.make_resident = spy
+    return calls, released
+
+
+def test_a_dispatch_that_fits_in_vram_leases_its_pages_once(paged):
+    n = 1 << 18  # 1 MiB per buffer: both fit in the 4 MiB VRAM
+    rng = np.random.default_rng(5)
+    x0, y0 = rng.random(n, dtype=np.float32), rng.random(n, dtype=np.float32)
+    x, y = paged.buffer(x0, name="x"), paged.buffer(y0, name="y")
+    kernel = paged.kernel(SAXPY)
+    calls, released = _spy_leases(paged)
+    result = paged.dispatch(kernel, global_size=n, block=256, args={"a": 2.0, "x": x, "y": y})
+    np.testing.assert_allclose(y.read(), np.float32(2.0) * x0 + y0, rtol=1e-6)
+    assert len(result.tiles) > 1
+    # x only read, y read and written: one call each, for all 16 pages, for every tile.
+    assert calls == [("x", ((0, 16),), False), ("y", ((0, 16),), True)]
+    assert len(released) == 2
+
+
+def test_a_dispatch_that_overflows_vram_leases_each_tiles_pages_while_it_runs(paged):
+    n = 1 << 20  # 4 MiB per buffer: together twice the VRAM
+    x = paged.buffer(np.ones(n, np.float32), name="x")
+    y = paged.buffer(np.ones(n, np.float32), name="y")
+    kernel = paged.kernel(SAXPY)
+    calls, released = _spy_leases(paged)
+    result = paged.dispatch(kernel, global_size=n, block=256, args={"a": 2.0, "x": x, "y": y})
+    assert np.all(y.read() == 3.0)
+    tiles = len(result.tiles)
+    pages = 64 // tiles
+    want = sorted((name, ((t * pages, (t + 1) * pages),), name == "y")
+                  for t in range(tiles) for name in ("x", "y"))
+    assert sorted(calls) == want
+    assert len(released) == 2 * tiles

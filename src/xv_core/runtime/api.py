@@ -37,7 +37,7 @@ from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime import scheduler
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
 from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, estimate_work,
-                                       subtract_ranges, tile_footprints)
+                                       merge_ranges, subtract_ranges, tile_footprints)
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
 from xv_core.runtime.memo import IdentityLRU
 from xv_core.runtime.model import HOST_MEMORY_KINDS, FabricModel, Placed
@@ -166,6 +166,8 @@ class _Plan:
     #: Per tile, per buffer parameter: the pages it only reads, and the pages it may write
     #: (made resident once each: a page both read and written is one access, and dirty).
     leases: list[list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]]
+    #: The same for the whole dispatch (the union of its tiles').
+    whole: list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]
 
 
 #: Plans kept per fabric (least recently used dropped first).
@@ -423,8 +425,17 @@ class Fabric:
             leases = [[(param, subtract_ranges(fp.reads, fp.writes), fp.writes)
                        for param, fp in footprint.buffers.items() if fp.reads or fp.writes]
                       for footprint in footprints]
+            reads: dict[str, list[tuple[int, int]]] = {}
+            writes: dict[str, list[tuple[int, int]]] = {}
+            for footprint in footprints:
+                for param, fp in footprint.buffers.items():
+                    reads.setdefault(param, []).extend(fp.reads)
+                    writes.setdefault(param, []).extend(fp.writes)
+            whole = [(param, subtract_ranges(reads[param], writes[param]),
+                      merge_ranges(writes[param])) for param in reads
+                     if reads[param] or writes[param]]
             return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
-                         leases)
+                         leases, whole)
         # The tiling knobs are read when tiles are cut (tests lower MIN_TILE_ITEMS).
         key = (launch, scheduler.MIN_TILE_ITEMS, scheduler.TILES_PER_WORKER,
                tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
@@ -478,18 +489,23 @@ class Fabric:
                                                     launch.block, len(tiles)))
         start = time.perf_counter()
 
-        # A component runs as many tiles at once as it has workers, and holds a few more
-        # (scheduler.execute) -- unless the dispatch's buffers do not fit in VRAM together:
-        # a held tile's pages are pinned, and would leave less room to page in.
         slots = {n: _workers(self.components[n]) for n in self.compute}
         paging = getattr(self.vram, "paging", False)
-        queued = scheduler.QUEUED_PER_WORKER if not paging or sum(
-            {d.name: d.nbytes for d in buffers.values()}.values()) <= self.vram.capacity else 0
-        # With paging, the tile handed over next (when one of those held ends) is prefetched
-        # as each tile is handed over: the VRAM's worker loads it meanwhile.
-        ahead = sum(slots.values()) * (1 + queued) if paging and len(tiles) > 1 else 0
+        # When the dispatch's buffers fit in VRAM together, the pages it touches are made
+        # resident (and pinned) once, for the whole dispatch, and a component holds a few
+        # tiles more than it has workers (scheduler.execute).  Otherwise each tile's pages
+        # are made resident as it is handed over and released as it ends, one tile per
+        # worker is handed over (a held tile's pages are pinned, leaving less room to page
+        # in), and the tile to be handed over next is prefetched meanwhile.
+        fits = not paging or sum(
+            {d.name: d.nbytes for d in buffers.values()}.values()) <= self.vram.capacity
+        queued = scheduler.QUEUED_PER_WORKER if fits else 0
+        ahead = sum(slots.values()) if paging and not fits and len(tiles) > 1 else 0
+        held: list[Any] | None = None
 
         def submit(tile: Any, comp: str) -> Any:
+            if held is not None:
+                return self.components[comp].submit(kernel, tile, args)
             leases = self._make_resident(buffers, plan.leases[tile.index])
             try:
                 fut = self.components[comp].submit(kernel, tile, args)
@@ -515,6 +531,8 @@ class Fabric:
             return True
 
         try:
+            if fits:
+                held = self._make_resident(buffers, plan.whole)
             runs = execute(order, slots, thieves, submit,
                            idle if model.pager is not None else None, queued)
         except BaseException:
@@ -529,6 +547,9 @@ class Fabric:
             for p in placed:
                 model.page(p)
             raise
+        finally:
+            if held is not None:
+                _release(held)
         wall = time.perf_counter() - start
         model.finish(placed, [r.work for r in runs], [r.wall_s for r in runs])
         records: list[TileRecord] = []
