@@ -289,3 +289,22 @@ def test_private_arrays_zeroed_per_item_and_kept_across_barriers(size):
     lids = np.tile(np.arange(8), 3)
     np.testing.assert_array_equal(expected[0::2], lids + 1)
     np.testing.assert_array_equal(expected[1::2], 0)  # the other slots start zeroed
+
+
+@pytest.mark.parametrize("backend", [JitBackend, InterpBackend])
+@pytest.mark.parametrize("tile_groups", [1, 5, 7, 13, 60])
+def test_group_ids_of_tiles_starting_anywhere_in_a_3d_grid(backend, tile_groups):
+    # The jit steps a tile's group coordinates from its first group's (carrying x into y,
+    # y into z): tiles that start and end mid-row and mid-plane must see every group's own.
+    k = kernel("where", "buffer<i32> out", [
+        assign("g", (sp("group_id.z") * 4 + sp("group_id.y")) * 3 + sp("group_id.x")),
+        assign("i", sp("local_id.x") + 2 * (sp("local_id.y") + 2 * sp("local_id.z"))),
+        store("out", var("g") * 8 + var("i"),
+              sp("group_id.x") * 10000 + sp("group_id.y") * 100 + sp("group_id.z")),
+    ], locals="i32 g, i32 i")
+    grid, block = (3, 4, 5), (2, 2, 2)
+    out = np.full(60 * 8, -1, np.int32)
+    run(k, {"out": out}, grid=grid, block=block, backend=backend(), tile_groups=tile_groups)
+    z, y, x = np.meshgrid(np.arange(5), np.arange(4), np.arange(3), indexing="ij")
+    want = np.repeat((x * 10000 + y * 100 + z).reshape(-1), 8)
+    np.testing.assert_array_equal(out, want)
