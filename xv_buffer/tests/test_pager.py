@@ -337,6 +337,37 @@ def test_a_tile_pins_its_pages_until_it_ends(tmp_path):
     vram.close()
 
 
+@pytest.mark.parametrize("eviction", ["lru", "lfu", "arc"])
+def test_a_tile_of_resident_pages_is_a_hit_tile_that_leaves_the_same_state(tmp_path, eviction):
+    # Two twins, one driven through hit_tile, one through a tile block of access calls; then
+    # the same faulting accesses: the same moves (the policies' orders agree) and counters.
+    vram = RamVram(6 * PAGE, PAGE, paging=True, backing="file", path=tmp_path,
+                   eviction=eviction)
+    twins = [vram.pager(), vram.pager()]
+    for pager in twins:
+        pager.allocate("a", 4 * PAGE, filled=True)
+        pager.allocate("b", 4 * PAGE, filled=True)
+        pager.access("a", [(0, 4)], write=False)
+        pager.access("b", [(0, 2)], write=False)
+    tile = [("b", [(1, 2)], False), ("a", [(2, 4), (0, 1)], False), ("b", [(0, 1)], True)]
+    fast, slow = twins
+    assert fast.hit_tile(tile) is True
+    with slow.tile():
+        for name, ranges, write in tile:
+            assert slow.access(name, ranges, write=write) == []
+    assert fast.stats() == slow.stats()
+    # Pages not all resident: nothing is done, and the access path says what moves.
+    before = fast.stats()
+    assert fast.hit_tile([("a", [(0, 1)], True), ("b", [(2, 3)], False)]) is False
+    assert fast.stats() == before
+    # b2 and b3 evict the least recently used pages, which must be the same in both.
+    moves = [[pager.access("b", [(2, 4)], write=False), pager.access("a", [(1, 2)], write=True)]
+             for pager in twins]
+    assert moves[0] == moves[1] and any(m.kind == "down" for m in moves[0][0])
+    assert fast.stats() == slow.stats()
+    vram.close()
+
+
 def test_without_paging_nothing_moves(tmp_path):
     vram = RamVram(4 * PAGE, PAGE, paging=False, path=tmp_path)
     pager = vram.pager()

@@ -189,7 +189,12 @@ class PageMove:
 
 class Pager(Protocol):
     """A deterministic, data-less twin of a :class:`Vram`'s paging (:meth:`Vram.pager`): the
-    same decisions fed in placement order, returning what moved.  Single-threaded."""
+    same decisions fed in placement order, returning what moved.  Single-threaded.
+
+    Optional: ``hit_tile(accesses) -> bool``, a fast path for a tile whose pages are all
+    resident: given the tile's ``(name, ranges, write)`` accesses in order, it does what a
+    :meth:`tile` block of those :meth:`access` calls would (nothing moves) and returns True,
+    or does nothing and returns False."""
 
     page_size: int
 

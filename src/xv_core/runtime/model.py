@@ -655,17 +655,24 @@ class FabricModel:
         """Make a tile's pages resident in the modelled VRAM: the pager's moves, in placement
         order (pages only read, then pages it may write)."""
         pager = self._pager
+        by_buffer: dict[str, list[tuple[int, int]]] = {}
+        for name, a, b in writes:
+            by_buffer.setdefault(name, []).append((a, b))
+        accesses: list[tuple[str, Sequence[tuple[int, int]], bool]] = []
+        for name, a, b in reads:
+            only = subtract_ranges([(a, b)], by_buffer.get(name, ()))
+            if only:
+                accesses.append((name, only, False))
+        accesses.extend((name, ranges, True) for name, ranges in by_buffer.items())
+        # A tile whose pages are all resident moves nothing: the pager's fast path, when it
+        # has one, does the same without pinning them.
+        hit_tile = getattr(pager, "hit_tile", None)
+        if hit_tile is not None and hit_tile(accesses):
+            return []
         moves: list[Any] = []
         with pager.tile():
-            by_buffer: dict[str, list[tuple[int, int]]] = {}
-            for name, a, b in writes:
-                by_buffer.setdefault(name, []).append((a, b))
-            for name, a, b in reads:
-                only = subtract_ranges([(a, b)], by_buffer.get(name, ()))
-                if only:
-                    moves += pager.access(name, only, write=False)
-            for name, ranges in by_buffer.items():
-                moves += pager.access(name, ranges, write=True)
+            for name, ranges, write in accesses:
+                moves += pager.access(name, ranges, write=write)
         return moves
 
     def _page_in(self, tag: str, moves: Sequence[Any],

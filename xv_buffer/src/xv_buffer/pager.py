@@ -140,6 +140,42 @@ class Pager(Residency):
                 lease.release()
         return self._take()
 
+    def hit_tile(self, accesses: Sequence[tuple[str, Sequence[tuple[int, int]], bool]]) -> bool:
+        """A whole tile's accesses ``(name, ranges, write)``, in order, when every page they
+        touch is resident (and nothing is waiting to be returned): exactly what a
+        :meth:`tile` block of those :meth:`access` calls does -- counts, the policy's hits
+        in the same order, dirty marks -- without the pins, which only matter when a fault
+        of the same tile would evict.  Returns False, having done nothing, otherwise (the
+        caller then makes the calls)."""
+        if self._tiles or self._moves or self._resident > self.frames or not self.paging:
+            return False
+        clipped: list[tuple[Pages, list[tuple[int, int]], bool]] = []
+        for name, ranges, write in accesses:
+            buf = self._get(name)
+            resident = buf.resident
+            kept = []
+            for start, stop in ranges:
+                start, stop = max(0, int(start)), min(buf.pages, int(stop))
+                if stop <= start:
+                    continue
+                if resident.find(0, start, stop) >= 0:
+                    return False
+                kept.append((start, stop))
+            clipped.append((buf, kept, write))
+        vs, upp = self._vstats, self._unit_pages
+        for buf, kept, write in clipped:
+            bs = buf.counters
+            for start, stop in kept:
+                count = stop - start
+                vs.add("accesses", count)
+                bs.add("accesses", count)
+                vs.add("hits", count)
+                bs.add("hits", count)
+                self._hit_run(buf, start // upp, (stop - 1) // upp + 1, start, stop)
+                if write:
+                    buf.dirty[start:stop] = b"\x01" * count
+        return True
+
     def stats(self) -> dict[str, Any]:
         """What the decisions counted: ``tiers`` as in RamVram's statistics (``vram``, each
         cache tier, ``backing``; no wall time: nothing really moves) and ``buffers``."""
