@@ -358,34 +358,22 @@ class Codegen:
         self._unpack(args_p)
         self._constants()
         self._layout(scratch)
-        # The group loop.  The first group's coordinates come from its linear id; each next
-        # group's by stepping x (carrying into y, then z): divisions per group would cost a
-        # memory-bound kernel a tenth of its time.
+        # The group loop.
         gx64 = b.load(b.gep(grid_p, [ir.Constant(I64, 0)]))
         gy64 = b.load(b.gep(grid_p, [ir.Constant(I64, 1)]))
-        coords = [b.alloca(I64) for _ in range(3)]
-        rest = b.udiv(first, gx64)
-        for slot, value in zip(coords, (b.urem(first, gx64), b.urem(rest, gy64),
-                                        b.udiv(rest, gy64))):
-            b.store(value, slot)
-        one, zero = ir.Constant(I64, 1), ir.Constant(I64, 0)
 
         def group(g: ir.Value) -> None:
-            x, y, z = (b.load(slot) for slot in coords)
+            lin = b.add(first, g)
+            x = b.urem(lin, gx64)
+            rest = b.udiv(lin, gx64)
+            y = b.urem(rest, gy64)
+            z = b.udiv(rest, gy64)
             self.group = [b.trunc(v, I32) for v in (x, y, z)]
             self._group_start()
             if self.plan.mode == "single":
                 self.region(Region(list(self.kernel.body.args)), single=True)
             else:
                 self.skeleton(self.kernel.body)
-            if not self.terminated():
-                x1 = b.add(x, one)
-                x_wraps = b.icmp_unsigned("==", x1, gx64)
-                y1 = b.select(x_wraps, b.add(y, one), y)
-                y_wraps = b.icmp_unsigned("==", y1, gy64)
-                b.store(b.select(x_wraps, zero, x1), coords[0])
-                b.store(b.select(y_wraps, zero, y1), coords[1])
-                b.store(b.select(y_wraps, b.add(z, one), z), coords[2])
 
         self.counted_loop(count, group)
         for k in range(3):
