@@ -308,3 +308,25 @@ def test_group_ids_of_tiles_starting_anywhere_in_a_3d_grid(backend, tile_groups)
     z, y, x = np.meshgrid(np.arange(5), np.arange(4), np.arange(3), indexing="ij")
     want = np.repeat((x * 10000 + y * 100 + z).reshape(-1), 8)
     np.testing.assert_array_equal(out, want)
+
+
+def test_tiles_with_the_same_arguments_reuse_them_and_changed_ones_are_seen():
+    # The packed arguments are kept from tile to tile on a thread while the arrays are the
+    # same objects and the scalars the same bits: a new array, or a scalar that differs
+    # (even -0.0 from 0.0), must be seen.
+    i = var("i")
+    k = kernel("scale", "buffer<f32> x, buffer<f32> y, f32 a", [
+        assign("i", sp("global_id.x")),
+        store("y", i, c(1.0, "f32") / var("a", "f32") + load("x", i)),
+    ], locals="i32 i")
+    prepared = JitBackend().prepare(k)
+    launch = Launch((2, 1, 1), (4, 1, 1))
+    x, y, y2 = np.arange(8, dtype=np.float32), np.zeros(8, np.float32), np.zeros(8, np.float32)
+    for a in (2.0, 2.0, 4.0, 0.0, -0.0):
+        for first in (0, 1):
+            prepared.run_tile(Tile(first, launch, first, 1),
+                              {"x": x, "y": y, "a": np.float32(a)})
+        with np.errstate(divide="ignore"):
+            np.testing.assert_array_equal(y, np.float32(1.0) / np.float32(a) + x)
+    prepared.run_tile(Tile(0, launch, 0, 2), {"x": x * 2, "y": y2, "a": np.float32(1.0)})
+    np.testing.assert_array_equal(y2, 1.0 + x * 2)
