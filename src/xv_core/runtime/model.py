@@ -349,6 +349,7 @@ class FabricModel:
         self._routes: dict[tuple[str, str], tuple[Any, float, float]] = {}
         self._est: dict[int, float] = {}
         self._range_memo: IdentityLRU[tuple[Any, Any]] = IdentityLRU(4096)
+        self._access_memo: IdentityLRU[tuple[Any, Any]] = IdentityLRU(4096)
         self._page_tail: Activity | None = None  # the last paging move: the next waits
         self._uploads = 0
         self._steps: list[_Step] = []
@@ -655,15 +656,11 @@ class FabricModel:
         """Make a tile's pages resident in the modelled VRAM: the pager's moves, in placement
         order (pages only read, then pages it may write)."""
         pager = self._pager
-        by_buffer: dict[str, list[tuple[int, int]]] = {}
-        for name, a, b in writes:
-            by_buffer.setdefault(name, []).append((a, b))
-        accesses: list[tuple[str, Sequence[tuple[int, int]], bool]] = []
-        for name, a, b in reads:
-            only = subtract_ranges([(a, b)], by_buffer.get(name, ()))
-            if only:
-                accesses.append((name, only, False))
-        accesses.extend((name, ranges, True) for name, ranges in by_buffer.items())
+        # The same for every dispatch of a plan: remembered per ranges (the lists _ranges
+        # keeps per footprint).
+        kept = self._access_memo.get(reads, id(writes),
+                                     lambda: (writes, _pager_accesses(reads, writes)))
+        accesses = kept[1] if kept[0] is writes else _pager_accesses(reads, writes)
         # A tile whose pages are all resident moves nothing: the pager's fast path, when it
         # has one, does the same without pinning them.
         hit_tile = getattr(pager, "hit_tile", None)
@@ -876,6 +873,22 @@ def paging_links(config: Any, tiers: Sequence[tuple[str, str]]) -> list[Link]:
         out.append(Link(f"{PAGING_PREFIX}{name}", name, HOST,
                         PROFILES[profile or DEFAULT_TIER_PROFILE], None))
     return out
+
+
+def _pager_accesses(reads: Sequence[tuple[str, int, int]], writes: Sequence[tuple[str, int, int]]
+                    ) -> list[tuple[str, Sequence[tuple[int, int]], bool]]:
+    """A tile's accesses for the pager, in order: per buffer the pages it only reads, then per
+    buffer the pages it may write."""
+    by_buffer: dict[str, list[tuple[int, int]]] = {}
+    for name, a, b in writes:
+        by_buffer.setdefault(name, []).append((a, b))
+    accesses: list[tuple[str, Sequence[tuple[int, int]], bool]] = []
+    for name, a, b in reads:
+        only = subtract_ranges([(a, b)], by_buffer.get(name, ()))
+        if only:
+            accesses.append((name, only, False))
+    accesses.extend((name, ranges, True) for name, ranges in by_buffer.items())
+    return accesses
 
 
 def _level_node(level: str) -> str:
