@@ -107,10 +107,37 @@ def test_a_component_holds_tiles_beyond_its_workers_in_its_own_queue(queued):
             release.set()  # every tile the component may hold is handed over
         return pool.submit(work, tile)
 
-    runs = execute([(t, "cpu") for t in tiles], {"cpu": 2}, set(), submit, queued=queued)
+    runs = execute([(t, "cpu") for t in tiles], {"cpu": 2}, {"cpu"}, submit, queued=queued)
     pool.shutdown()
     assert [r.work.ops for r in runs] == list(range(8))
     assert most[0] == 2 * (1 + queued)
+
+
+def test_a_component_that_does_not_steal_holds_a_tile_per_worker_so_thieves_can_take_the_rest():
+    # A slow disk (one worker) and an idle CPU: the disk's second tile is not handed to it
+    # while its first runs, and the CPU steals it.
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(2)]
+    release = threading.Event()
+    held: dict[str, int] = {"disk": 0, "cpu": 0}
+    pools = {"disk": ThreadPoolExecutor(1), "cpu": ThreadPoolExecutor(1)}
+
+    def work(tile: Tile, comp: str) -> TileWork:
+        if comp == "disk":
+            assert release.wait(5)  # ends once the CPU has run the other tile
+        else:
+            release.set()
+        return TileWork()
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        held[comp] += 1
+        return pools[comp].submit(work, tile, comp)
+
+    runs = execute([(t, "disk") for t in tiles], {"disk": 1, "cpu": 1}, {"cpu"}, submit,
+                   queued=1)
+    for pool in pools.values():
+        pool.shutdown()
+    assert [(r.planned, r.component) for r in runs] == [("disk", "disk"), ("disk", "cpu")]
+    assert held == {"disk": 1, "cpu": 1}
 
 
 def test_a_tile_waiting_in_the_queue_is_timed_from_when_a_worker_takes_it():
@@ -118,7 +145,7 @@ def test_a_tile_waiting_in_the_queue_is_timed_from_when_a_worker_takes_it():
     # worker, which its wall time (a measured clock's compute time) leaves out.
     tiles = [Tile(i, LAUNCH, i, 1) for i in range(2)]
     with ThreadPoolExecutor(1) as pool:
-        runs = execute([(t, "cpu") for t in tiles], {"cpu": 1}, set(),
+        runs = execute([(t, "cpu") for t in tiles], {"cpu": 1}, {"cpu"},
                        lambda t, c: pool.submit(lambda: time.sleep(0.1) or TileWork()),
                        queued=1)
     assert [0.09 <= r.wall_s < 0.18 for r in runs] == [True, True], [r.wall_s for r in runs]
@@ -186,6 +213,6 @@ def test_idle_work_waits_until_every_worker_has_begun_its_tile():
         release.set()
         return False
 
-    execute([(t, "cpu") for t in tiles], {"cpu": 2}, set(), submit, idle, queued=1)
+    execute([(t, "cpu") for t in tiles], {"cpu": 2}, {"cpu"}, submit, idle, queued=1)
     pool.shutdown()
     assert seen == [[True, True]]

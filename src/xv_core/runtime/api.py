@@ -492,8 +492,8 @@ class Fabric:
         slots = {n: _workers(self.components[n]) for n in self.compute}
         paging = getattr(self.vram, "paging", False)
         # When the dispatch's buffers fit in VRAM together, the pages it touches are made
-        # resident (and pinned) once, for the whole dispatch, and a component holds a few
-        # tiles more than it has workers (scheduler.execute).  Otherwise each tile's pages
+        # resident (and pinned) once, for the whole dispatch, and a cpu component holds a
+        # few tiles more than it has workers (scheduler.execute).  Otherwise each tile's pages
         # are made resident as it is handed over and released as it ends, one tile per
         # worker is handed over (a held tile's pages are pinned, leaving less room to page
         # in), and the tile to be handed over next is prefetched meanwhile.

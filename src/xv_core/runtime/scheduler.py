@@ -96,9 +96,10 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     the last are placed).  ``slots`` gives each component's workers (tiles it runs at once),
     in fabric order; ``thieves`` the components that steal when their queue is empty (and
     the plan has no more for them); ``submit(tile, component)`` hands a tile to a component.
-    A component holds up to ``slots`` times ``1 + queued`` tiles at once: those beyond its
-    workers wait in its own queue (first in, first out, as a thread pool takes them), so a
-    worker goes from one tile to the next at once.  A tile's ``wall_s`` runs from when a
+    A component that steals holds up to ``slots`` times ``1 + queued`` tiles at once: those
+    beyond its workers wait in its own queue (first in, first out, as a thread pool takes
+    them), so a worker goes from one tile to the next at once.  Others hold one per worker:
+    the tiles they have not begun stay where an idle thief can take them.  A tile's ``wall_s`` runs from when a
     worker took it -- its hand-over, or the end of the tile whose worker took it next -- to
     its end, so that a measured clock does not count the wait in the queue.  Everything is
     decided on the calling thread, as completions arrive.  If tiles fail, no further tile is
@@ -158,6 +159,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     order = {name: i for i, name in enumerate(slots)}
     queues: dict[str, deque[Tile]] = {name: deque() for name in slots}
     planned: dict[int, str] = {}
+    capacity = {name: n * (1 + queued) if name in thieves else n for name, n in slots.items()}
 
     def read_one() -> str | None:
         """Queue the plan's next tile for its component (returned); None at the plan's end."""
@@ -193,7 +195,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
 
     def launch(comp: str) -> None:
         held = inflight[comp]
-        while not errors and len(held) < slots[comp] * (1 + queued):
+        while not errors and len(held) < capacity[comp]:
             tile = take(comp)
             if tile is None:
                 return
