@@ -216,3 +216,29 @@ def test_idle_work_waits_until_every_worker_has_begun_its_tile():
     execute([(t, "cpu") for t in tiles], {"cpu": 2}, {"cpu"}, submit, idle, queued=1)
     pool.shutdown()
     assert seen == [[True, True]]
+
+
+def test_tiles_a_component_runs_as_it_is_handed_them_mix_with_those_its_workers_run():
+    # A cpu component runs tiny tiles in submit() and returns them done; the others go to its
+    # workers.  Tiny tiles handed over while every worker is busy neither wait for a worker
+    # in the bookkeeping nor stand in for one.
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(8)]
+    pool = ThreadPoolExecutor(2)
+
+    def work(tile: Tile) -> TileWork:
+        time.sleep(0.02)
+        return TileWork(ops=tile.index)
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        if tile.index % 3 == 2:  # tiles 2 and 5: run here
+            fut: Future[TileWork] = Future()
+            fut.set_running_or_notify_cancel()
+            fut.set_result(TileWork(ops=tile.index))
+            return fut
+        return pool.submit(work, tile)
+
+    runs = execute([(t, "cpu") for t in tiles], {"cpu": 2}, {"cpu"}, submit, queued=1)
+    pool.shutdown()
+    assert [r.work.ops for r in runs] == list(range(8))
+    assert all(r.wall_s >= 0 for r in runs)
+    assert [r.wall_s < 0.015 for r in runs] == [i % 3 == 2 for i in range(8)]

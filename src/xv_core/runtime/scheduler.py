@@ -99,7 +99,8 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     A component that steals holds up to ``slots`` times ``1 + queued`` tiles at once: those
     beyond its workers wait in its own queue (first in, first out, as a thread pool takes
     them), so a worker goes from one tile to the next at once.  Others hold one per worker:
-    the tiles they have not begun stay where an idle thief can take them.  A tile's ``wall_s`` runs from when a
+    the tiles they have not begun stay where an idle thief can take them.  (A tile the
+    component ran in ``submit()``, returned done, took no worker.)  A tile's ``wall_s`` runs from when a
     worker took it -- its hand-over, or the end of the tile whose worker took it next -- to
     its end, so that a measured clock does not count the wait in the queue.  Everything is
     decided on the calling thread, as completions arrive.  If tiles fail, no further tile is
@@ -176,6 +177,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     inflight: dict[str, dict[int, Future[TileWork]]] = {name: {} for name in slots}
     waiting: dict[str, deque[tuple[int, float]]] = {name: deque() for name in slots}
     began: dict[int, float] = {}
+    ran_here: set[int] = set()  # tiles a component ran in submit() (done when handed back)
     runs: dict[int, TileRun] = {}
     errors: dict[int, BaseException] = {}
 
@@ -207,7 +209,10 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
                 errors[tile.index] = exc
                 return
             held[tile.index] = fut
-            if busy:
+            if fut.done():  # run on this thread (a tiny tile): no worker took it
+                began[tile.index] = handed
+                ran_here.add(tile.index)
+            elif busy:
                 waiting[comp].append((tile.index, handed))
             else:
                 began[tile.index] = handed
@@ -247,7 +252,8 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             item = done.get()
         tile, comp, ended, fut = item
         del inflight[comp][tile.index]
-        if waiting[comp]:  # the worker that ran this tile took the oldest waiting one
+        if tile.index not in ran_here and waiting[comp]:
+            # The worker that ran this tile took the oldest waiting one.
             index, handed = waiting[comp].popleft()
             began[index] = max(handed, ended)
         try:
