@@ -310,10 +310,9 @@ def test_group_ids_of_tiles_starting_anywhere_in_a_3d_grid(backend, tile_groups)
     np.testing.assert_array_equal(out, want)
 
 
-def test_tiles_with_the_same_arguments_reuse_them_and_changed_ones_are_seen():
-    # The packed arguments are kept from tile to tile on a thread while the arrays are the
-    # same objects and the scalars the same bits: a new array, or a scalar that differs
-    # (even -0.0 from 0.0), must be seen.
+def test_arguments_changed_between_tiles_are_seen():
+    # Tiles on one thread, one after another: a new array, or a scalar that differs (even
+    # -0.0 from 0.0), must be seen by the next tile.
     i = var("i")
     k = kernel("scale", "buffer<f32> x, buffer<f32> y, f32 a", [
         assign("i", sp("global_id.x")),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import math
 import threading
 import time
 import weakref
@@ -82,23 +81,6 @@ def _address(arr: np.ndarray) -> int:
     return addr
 
 
-_MISSING = object()
-
-
-def _same(a: Any, b: Any) -> bool:
-    """The same argument for the packed words: the same array, or a scalar of the same type
-    and bits (-0.0 is not 0.0; NaN is never the same)."""
-    if a is b:
-        return True
-    if type(a) is not type(b) or isinstance(a, np.ndarray):
-        return False
-    if isinstance(a, np.generic):
-        return bool(a == b) and a.tobytes() == b.tobytes()
-    if isinstance(a, float):
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    return bool(a == b)
-
-
 class _ThreadState:
     """Per thread: the argument words, the grid, the out slots and scratch memory, kept
     from tile to tile with their addresses."""
@@ -110,11 +92,6 @@ class _ThreadState:
         self.addresses = (_address(self.words), _address(self.grid), _address(self.out))
         self.scratch = np.empty(0, np.uint8)
         self.scratch_address = 0
-        #: The arguments ``words`` holds (the values, in parameter order) and their
-        #: Bindings: the next tile with the same arrays and equal scalars needs neither
-        #: checked nor packed again (a dispatch's tiles, a loop's dispatches).
-        self.bound: tuple[Any, ...] = ()
-        self.bind: Bindings | None = None
 
 
 class PreparedJitKernel:
@@ -214,15 +191,7 @@ class PreparedJitKernel:
     def run_tile(self, tile: Tile, args: Mapping[str, Any]) -> TileWork:
         if self._fallback is not None:
             return self._fallback.run_tile(tile, args)
-        state = self._state()
-        bound = state.bound
-        values = tuple(args.get(p.name, _MISSING) for p in self.kernel.params)
-        if len(values) == len(bound) and all(map(_same, values, bound)):
-            bind = state.bind
-            assert bind is not None
-        else:
-            bind = Bindings(self.kernel, args)
-            state.bound, state.bind = (), None  # the words no longer hold these arguments
+        bind = Bindings(self.kernel, args)
         launch = tile.launch
         items = tile.group_count * launch.group_items
         private: dict[str, np.ndarray] = {}
@@ -238,10 +207,8 @@ class PreparedJitKernel:
                     private[name] = np.full_like(target, info.max if merge == "min" else info.min)
         spec = Spec(launch.block, self.backend.checked, tuple(sorted(private)))
         compiled = self.compiled(spec)
-        if private or not state.bound:
-            self._pack(bind, args, private, state.words)
-            # Words with private copies' addresses are this tile's only.
-            state.bound, state.bind = ((), None) if private else (values, bind)
+        state = self._state()
+        self._pack(bind, args, private, state.words)
         state.grid[:] = launch.grid
         out = state.out
         out[:] = 0
