@@ -152,3 +152,24 @@ def test_a_dispatch_that_overflows_vram_leases_each_tiles_pages_while_it_runs(pa
                   for t in range(tiles) for name in ("x", "y"))
     assert sorted(calls) == want
     assert len(released) == 2 * tiles
+
+
+def test_whether_a_dispatch_fits_in_vram_counts_whole_pages(tmp_path, monkeypatch):
+    # Two buffers of 5 KiB: 10 KiB of data in a 12 KiB VRAM, but four 4 KiB pages (16 KiB)
+    # once pinned: the dispatch does not fit, and leases each tile's pages as it runs.
+    from xv_core.runtime import scheduler
+
+    monkeypatch.setattr(scheduler, "MIN_TILE_ITEMS", 256)
+    path = tmp_path / "small.yaml"
+    path.write_text("name: small\nvram: {capacity: 12KiB, page_size: 4KiB, paging: true}\n"
+                    "components: [{name: alu, kind: cpu, threads: 2}]\n")
+    with xv.open_fabric(path) as fabric:
+        n = 1280
+        x = fabric.buffer(np.arange(n, dtype=np.float32), name="x")
+        y = fabric.buffer(np.ones(n, np.float32), name="y")
+        calls, released = _spy_leases(fabric)
+        result = fabric.dispatch(fabric.kernel(SAXPY), global_size=n, block=256,
+                                 args={"a": 2.0, "x": x, "y": y})
+        np.testing.assert_array_equal(y.read(), np.float32(2.0) * np.arange(n) + 1)
+        assert len(result.tiles) == 5
+        assert len(calls) == 2 * 5 and len(released) == 2 * 5

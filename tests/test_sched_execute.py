@@ -242,3 +242,27 @@ def test_tiles_a_component_runs_as_it_is_handed_them_mix_with_those_its_workers_
     assert [r.work.ops for r in runs] == list(range(8))
     assert all(r.wall_s >= 0 for r in runs)
     assert [r.wall_s < 0.015 for r in runs] == [i % 3 == 2 for i in range(8)]
+
+
+def test_tiles_run_in_submit_do_not_count_as_busy_workers():
+    # Tiles 0 and 1 run in submit(); tiles 2 and 3 each find a free worker, whatever order
+    # they end in, and are timed from their own hand-over.
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(4)]
+    pool = ThreadPoolExecutor(2)
+
+    def work(tile: Tile) -> TileWork:
+        time.sleep(0.2 if tile.index == 2 else 0.05)
+        return TileWork(ops=tile.index)
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        if tile.index < 2:
+            fut: Future[TileWork] = Future()
+            fut.set_running_or_notify_cancel()
+            fut.set_result(TileWork(ops=tile.index))
+            return fut
+        return pool.submit(work, tile)
+
+    runs = execute([(t, "cpu") for t in tiles], {"cpu": 2}, {"cpu"}, submit, queued=1)
+    pool.shutdown()
+    assert [r.work.ops for r in runs] == [0, 1, 2, 3]
+    assert 0.18 <= runs[2].wall_s < 0.35 and 0.04 <= runs[3].wall_s < 0.15

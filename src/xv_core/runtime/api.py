@@ -497,8 +497,10 @@ class Fabric:
         # are made resident as it is handed over and released as it ends, one tile per
         # worker is handed over (a held tile's pages are pinned, leaving less room to page
         # in), and the tile to be handed over next is prefetched meanwhile.
-        fits = not paging or sum(
-            {d.name: d.nbytes for d in buffers.values()}.values()) <= self.vram.capacity
+        page = self.vram.page_size
+        fits = not paging or sum(  # in whole pages, as they are pinned
+            {d.name: -(-d.nbytes // page) * page for d in buffers.values()}.values()
+        ) <= self.vram.capacity
         queued = scheduler.QUEUED_PER_WORKER if fits else 0
         ahead = sum(slots.values()) if paging and not fits and len(tiles) > 1 else 0
         held: list[Any] | None = None

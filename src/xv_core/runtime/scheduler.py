@@ -129,6 +129,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             item = next(source, None)
         except BaseException as exc:  # raised once the tiles in flight are done
             idle_error.append(exc)
+            idle_over[0] = True
             item = None
         if item is None:
             read_all[0] = True
@@ -178,6 +179,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     waiting: dict[str, deque[tuple[int, float]]] = {name: deque() for name in slots}
     began: dict[int, float] = {}
     ran_here: set[int] = set()  # tiles a component ran in submit() (done when handed back)
+    here = {name: 0 for name in slots}  # of those, how many each component still holds
     runs: dict[int, TileRun] = {}
     errors: dict[int, BaseException] = {}
 
@@ -201,7 +203,9 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             tile = take(comp)
             if tile is None:
                 return
-            busy = len(held) >= slots[comp]
+            # Every worker busy: a tile of those held that is neither done in submit() nor
+            # waiting has one.
+            busy = len(held) - here[comp] >= slots[comp]
             handed = time.perf_counter()
             try:
                 fut = submit(tile, comp)
@@ -212,6 +216,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             if fut.done():  # run on this thread (a tiny tile): no worker took it
                 began[tile.index] = handed
                 ran_here.add(tile.index)
+                here[comp] += 1
             elif busy:
                 waiting[comp].append((tile.index, handed))
             else:
@@ -252,10 +257,19 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             item = done.get()
         tile, comp, ended, fut = item
         del inflight[comp][tile.index]
-        if tile.index not in ran_here and waiting[comp]:
-            # The worker that ran this tile took the oldest waiting one.
-            index, handed = waiting[comp].popleft()
-            began[index] = max(handed, ended)
+        if tile.index in ran_here:
+            here[comp] -= 1
+        else:
+            if tile.index not in began:
+                # Ended before any completion freed a worker for it (a component whose
+                # workers do not take tiles in order): timed from its hand-over.
+                entry = next(e for e in waiting[comp] if e[0] == tile.index)
+                waiting[comp].remove(entry)
+                began[tile.index] = entry[1]
+            elif waiting[comp]:
+                # The worker that ran this tile took the oldest waiting one.
+                index, handed = waiting[comp].popleft()
+                began[index] = max(handed, ended)
         try:
             work = fut.result()
         except BaseException as exc:  # kept; the first in tile order is raised
