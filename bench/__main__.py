@@ -272,9 +272,9 @@ def write_results(rows, opts, extras) -> None:
         "",
         f"Machine: {machine()}.",
         f"Date: {datetime.date.today().isoformat()}. Command: `python -m bench --runs {opts.runs}"
-        f"{' --quick' if opts.quick else ''}`. Medians of {opts.runs} runs after a warm-up, the rows "
-        "of a workload timed in turn (run 1 of each, then run 2, ...); every Xenovectra result "
-        "checked against the numpy reference.",
+        f"{' --quick' if opts.quick else ''}`. Medians of {opts.runs} runs after a warm-up, the "
+        "rows of a workload timed in turn (run 1 of each, then run 2, ...); every Xenovectra "
+        "result checked against the numpy reference.",
         "",
         "| workload | who | rate | unit | ratio to numba (or first peer) | check |",
         "| --- | --- | ---: | --- | ---: | --- |",

@@ -422,8 +422,8 @@ class Fabric:
         def make() -> _Plan:
             tiles = make_tiles(launch, self.model.lanes)
             footprints = tile_footprints(kernel, tiles, scalars, infos, self.vram.page_size)
-            leases = [[(param, subtract_ranges(fp.reads, fp.writes), fp.writes)
-                       for param, fp in footprint.buffers.items() if fp.reads or fp.writes]
+            leases = [_leases((param, fp.reads, fp.writes)
+                              for param, fp in footprint.buffers.items())
                       for footprint in footprints]
             reads: dict[str, list[tuple[int, int]]] = {}
             writes: dict[str, list[tuple[int, int]]] = {}
@@ -431,9 +431,7 @@ class Fabric:
                 for param, fp in footprint.buffers.items():
                     reads.setdefault(param, []).extend(fp.reads)
                     writes.setdefault(param, []).extend(fp.writes)
-            whole = [(param, subtract_ranges(reads[param], writes[param]),
-                      merge_ranges(writes[param])) for param in reads
-                     if reads[param] or writes[param]]
+            whole = _leases((param, reads[param], writes[param]) for param in reads)
             return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
                          leases, whole)
         # The tiling knobs are read when tiles are cut (tests lower MIN_TILE_ITEMS).
@@ -628,6 +626,15 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, (tuple, list)) and all(type(v) is int for v in value):
         return ("seq", tuple(value))
     raise TypeError("not a plain geometry")
+
+
+def _leases(pages: Iterable[tuple[str, Sequence[tuple[int, int]], Sequence[tuple[int, int]]]]
+            ) -> list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]:
+    """Per buffer parameter ``(param, pages read, pages written)``: the pages only read and
+    the pages written, each made resident once (a page both read and written is one access,
+    and dirty); parameters that touch nothing are left out."""
+    return [(param, subtract_ranges(reads, writes), merge_ranges(writes))
+            for param, reads, writes in pages if reads or writes]
 
 
 def _workers(component: Component) -> int:

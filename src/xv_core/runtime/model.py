@@ -298,6 +298,8 @@ class Placed:
     reads: list[tuple[str, int, int]]  # (buffer, first page, stop page)
     writes: list[tuple[str, int, int]]
     estimate: TileWork
+    #: What the pager is asked for, in order: (buffer, page ranges, write).
+    accesses: list[tuple[str, Sequence[tuple[int, int]], bool]]
     compute: Activity | None = None
     paging: list[Any] | None = None  # the pager's moves for this tile, in order (page())
 
@@ -348,8 +350,7 @@ class FabricModel:
         self._tail: dict[tuple[str, str], Activity] = {}
         self._routes: dict[tuple[str, str], tuple[Any, float, float]] = {}
         self._est: dict[int, float] = {}
-        self._range_memo: IdentityLRU[tuple[Any, Any]] = IdentityLRU(4096)
-        self._access_memo: IdentityLRU[tuple[Any, Any]] = IdentityLRU(4096)
+        self._range_memo: IdentityLRU[tuple[Any, Any, Any]] = IdentityLRU(4096)
         self._page_tail: Activity | None = None  # the last paging move: the next waits
         self._uploads = 0
         self._steps: list[_Step] = []
@@ -438,7 +439,7 @@ class FabricModel:
         """Place the next tile of the dispatch :meth:`begin` began (see :meth:`place`).  Every
         tile of a dispatch is placed before it is finished (:meth:`finish`)."""
         record = self._steps[-1]
-        reads, writes = self._ranges(footprint, buffers)
+        reads, writes, accesses = self._ranges(footprint, buffers)
         # What any placement waits for: the writers of what the tile reads (they made the
         # copies it fetches), the readers and writers of what it overwrites.
         depends: dict[int, Activity] = {}
@@ -476,23 +477,25 @@ class FabricModel:
             after[id(act)] = act
         heapq.heapreplace(self._lanes[cand.component], cand.finish_s)
         placed = Placed(tile, cand.component, cand, list(after.values()), waits, reads,
-                        writes, estimate)
+                        writes, estimate, accesses)
         record.tiles.append(placed)
         return placed
 
-    def _ranges(self, footprint: TileFootprint, buffers: Mapping[str, str]
-                ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    def _ranges(self, footprint: TileFootprint,
+                buffers: Mapping[str, str]) -> tuple[Any, Any, Any]:
         """A tile's page ranges read and written, by buffer name (a buffer passed as two
-        arguments is still read, or written, once per page); remembered per footprint (the
-        runtime keeps a plan's footprints) and argument buffers."""
-        def make() -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+        arguments is still read, or written, once per page), and its accesses for the pager;
+        remembered per footprint (the runtime keeps a plan's footprints) and argument
+        buffers."""
+        def make() -> tuple[Any, Any, Any]:
             read_ranges: list[tuple[str, int, int]] = []
             write_ranges: list[tuple[str, int, int]] = []
             for param, fp in footprint.buffers.items():
                 name = buffers[param]
                 read_ranges.extend((name, a, b) for a, b in fp.reads)
                 write_ranges.extend((name, a, b) for a, b in fp.writes)
-            return _union(read_ranges), _union(write_ranges)
+            reads, writes = _union(read_ranges), _union(write_ranges)
+            return reads, writes, _pager_accesses(reads, writes)
 
         return self._range_memo.get(footprint, tuple(buffers.items()), make)
 
@@ -641,7 +644,7 @@ class FabricModel:
         :meth:`finish` -- for instance while the tiles run (:meth:`finish` does it for the
         tiles not paged yet).  Without a pager it does nothing."""
         if self._pager is not None and placed.paging is None:
-            placed.paging = self._page_moves(placed.reads, placed.writes)
+            placed.paging = self._page_moves(placed.accesses)
 
     def _host_paging(self, moves: Sequence[Any]) -> None:
         """The pager's moves around a host write: the upload itself (from ``host``) is not on
@@ -651,16 +654,11 @@ class FabricModel:
             self._uploads += 1
             self._page_in(f"h{self._uploads}", kept, {})
 
-    def _page_moves(self, reads: Sequence[tuple[str, int, int]],
-                    writes: Sequence[tuple[str, int, int]]) -> list[Any]:
+    def _page_moves(self, accesses: Sequence[tuple[str, Sequence[tuple[int, int]], bool]]
+                    ) -> list[Any]:
         """Make a tile's pages resident in the modelled VRAM: the pager's moves, in placement
         order (pages only read, then pages it may write)."""
         pager = self._pager
-        # The same for every dispatch of a plan: remembered per ranges (the lists _ranges
-        # keeps per footprint).
-        kept = self._access_memo.get(reads, id(writes),
-                                     lambda: (writes, _pager_accesses(reads, writes)))
-        accesses = kept[1] if kept[0] is writes else _pager_accesses(reads, writes)
         # A tile whose pages are all resident moves nothing: the pager's fast path, when it
         # has one, does the same without pinning them.
         hit_tile = getattr(pager, "hit_tile", None)

@@ -100,12 +100,12 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     beyond its workers wait in its own queue (first in, first out, as a thread pool takes
     them), so a worker goes from one tile to the next at once.  Others hold one per worker:
     the tiles they have not begun stay where an idle thief can take them.  (A tile the
-    component ran in ``submit()``, returned done, took no worker.)  A tile's ``wall_s`` runs from when a
-    worker took it -- its hand-over, or the end of the tile whose worker took it next -- to
-    its end, so that a measured clock does not count the wait in the queue.  Everything is
-    decided on the calling thread, as completions arrive.  If tiles fail, no further tile is
-    started, those in flight are waited for, and the error of the first failed tile (in tile
-    order) is raised.
+    component ran in ``submit()``, returned done, took no worker.)  A tile's ``wall_s`` runs
+    from when a worker took it -- its hand-over, or the end of the tile whose worker took it
+    next -- to its end, so that a measured clock does not count the wait in the queue.
+    Everything is decided on the calling thread, as completions arrive.  If tiles fail, no
+    further tile is started, those in flight are waited for, and the error of the first
+    failed tile (in tile order) is raised.
 
     ``idle()``, when given, is called while tiles run, no completion is waiting and the plan
     has been read to its end: it does a little of the caller's own work (the model's, which
@@ -299,5 +299,4 @@ def _wait(fut: Future[TileWork]) -> None:
 
 
 __all__ = ["MIN_TILE_ITEMS", "QUEUED_PER_WORKER", "TILES_PER_WORKER", "TileRun", "execute",
-           "make_tiles",
-           "place_round_robin"]
+           "make_tiles", "place_round_robin"]
