@@ -329,3 +329,139 @@ def test_arguments_changed_between_tiles_are_seen():
             np.testing.assert_array_equal(y, np.float32(1.0) / np.float32(a) + x)
     prepared.run_tile(Tile(0, launch, 0, 2), {"x": x * 2, "y": y2, "a": np.float32(1.0)})
     np.testing.assert_array_equal(y2, 1.0 + x * 2)
+
+
+def _spans(k, block, checked=True):
+    from xv_cpu.jit.codegen import Codegen
+
+    return Codegen(k, plan_kernel(k), Spec(block, checked), "xv_tile_0")._span_groups()
+
+
+def test_which_kernels_run_groups_as_spans():
+    i = var("i")
+    saxpy = kernel("saxpy", "buffer<f32> x, buffer<f32> y", [
+        assign("i", sp("global_id.x")),
+        if_(i.lt(length("x")), [store("y", i, load("x", i) * 2.0 + load("y", i))]),
+    ], locals="i32 i")
+    assert _spans(saxpy, (256, 1, 1)) == 16  # 4096 items along x
+    assert _spans(saxpy, (64, 1, 1)) == 64
+    assert _spans(saxpy, (4096, 1, 1)) == 1  # one group is as wide as a span
+    # Items that tell the groups of a row apart, or share memory, or meet at barriers: no.
+    for what in ("local_id.x", "group_id.x"):
+        k = kernel("k", "buffer<i32> out", [store("out", sp("global_id.x"), sp(what))])
+        assert _spans(k, (8, 1, 1)) == 0
+    k = kernel("k", "buffer<i32> out", [store("out", sp("global_id.x"), sp("group_id.y"))])
+    assert _spans(k, (8, 1, 1)) == 512
+    assert _spans(block_sum_kernel(), (256, 1, 1)) == 0
+    # 2-D blocks: only when no check is left in the fast copy (a failing item is found in
+    # group order): gauss5's accesses are all proven per span, a data-dependent index is not.
+    from pathlib import Path
+
+    from xv_dsl import compile_file
+
+    examples = Path(__file__).resolve().parents[3] / "examples" / "kernels"
+    for name in ("gauss5", "mandelbrot"):
+        assert _spans(compile_file(examples / f"{name}.xvk").kernels[0], (16, 16, 1)) == 256
+    # (the select-based clamps of this one are not proven in range: their loads keep checks)
+    assert _spans(gauss5_kernel(), (16, 16, 1)) == 0
+    gather = kernel("gather", "buffer<i32> idx, buffer<f32> x, buffer<f32> y", [
+        assign("i", sp("global_id.y") * 8 + sp("global_id.x")),
+        store("y", var("i"), load("x", load("idx", var("i"), "i32"))),
+    ], locals="i32 i")
+    assert _spans(gather, (4, 4, 1)) == 0
+    assert _spans(gather, (4, 4, 1), checked=False) == 1024
+    assert _spans(gather, (16, 1, 1)) == 256
+    # The row's work counts must fit the 32-bit per-item counters: a long unrolled chain
+    # inside a loop of 1000 iterations allows shorter spans.
+    chain = var("acc", "f32")
+    for _ in range(20):
+        chain = chain * 1.5 + 0.25
+    heavy = kernel("heavy", "buffer<f32> y", [
+        assign("acc", c(0.0, "f32")),
+        *for_("L", "k", 0, 1000, [assign("acc", chain)]),
+        store("y", sp("global_id.x"), var("acc", "f32")),
+    ], locals="f32 acc, i32 k")
+    assert 0 < _spans(heavy, (8, 1, 1)) * 8 < 4096
+
+
+@pytest.mark.parametrize("tile_groups", [None, 1, 3, 7, 40])
+@pytest.mark.parametrize("grid, block, n", [
+    ((40,), (8,), 317),  # 1-D, the last groups partly or wholly past the data
+    ((5, 3), (8, 1), 100),  # 1-D blocks in a 2-D grid: spans stop at the end of each row
+    ((6, 4), (4, 4), 24 * 16),
+])
+def test_spans_give_the_results_and_counted_work_of_interp(grid, block, n, tile_groups):
+    # Global ids (the x one from a span's first group and the item's place in the span),
+    # the guard against the data's end, a short loop, and the work counted: as on interp,
+    # whichever way the tiles cut the rows.
+    gx, gy = var("gx"), var("gy")
+    k = kernel("ids", "buffer<i32> out, buffer<f32> x, buffer<f32> y", [
+        assign("gx", sp("global_id.x")),
+        assign("gy", sp("global_id.y")),
+        assign("i", gy * (sp("num_groups.x") * sp("group_size.x")) + gx),
+        if_(var("i").lt(length("x")), [
+            store("out", var("i"), gx * 1000 + gy * 10 + sp("local_id.y")),
+            assign("acc", load("x", var("i"))),
+            *for_("L", "k", 0, 3, [assign("acc", var("acc", "f32") * 0.5 + 1.0)]),
+            store("y", var("i"), var("acc", "f32")),
+        ]),
+    ], locals="i32 gx, i32 gy, i32 i, f32 acc, i32 k")
+    assert _spans(k, tuple(block) + (1,) * (3 - len(block))) > 1
+    works, outs = [], []
+    for backend in (InterpBackend(), JitBackend(), UncheckedJitBackend()):
+        args = {"out": np.full(n, -1, np.int32),
+                "x": np.random.default_rng(3).random(n, dtype=np.float32),
+                "y": np.zeros(n, np.float32)}
+        works.append(run(k, args, grid=grid, block=block, backend=backend,
+                         tile_groups=tile_groups))
+        outs.append(args)
+    assert works[1] == works[0] and works[2] == works[0]
+    for got in outs[1:]:
+        for name in ("out", "y"):
+            np.testing.assert_array_equal(got[name], outs[0][name])
+    assert (outs[0]["out"] >= 0).all()
+
+
+def test_a_failing_item_in_a_span_is_the_one_found_without_spans():
+    # Two items index out of bounds, in groups 1 and 3 of a 1-D span: the error names the
+    # first in group order, as interp does, and says where.
+    from xv_core.errors import KernelRuntimeError
+
+    i = var("i")
+    k = kernel("gather", "buffer<i32> idx, buffer<f32> x, buffer<f32> y", [
+        assign("i", sp("global_id.x")),
+        store("y", i, load("x", load("idx", i, "i32"), line=7)),
+    ], locals="i32 i")
+    assert _spans(k, (8, 1, 1)) > 1
+    messages = []
+    for backend in (InterpBackend(), JitBackend()):
+        idx = np.arange(64, dtype=np.int32)
+        idx[[13, 30]] = [64, -1]
+        args = {"idx": idx, "x": np.zeros(64, np.float32), "y": np.zeros(64, np.float32)}
+        with pytest.raises(KernelRuntimeError) as err:
+            run(k, args, grid=8, block=8, backend=backend)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "x[64]" in messages[1] and "global_id=(13, 0, 0)" in messages[1]
+    assert ":7" in messages[1]
+
+
+def test_an_access_past_the_data_late_in_a_span_is_caught():
+    # The span's one bounds test covers all its groups: item 60 of 64, in the span's last
+    # group, writes past the end.
+    from xv_core.errors import KernelRuntimeError
+
+    i = var("i")
+    k = kernel("copy", "buffer<f32> x, buffer<f32> y", [
+        assign("i", sp("global_id.x")),
+        store("y", i, load("x", i), line=4),
+    ], locals="i32 i")
+    assert _spans(k, (8, 1, 1)) > 1
+    messages = []
+    for backend in (InterpBackend(), JitBackend()):
+        args = {"x": np.arange(64, dtype=np.float32), "y": np.zeros(60, np.float32)}
+        with pytest.raises(KernelRuntimeError) as err:
+            run(k, args, grid=8, block=8, backend=backend)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "y[60]" in messages[1] and "global_id=(60, 0, 0)" in messages[1]

@@ -63,6 +63,7 @@ _INTRINSIC = {Op.FLOOR: "llvm.floor", Op.CEIL: "llvm.ceil", Op.TRUNC: "llvm.trun
               Op.SIN: "llvm.sin", Op.COS: "llvm.cos"}
 _ICMP = {Op.EQ: "==", Op.NE: "!=", Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 _ALU = UNARY | BINARY | COMPARE | {Op.CAST}
+_ACCESSES = {Op.LOAD, Op.STORE, Op.ILOAD, Op.ISTORE, Op.ALOAD, Op.ASTORE, Op.ATOMIC}
 
 
 @attrs.frozen
@@ -107,6 +108,9 @@ KEEP_ROLLED = True
 #: streams memory waiting on one load at a time (saxpy ran at 0.71x a plain numba loop on
 #: one thread; with 4, 0.93x; the ALU chain 0.83x -> 1.15x of numba on two).
 INTERLEAVE = 4
+#: A *span* runs this many work items along x at most (several workgroups of one row of the
+#: grid as one loop nest; see :meth:`Codegen._span_groups`).
+SPAN_X_ITEMS = 4096
 
 
 def _loop_ids(text: str) -> str:
@@ -144,9 +148,14 @@ class Codegen:
         self.plan = plan
         self.spec = spec
         self.decls: dict[str, Decl] = {d.name: d for d in kernel.all_decls()}
+        self.scalars = {p.name for p in kernel.params if p.type.is_scalar}
         self.file = kernel.source or f"<kernel {kernel.name}>"
         self.line = 0
         self.items = math.prod(spec.block)
+        # The x extent of the item loops: the block's, or in a span (several groups along x
+        # run as one loop nest, see _span_groups) n groups' worth, and n (i64 values).
+        self.xext: int | ir.Value = spec.block[0]
+        self.span_n: ir.Value | None = None
         self.module = ir.Module(name="xv")
         self.fn = ir.Function(self.module, FUNCTION, name=symbol)
         self.symbol = symbol
@@ -375,12 +384,134 @@ class Codegen:
             else:
                 self.skeleton(self.kernel.body)
 
-        self.counted_loop(count, group)
+        span = self._span_groups()
+        if span > 1:
+            self._span_loop(first, count, gx64, gy64, span)
+        else:
+            self.counted_loop(count, group)
         for k in range(3):
             b.store(b.load(self.counters[k]), b.gep(out, [ir.Constant(I64, k)]))
         b.ret(ir.Constant(I32, 0))
         meta = KernelMeta(self.symbol, self.scratch_bytes, tuple(self.sites))
         return _loop_ids(str(self.module)), meta
+
+    def _span_groups(self) -> int:
+        """How many workgroups of a row of the grid may run as one *span*, or 0.
+
+        A kernel without barriers or shared arrays that never asks for ``local_id.x`` or
+        ``group_id.x`` cannot tell consecutive groups of a row apart from one group n times
+        as wide: its items are independent and see only global ids.  Such groups run as one
+        loop nest whose x loop covers all n groups (one row of n * block.x items), with one
+        test of the region's facts (bounds and the like) for the span instead of one per
+        group: a memory-bound kernel (saxpy's 256-item groups) streams without stopping at
+        every group, and a blur's rows vectorise over the span's width.  Capped so that an
+        item row's work counts fit the 32-bit per-item counters (:meth:`_item_count_bound`)."""
+        if self.plan.mode != "single" or any(d.space == SHARED for d in self.kernel.decls):
+            return 0
+        for n in walk(self.kernel.body):
+            if n.op is Op.SPECIAL and n.arg in ("local_id.x", "group_id.x"):
+                return 0
+        body = list(self.kernel.body.args)
+        _, by, bz = self.spec.block
+        if by * bz > 1 and not self._never_fails(body):
+            # A span runs its items row by row across its groups, not group by group: a
+            # failing item must not be found in another order than without spans.
+            return 0
+        per_item = self._item_count_bound(body)
+        row = min(SPAN_X_ITEMS, ((1 << 31) - 1) // max(1, per_item))
+        return row // self.spec.block[0]
+
+    def _never_fails(self, stmts: list[Node]) -> bool:
+        """Whether the fast copy of a region of ``stmts`` has no check left that could fail:
+        no integer division, and (when checked) every access among those proven once per
+        group or span (:meth:`_provable`)."""
+        proven = {id(n) for n, _ in self._provable(stmts)} if self.spec.checked else set()
+        for s in stmts:
+            for n in walk(s):
+                if n.op in (Op.DIV, Op.MOD) and n.type.is_int:
+                    return False
+                if self.spec.checked and n.op in _ACCESSES and id(n) not in proven:
+                    return False
+        return True
+
+    def _item_count_bound(self, stmts: list[Node]) -> int:
+        """An upper bound on what one work item adds to a 32-bit counter before the row's
+        flush: every node counted at most 16 (bytes of a vec4 access) plus 1 (an operation),
+        times the iterations of the short loops around it; loops that may run long count
+        in 64 bits (see :meth:`count`)."""
+        total = 0
+        before = None
+        for s in stmts:
+            if s.op is Op.LOOP:
+                trips = self._trips(s, before)
+                if trips is not None:
+                    total += trips * 17 * sum(1 for _ in walk(s))
+            elif s.op is Op.BLOCK:
+                total += self._item_count_bound(list(s.args))
+            elif s.op is Op.IF:
+                total += (17 * sum(1 for _ in walk(s.args[0]))
+                          + self._item_count_bound(list(s.args[1].args))
+                          + self._item_count_bound(list(s.args[2].args)))
+            else:
+                total += 17 * sum(1 for _ in walk(s))
+            before = s
+        return total
+
+    def _span_loop(self, first: ir.Value, count: ir.Value, gx: ir.Value, gy: ir.Value,
+                   span: int) -> None:
+        """The tile's groups as spans: runs of at most ``span`` consecutive groups of one row
+        of the grid, each run as one group ``span_n`` times as wide (see _span_groups)."""
+        b = self.b
+        zero = ir.Constant(I64, 0)
+        pre = b.block
+        head, done = self.new_block(), self.new_block()
+        b.cbranch(b.icmp_signed(">", count, zero), head, done)
+        b.position_at_end(head)
+        g = b.phi(I64)
+        g.add_incoming(zero, pre)
+        lin = b.add(first, g)
+        x = b.urem(lin, gx)
+        rest = b.udiv(lin, gx)
+        y = b.urem(rest, gy)
+        z = b.udiv(rest, gy)
+
+        def smaller(p: ir.Value, q: ir.Value) -> ir.Value:
+            return b.select(b.icmp_signed("<", p, q), p, q)
+
+        one = ir.Constant(I64, 1)
+        n = smaller(smaller(b.sub(count, g), b.sub(gx, x)), ir.Constant(I64, span))
+        # The first and the last group of a row run alone: the items near the grid's edges
+        # are those whose facts fail (a blur's clamps at the image border, a guard against
+        # the data's end), and a span whose facts fail runs group by group.
+        inner = b.sub(b.sub(gx, x), one)
+        n = smaller(n, b.select(b.icmp_signed("<", inner, one), one, inner))
+        n = b.select(b.icmp_unsigned("==", x, ir.Constant(I64, 0)), one, n)
+        self.group = [b.trunc(v, I32) for v in (x, y, z)]
+        self.span_n = n
+        self.xext = b.mul(n, ir.Constant(I64, self.spec.block[0]))
+        self._group_start()
+        self.region(Region(list(self.kernel.body.args)), single=True)
+        self.span_n, self.xext = None, self.spec.block[0]
+        nxt = b.add(g, n)
+        g.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, count), head, done)
+        b.position_at_end(done)
+
+    def _per_group(self, items: Callable[[], None]) -> None:
+        """Emit ``items`` for each group of the current span in turn (a span whose facts do
+        not all hold: the checks then find a failing item in group order, as without
+        spans)."""
+        b = self.b
+        group, xext, n = self.group, self.xext, self.span_n
+        assert n is not None
+
+        def one(j: ir.Value) -> None:
+            self.group = [b.add(group[0], b.trunc(j, I32)), group[1], group[2]]
+            self.xext, self.span_n = self.spec.block[0], None
+            items()
+
+        self.counted_loop(n, one)
+        self.group, self.xext, self.span_n = group, xext, n
 
     def _unpack(self, args_p: ir.Value) -> None:
         b = self.b
@@ -518,7 +649,12 @@ class Codegen:
     # the skeleton (convergent mode): runs once per group
     # ------------------------------------------------------------------------------
     def live(self) -> ir.Value:
-        return self.b.sub(ir.Constant(I64, self.items), self.b.load(self.ndone))
+        if isinstance(self.xext, int):
+            items: ir.Value = ir.Constant(I64, self.items)
+        else:
+            _, by, bz = self.spec.block
+            items = self.b.mul(self.xext, ir.Constant(I64, by * bz))
+        return self.b.sub(items, self.b.load(self.ndone))
 
     def group_expr(self, node: Node) -> ir.Value:
         """A uniform expression evaluated once for the group; counted once per live item."""
@@ -594,8 +730,8 @@ class Codegen:
         b = self.b
 
         def item(lx: ir.Value, ly: ir.Value, lz: ir.Value) -> None:
-            wi = b.add(lx, b.mul(ir.Constant(I64, bx),
-                                 b.add(ly, b.mul(ir.Constant(I64, by), lz))))
+            xext = self.xext if isinstance(self.xext, ir.Value) else ir.Constant(I64, bx)
+            wi = b.add(lx, b.mul(xext, b.add(ly, b.mul(ir.Constant(I64, by), lz))))
             nxt = self.new_block()
             ret = self.new_block()
             if self.done is not None:
@@ -631,20 +767,20 @@ class Codegen:
             self.item = None
 
         body: list[Node] = list(region.stmts)
-        x_range = None
+        x_bound = None
         guard = self._x_guard(body)
         if guard is not None:
             # ``if (local_id.x < n) {...}`` as the whole region: the x loop runs over the
             # items that pass the test only (tree reductions, ``if (lid == 0)``).  The test
             # is still counted once per live item, as interp evaluates it.
-            x_range = self._x_range(guard[0], guard[1], guard[2], guard[4])
+            x_bound = self._x_bound(guard[0], guard[1], guard[2], guard[4])
             body = [guard[3]]
 
         def x_loop(ly: ir.Value, lz: ir.Value) -> None:
-            if x_range is None:
-                self.counted_loop(bx, lambda lx: item(lx, ly, lz), keep_rolled=True)
+            if x_bound is None:
+                self.counted_loop(self.xext, lambda lx: item(lx, ly, lz), keep_rolled=True)
             else:
-                lo, hi = x_range
+                lo, hi = self._x_window(*x_bound)
                 self.counted_loop(b.sub(hi, lo), lambda i: item(b.add(lo, i), ly, lz),
                                   keep_rolled=True)
             self.flush()
@@ -658,22 +794,33 @@ class Codegen:
         if not (provable or clamps or guards):
             items()
             return
-        # Two versions of the item loop: without the checks of the accesses whose indices
-        # are affine in the work item, when one test per group proves every item's index
-        # in range, and with every check otherwise (where the failing item is found).
-        fast, slow, merge = self.new_block(), self.new_block(), self.new_block()
-        b.cbranch(self._in_bounds(provable + clamps + guards), fast, slow)
-        b.position_at_end(fast)
-        self.proven = {id(node) for node, _ in provable}
-        self.identity = {id(node) for node, _ in clamps}
-        self.never = {id(node) for node, _ in guards}
-        items()
-        self.proven, self.identity, self.never = set(), set(), set()
-        b.branch(merge)
-        b.position_at_end(slow)
-        items()
-        b.branch(merge)
-        b.position_at_end(merge)
+        facts = provable + clamps + guards
+
+        def checked_items() -> None:
+            # Two versions of the item loop: without the checks of the accesses whose
+            # indices are affine in the work item, when one test per group proves every
+            # item's index in range, and with every check otherwise (where the failing item
+            # is found).  A span whose test fails runs group by group, each group with its
+            # own test (a blur's spans that hold the image's border: only the border groups
+            # take the checked version).
+            fast, slow, merge = self.new_block(), self.new_block(), self.new_block()
+            b.cbranch(self._in_bounds(facts), fast, slow)
+            b.position_at_end(fast)
+            self.proven = {id(node) for node, _ in provable}
+            self.identity = {id(node) for node, _ in clamps}
+            self.never = {id(node) for node, _ in guards}
+            items()
+            self.proven, self.identity, self.never = set(), set(), set()
+            b.branch(merge)
+            b.position_at_end(slow)
+            if self.span_n is None:
+                items()
+            else:
+                self._per_group(checked_items)
+            b.branch(merge)
+            b.position_at_end(merge)
+
+        checked_items()
 
     def _x_offset(self, node: Node) -> Node | None:
         """``node`` as local_id.x + c for a group value c: c as a node (CONST 0 for the
@@ -684,7 +831,7 @@ class Codegen:
         if node.op is Op.SPECIAL and node.arg == "local_id.x":
             return Node.const(0, node.type)
         if node.op is Op.SPECIAL and node.arg == "global_id.x":
-            return node  # the base is computed from the group id (see _x_range)
+            return node  # the base is computed from the group id (see _x_window)
         return None
 
     def _x_guard(self, stmts: list[Node]) -> tuple[Op, Node, bool, Node, Node] | None:
@@ -706,19 +853,27 @@ class Codegen:
                 return cond.op, cond.args[1 - k], k == 0, stmts[0].args[1], offset
         return None
 
-    def _x_range(self, op: Op, bound_node: Node, x_left: bool,
-                 offset: Node) -> tuple[ir.Value, ir.Value]:
-        b = self.b
-        u = b.sext(self.group_expr(bound_node), I64)
-        if offset.op is Op.SPECIAL:  # global_id.x = group_id.x * block.x + local_id.x
-            base = b.mul(b.sext(self.group[0], I64), ir.Constant(I64, self.spec.block[0]))
-            u = b.sub(u, base)
+    def _x_bound(self, op: Op, bound_node: Node, x_left: bool,
+                 offset: Node) -> tuple[Op, ir.Value, bool]:
+        """The guard's bound, evaluated (and the test counted) once per group or span:
+        (comparison with x on the left, bound, whether x is the global id)."""
+        u = self.b.sext(self.group_expr(bound_node), I64)
         saved, self.mult = self.mult, self.live()
         self.count(OUT_OPS, 1)  # the comparison, once per live item
         self.mult = saved
         if not x_left:  # u < x is x > u, and so on
             op = {Op.LT: Op.GT, Op.LE: Op.GE, Op.GT: Op.LT, Op.GE: Op.LE}.get(op, op)
-        one, n = ir.Constant(I64, 1), ir.Constant(I64, self.spec.block[0])
+        return op, u, offset.op is Op.SPECIAL
+
+    def _x_window(self, op: Op, u: ir.Value, global_x: bool) -> tuple[ir.Value, ir.Value]:
+        """The local x range [lo, hi) of the items of the current group (or span) that pass
+        the guard (see _x_bound)."""
+        b = self.b
+        if global_x:  # global_id.x = group_id.x * block.x + local_id.x
+            base = b.mul(b.sext(self.group[0], I64), ir.Constant(I64, self.spec.block[0]))
+            u = b.sub(u, base)
+        one = ir.Constant(I64, 1)
+        n = self.xext if isinstance(self.xext, ir.Value) else ir.Constant(I64, self.xext)
         zero = ir.Constant(I64, 0)
         lo, hi = {Op.LT: (zero, u), Op.LE: (zero, b.add(u, one)), Op.EQ: (u, b.add(u, one)),
                   Op.GE: (u, n), Op.GT: (b.add(u, one), n)}[op]
@@ -844,9 +999,8 @@ class Codegen:
             x, y = self._affine(node.args[0]), self._affine(node.args[1])
             if x is None or y is None:
                 return None
-            combine = self.b.add if op is Op.ADD else self.b.sub
-
             def add() -> Any:
+                combine = self.b.add if op is Op.ADD else self.b.sub
                 (bx, cx, ex), (by, cy, ey) = x(), y()
                 ey = ey if op is Op.ADD else [(self.b.sub(zero, q), lo, hi) for q, lo, hi in ey]
                 return combine(bx, by), [combine(p, q) for p, q in zip(cx, cy)], ex + ey
@@ -886,10 +1040,18 @@ class Codegen:
         zero = ir.Constant(I128, 0)
         base, coeffs, extra = form()
         lo = hi = base
-        terms = [(q, 0, self.spec.block[a] - 1) for a, q in enumerate(coeffs)] + extra
+        last_x: int | ir.Value = self.spec.block[0] - 1
+        if isinstance(self.xext, ir.Value):  # a span: n groups along x
+            last_x = b.sext(b.sub(self.xext, ir.Constant(I64, 1)), I128)
+        terms = ([(coeffs[0], 0, last_x)]
+                 + [(q, 0, self.spec.block[a] - 1) for a, q in enumerate(coeffs) if a]
+                 + extra)
         for q, t_lo, t_hi in terms:
             p = b.mul(q, ir.Constant(I128, t_lo)) if t_lo else zero
-            r = b.mul(q, ir.Constant(I128, t_hi)) if t_hi else zero
+            if isinstance(t_hi, ir.Value):
+                r = b.mul(q, t_hi)
+            else:
+                r = b.mul(q, ir.Constant(I128, t_hi)) if t_hi else zero
             less = b.icmp_signed("<", p, r)
             lo = b.add(lo, b.select(less, p, r))
             hi = b.add(hi, b.select(less, r, p))
@@ -934,7 +1096,7 @@ class Codegen:
                 return False
             if op in (Op.DIV, Op.MOD) and n.type.is_int:
                 return False
-            if op is Op.VAR and n.arg not in self.params and n.arg not in self.plan.group_vars:
+            if op is Op.VAR and n.arg not in self.scalars and n.arg not in self.plan.group_vars:
                 return False
             if op is Op.SPECIAL and n.arg.startswith(("local_id.", "global_id.")):
                 return False
