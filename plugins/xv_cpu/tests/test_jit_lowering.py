@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from xv_cpu_irb import (
-    assign, atomic, barrier, brk, c, for_, if_, kernel, length, load, ret, run, sp, store, var,
+    assign, atomic, barrier, brk, c, for_, if_, iload, kernel, length, load, ret, run, select, sp,
+    store, var,
 )
 from xv_cpu_kernels import (
     block_sum_kernel, gauss5_kernel, histogram_kernel, matmul_kernel, tree_reference,
@@ -465,3 +466,55 @@ def test_an_access_past_the_data_late_in_a_span_is_caught():
         messages.append(str(err.value))
     assert messages[0] == messages[1]
     assert "y[60]" in messages[1] and "global_id=(60, 0, 0)" in messages[1]
+
+
+def test_arguments_of_every_type_packed_as_interp_reads_them():
+    # Numpy scalars of each parameter's type and arrays as the runtime passes them take the
+    # jit's fast path; Python values (and anything else) are checked and converted the long
+    # way; every way gives interp's results.
+    x = sp("global_id.x")
+    k = kernel("all", "f32 a, f64 b, i32 c, u32 d, bool e, buffer<f32> out, "
+                      "image<vec4> img, buffer<f64> out64, buffer<u32> outu", [
+        store("out", x, var("a", "f32") + iload("img", x, c(1), lane=2)),
+        store("out64", x, var("b", "f64") * var("c").cast("f64")),
+        store("outu", x, select(var("e", "bool"), var("d", "u32"), c(7, "u32"))),
+    ])
+    img = np.random.default_rng(0).random((3, 4, 4), dtype=np.float32)
+    given = [
+        {"a": np.float32(-0.0), "b": np.float64(2.5e300), "c": np.int32(-3),
+         "d": np.uint32(4_000_000_000), "e": np.bool_(True)},
+        {"a": 1.5, "b": -1e-300, "c": -(2**31), "d": 2**32 - 1, "e": False},
+    ]
+    for scalars in given:
+        results = []
+        for backend in (InterpBackend(), JitBackend()):
+            args = {**scalars, "out": np.zeros(4, np.float32), "img": img.copy(),
+                    "out64": np.zeros(4, np.float64), "outu": np.zeros(4, np.uint32)}
+            run(k, args, grid=1, block=4, backend=backend)
+            results.append(args)
+        for name in ("out", "out64", "outu"):
+            np.testing.assert_array_equal(results[1][name], results[0][name])
+        np.testing.assert_array_equal(np.signbit(results[1]["out"]), np.signbit(results[0]["out"]))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a[::2], "must be a writable C-contiguous array"),
+    (lambda a: a.astype(np.float64), "is a float64 array"),
+    (lambda a: a.reshape(2, -1), "of shape (2, 8)"),
+    (lambda a: np.frombuffer(a.tobytes(), np.float32), "must be a writable C-contiguous array"),
+])
+def test_arguments_the_jit_refuses_as_interp_does(change, message):
+    from xv_core.errors import JobError
+
+    k = kernel("copy", "buffer<f32> x, f32 s", [
+        store("x", sp("global_id.x"), load("x", sp("global_id.x")) * var("s", "f32")),
+    ])
+    texts = []
+    for backend in (InterpBackend(), JitBackend()):
+        with pytest.raises(JobError) as err:
+            run(k, {"x": change(np.ones(16, np.float32)), "s": np.float32(2)}, grid=1,
+                block=16, backend=backend)
+        texts.append(str(err.value))
+    assert texts[0] == texts[1] and message in texts[1]
+    with pytest.raises(JobError, match="needs argument 's'"):
+        run(k, {"x": np.ones(16, np.float32)}, grid=1, block=16, backend=JitBackend())

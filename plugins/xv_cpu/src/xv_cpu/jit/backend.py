@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import struct
 import threading
 import time
 import weakref
@@ -27,6 +28,7 @@ from xv_core.errors import KernelRuntimeError
 from xv_core.ir import CONSTANT, LOCAL, SHARED, Kernel, Module, Op, verify_kernel
 from xv_core.runtime.atomics import ATOMICS_LOCK
 from xv_core.runtime.interfaces import Tile, TileWork
+from xv_cpu.interp.alu import DTYPES as ALU_DTYPES
 from xv_cpu.interp.backend import PreparedInterpKernel
 from xv_cpu.interp.batch import Bindings
 from xv_cpu.jit import engine
@@ -83,15 +85,33 @@ def _address(arr: np.ndarray) -> int:
 
 class _ThreadState:
     """Per thread: the argument words, the grid, the out slots and scratch memory, kept
-    from tile to tile with their addresses."""
+    from tile to tile with their addresses (and writable views for struct)."""
 
     def __init__(self, slots: int):
         self.words = np.zeros(max(slots, 1), np.int64)
         self.grid = np.zeros(3, np.int64)
         self.out = np.zeros(OUT_SLOTS, np.int64)
         self.addresses = (_address(self.words), _address(self.grid), _address(self.out))
+        self.words_view = memoryview(self.words).cast("B")
+        self.grid_view = memoryview(self.grid).cast("B")
+        self.out_view = memoryview(self.out).cast("B")
         self.scratch = np.empty(0, np.uint8)
         self.scratch_address = 0
+
+
+_GRID = struct.Struct("<3q")
+_COUNTS = struct.Struct("<3q")
+_I32, _U32 = np.dtype(np.int32), np.dtype(np.uint32)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+#: How the fast path packs a scalar of each IR type that arrives as its own numpy scalar
+#: type (as the runtime passes them): its bits, as the native function reads them.
+_SCALAR_BITS: dict[str, tuple[type, Any]] = {
+    "f32": (np.float32, lambda v: int.from_bytes(v.tobytes(), "little")),
+    "f64": (np.float64, lambda v: int.from_bytes(v.tobytes(), "little", signed=True)),
+    "i32": (np.int32, lambda v: int(v) & 0xFFFFFFFF),
+    "u32": (np.uint32, int),
+    "bool": (np.bool_, int),
+}
 
 
 class PreparedJitKernel:
@@ -117,6 +137,18 @@ class PreparedJitKernel:
         self._ir = ir.dumps(Module((kernel,)))
         self._slots = sum(1 if p.type.is_scalar else (2 if p.type.kind == "buffer" else 3)
                           for p in kernel.params)
+        self._words_struct = struct.Struct(f"<{self._slots}q")
+        # Per parameter, what the fast path of run_tile expects (see _fast_words).
+        self._layout: list[tuple[str, str, Any, Any]] = []
+        for p in kernel.params:
+            t = p.type
+            if t.is_scalar:
+                self._layout.append((p.name, "scalar", *_SCALAR_BITS[t.kind]))
+            else:
+                dtype = _F32 if t.elem == "vec4" else np.dtype(ALU_DTYPES[t.elem])
+                rank = (1 if t.kind == "buffer" else 2) + (1 if t.lanes == 4 else 0)
+                self._layout.append((p.name, t.kind, dtype, (rank, t.lanes == 4)))
+        self._specs: dict[tuple[int, int, int], Spec] = {}
         self.decls = {d.name: d for d in kernel.all_decls()}
         # Buffer and image parameters the kernel's atomics update: device memory that
         # other parties (the interpreter's atomics, remote merges) may update at once.
@@ -191,6 +223,47 @@ class PreparedJitKernel:
     def run_tile(self, tile: Tile, args: Mapping[str, Any]) -> TileWork:
         if self._fallback is not None:
             return self._fallback.run_tile(tile, args)
+        words = None if self.plan.privatisable else self._fast_words(args)
+        if words is None:
+            return self._run_bound(tile, args)
+        launch = tile.launch
+        spec = self._specs.get(launch.block)
+        if spec is None:
+            spec = self._specs[launch.block] = Spec(launch.block, self.backend.checked, ())
+        compiled = self.compiled(spec)
+        state = self._state()
+        self._words_struct.pack_into(state.words_view, 0, *words)
+        return self._call(compiled, tile, state, args)
+
+    def _fast_words(self, args: Mapping[str, Any]) -> list[int] | None:
+        """The argument words, when every argument is exactly what the runtime passes (a
+        numpy scalar of the parameter's type, a writable C-contiguous array of its dtype and
+        rank); None sends run_tile the long way (Bindings), which also explains refusals."""
+        words: list[int] = []
+        for name, kind, want, extra in self._layout:
+            value = args.get(name)
+            if kind == "scalar":
+                if type(value) is not want:
+                    return None
+                words.append(extra(value))
+                continue
+            if (type(value) is not np.ndarray or value.dtype != want
+                    or value.ndim != extra[0] or (extra[1] and value.shape[-1] != 4)):
+                return None
+            flags = value.flags
+            if not (flags.c_contiguous and flags.writeable):
+                return None
+            words.append(_address(value))
+            shape = value.shape
+            if kind == "buffer":
+                words.append(shape[0])
+            else:
+                words += (shape[1], shape[0])
+        return words
+
+    def _run_bound(self, tile: Tile, args: Mapping[str, Any]) -> TileWork:
+        """run_tile the long way: arguments checked by Bindings (with the interpreter's
+        messages), atomics' targets privatised where it pays."""
         bind = Bindings(self.kernel, args)
         launch = tile.launch
         items = tile.group_count * launch.group_items
@@ -209,14 +282,20 @@ class PreparedJitKernel:
         compiled = self.compiled(spec)
         state = self._state()
         self._pack(bind, args, private, state.words)
-        state.grid[:] = launch.grid
+        return self._call(compiled, tile, state, args, private, bind)
+
+    def _call(self, compiled: Compiled, tile: Tile, state: _ThreadState,
+              args: Mapping[str, Any], private: Mapping[str, np.ndarray] | None = None,
+              bind: Bindings | None = None) -> TileWork:
+        """Run the native function on the packed arguments (and merge privatised copies,
+        given with their Bindings)."""
+        _GRID.pack_into(state.grid_view, 0, *tile.launch.grid)
         out = state.out
-        out[:] = 0
         if len(state.scratch) < compiled.meta.scratch_bytes:
             state.scratch = np.empty(compiled.meta.scratch_bytes, np.uint8)
             state.scratch_address = _address(state.scratch)
         words_at, grid_at, out_at = state.addresses
-        if self._device_atomics.difference(private):
+        if self._device_atomics.difference(private or ()):
             # The CPU's atomic instructions on device memory: atomic among native tiles,
             # not against software read-modify-writes, which hold the lock exclusively.
             with ATOMICS_LOCK.shared():
@@ -226,13 +305,16 @@ class PreparedJitKernel:
             rc = compiled.fn(words_at, tile.first_group, tile.group_count, grid_at,
                              state.scratch_address, out_at)
         if private:
+            assert bind is not None
             with ATOMICS_LOCK:  # the merge is the tile's atomic update of the real buffer
                 for name, copy in private.items():
                     target = bind.flat[name]
                     _MERGE[self.plan.privatisable[name]](target, copy, out=target)
         if rc != 0:
+            bind = bind or Bindings(self.kernel, args)
             raise self._error(compiled.meta.sites[int(out[OUT_SITE])], out, bind)
-        return TileWork(ops=int(out[0]), bytes_read=int(out[1]), bytes_written=int(out[2]))
+        ops, nread, nwritten = _COUNTS.unpack_from(state.out_view, 0)
+        return TileWork(ops=ops, bytes_read=nread, bytes_written=nwritten)
 
     def _state(self) -> _ThreadState:
         state = getattr(self._tls, "state", None)
@@ -262,7 +344,7 @@ class PreparedJitKernel:
                 words.append(bind.length[p.name])
             else:
                 words += [bind.width[p.name], bind.height[p.name]]
-        into[:len(words)] = np.array(words, np.uint64).view(np.int64)
+        into[:len(words)] = np.array(words, np.int64)
 
     def _error(self, site: Site, out: np.ndarray, bind: Bindings) -> KernelRuntimeError:
         gid = [int(out[OUT_GID + a]) for a in range(3)]
