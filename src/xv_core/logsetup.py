@@ -43,3 +43,15 @@ def configure(fmt: str = "console", level: str = "warning") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )
+
+
+def enabled(level: int = logging.DEBUG) -> bool:
+    """Whether a log call at ``level`` may emit anything: False only when structlog is
+    configured with a filtering bound logger set above it (as :func:`configure` does).  A
+    hot path tests this before building a log call's arguments: a filtered call still costs
+    microseconds through structlog's lazy logger proxy."""
+    wrapper = structlog.get_config().get("wrapper_class")
+    try:
+        return bool(wrapper.is_enabled_for(None, level))  # type: ignore[union-attr]
+    except (AttributeError, TypeError):  # another wrapper class: it decides per call
+        return True

@@ -33,6 +33,7 @@ from xv_core import ir
 from xv_core.errors import JobError, UnknownNameError, XvError
 from xv_core.events import DispatchEvent, TileEvent
 from xv_core.ir import Kernel, Module
+from xv_core.logsetup import enabled as log_enabled
 from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime import scheduler
 from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
@@ -573,8 +574,10 @@ class Fabric:
         if on_dispatch:
             hook.xv_on_dispatch(event=DispatchEvent("end", kernel.name, launch.grid,
                                                     launch.block, len(tiles), wall))
-        log.debug("dispatch", kernel=kernel.name, grid=launch.grid, block=launch.block,
-                  tiles=len(tiles), stolen=sum(r.stolen for r in runs), wall_s=round(wall, 6))
+        if log_enabled():
+            log.debug("dispatch", kernel=kernel.name, grid=launch.grid, block=launch.block,
+                      tiles=len(tiles), stolen=sum(r.stolen for r in runs),
+                      wall_s=round(wall, 6))
         return DispatchResult(kernel.name, launch, tuple(records), wall, step)
 
     def timing_report(self) -> dict[str, Any]:
