@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from xv_cpu_irb import (
-    assign, atomic, barrier, brk, c, for_, if_, iload, kernel, length, load, ret, run, select, sp,
-    store, var,
+    aload, assign, astore, atomic, barrier, brk, c, for_, if_, iload, kernel, length, load, loop,
+    ret, run, select, sp, store, var,
 )
 from xv_cpu_kernels import (
     block_sum_kernel, gauss5_kernel, histogram_kernel, matmul_kernel, tree_reference,
@@ -269,8 +269,6 @@ def test_native_tiles_release_the_gil():
 
 @pytest.mark.parametrize("size", [4, 8192])  # on the stack, and in scratch memory
 def test_private_arrays_zeroed_per_item_and_kept_across_barriers(size):
-    from xv_cpu_irb import aload, astore
-
     lid = var("lid")
     k = kernel("priv", "buffer<f32> out", [
         assign("lid", sp("local_id.x")),
@@ -518,3 +516,90 @@ def test_arguments_the_jit_refuses_as_interp_does(change, message):
     assert texts[0] == texts[1] and message in texts[1]
     with pytest.raises(JobError, match="needs argument 's'"):
         run(k, {"x": np.ones(16, np.float32)}, grid=1, block=16, backend=JitBackend())
+
+
+def _peeled(k, block):
+    from xv_cpu.jit.codegen import Codegen
+
+    cg = Codegen(k, plan_kernel(k), Spec(block, True), "xv_tile_0")
+    cg.generate()
+    return cg.peeled
+
+
+def test_skeleton_loops_with_constant_trip_counts_are_peeled():
+    # The block sum's `for (stride = 128; stride > 0; stride /= 2)` with a barrier inside:
+    # 8 iterations, each level a copy whose x range is a constant.  The tiled matmul's loop
+    # runs n / 16 times for a parameter n: not peeled.
+    assert _peeled(block_sum_kernel(), (256, 1, 1)) == [8]
+    assert _peeled(matmul_kernel(), (8, 8, 1)) == [None]
+
+
+@pytest.mark.parametrize("outer", [3, 40])  # peeled, and past PEEL_LIMIT (a loop as before)
+def test_peeled_loops_give_the_results_and_counted_work_of_interp(outer):
+    # Nested skeleton loops, an if on a group value, a group value changed in the body, a
+    # bound from the block size: results and counted work as on interp, and the trip counts
+    # predicted where they are constants.
+    from xv_cpu.jit.codegen import PEEL_LIMIT
+
+    i, j, a, lid = var("i"), var("j"), var("a"), var("lid")
+    k = kernel("nest", "buffer<i32> out, i32 m", [
+        assign("lid", sp("local_id.x")),
+        assign("a", c(2)),
+        assign("i", c(0)),
+        loop("I", i.lt(outer), [
+            if_(a.gt(0), [
+                astore("s", [lid], aload("s", lid, t="i32") + i + 1),
+                barrier(),
+            ]),
+            assign("j", i % 2),
+            loop("J", j.lt(sp("group_size.x") / 4), [
+                barrier(),
+                assign("t", aload("s", (lid + 1) % 8, t="i32")),
+                barrier(),  # (the neighbour's value is read before anyone writes)
+                astore("s", [lid], aload("s", lid, t="i32") * 3 + var("t") + j),
+                barrier(),
+            ], [assign("j", j + 1)]),
+            assign("a", a - 1),
+        ], [assign("i", i + 1)]),
+        # A loop whose bound is a parameter: never peeled.
+        assign("j", c(0)),
+        loop("K", j.lt(var("m")), [
+            barrier(),
+            astore("s", [lid], aload("s", lid, t="i32") + 1),
+        ], [assign("j", j + 1)]),
+        barrier(),
+        store("out", sp("global_id.x"), aload("s", lid, t="i32")),
+    ], locals="i32 lid, i32 a, i32 i, i32 j, i32 t", shared={"s": "i32[8]"})
+    assert plan_kernel(k).mode == "convergent", plan_kernel(k).why
+    peeled = _peeled(k, (8, 1, 1))
+    if outer <= PEEL_LIMIT:
+        # the outer loop; inside each copy, the inner loop from j = i % 2 to 2; the data loop
+        assert peeled == [outer] + [2 - t % 2 for t in range(outer)] + [None, None]
+    else:
+        assert peeled == [None, None, None]
+    works, outs = [], []
+    for backend in (InterpBackend(), JitBackend()):
+        args = {"out": np.zeros(24, np.int32), "m": np.int32(3)}
+        works.append(run(k, args, grid=3, block=8, backend=backend))
+        outs.append(args["out"])
+    assert works[1] == works[0]
+    np.testing.assert_array_equal(outs[1], outs[0])
+    assert outs[0].any()
+
+
+def test_constant_group_values_follow_the_ir_semantics():
+    from xv_core.ir import Node, Type
+    from xv_cpu.jit.codegen import _const_eval
+
+    def ev(e, **known):
+        return _const_eval(e.node, known, (16, 4, 1))
+
+    big = c(2**31 - 1)
+    assert ev(c(-7) / 2) == -3 and ev(c(-7) % 2) == -1 and ev(c(7) % -2) == 1
+    assert ev(c(-(2**31)) / -1) == -(2**31) and ev(big + 1) == -(2**31)
+    assert ev(big * 2) == -2 and ev(sp("group_size.y") * 3) == 12
+    assert ev(var("x").gt(3), x=5) is True and ev(var("x") + 1) is None
+    assert ev(c(1) / var("z"), z=0) is None  # the division by zero is left to run time
+    assert ev(sp("local_id.x") + 1) is None
+    f = Node.const(1.5, Type.parse("f32"))
+    assert _const_eval(f, {}, (1, 1, 1)) is None

@@ -111,6 +111,8 @@ INTERLEAVE = 4
 #: A *span* runs this many work items along x at most (several workgroups of one row of the
 #: grid as one loop nest; see :meth:`Codegen._span_groups`).
 SPAN_X_ITEMS = 4096
+#: Iterations of a skeleton loop peeled at most (see :meth:`Codegen._peel_trips`).
+PEEL_LIMIT = 16
 
 
 def _loop_ids(text: str) -> str:
@@ -179,6 +181,10 @@ class Codegen:
             elif n.op is Op.ATOMIC and n.arg[2] is not None:
                 self._assigned[n.arg[2]] = None
         self._counter_reads = self._find_counters(kernel)
+        # Group values known as constants where the skeleton is being emitted (None: not
+        # known), to peel skeleton loops whose trip count they fix (_peel_trips).
+        self.known: dict[str, int | bool | None] = {}
+        self.peeled: list[int | None] = []  # per skeleton loop emitted, the iterations peeled
         self.counting = True
         self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
 
@@ -638,6 +644,7 @@ class Codegen:
 
     def _group_start(self) -> None:
         b = self.b
+        self.known = {}
         for start, nbytes in self.group_zero:
             self.memset(start, nbytes)
         b.store(ir.Constant(I64, 0), self.ndone)
@@ -677,15 +684,33 @@ class Codegen:
                 c = self.group_expr(node.args[0])
                 then, other, merge = self.new_block(), self.new_block(), self.new_block()
                 self.b.cbranch(c, then, other)
+                known = dict(self.known)
                 self.b.position_at_end(then)
                 self.skeleton(node.args[1])
                 self.b.branch(merge)
+                self.known = known
                 self.b.position_at_end(other)
                 self.skeleton(node.args[2])
                 self.b.branch(merge)
                 self.b.position_at_end(merge)
+                self._forget(node)
             elif node.op is Op.LOOP:
-                head, body, exit_ = self.new_block(), self.new_block(), self.new_block()
+                exit_ = self.new_block()
+                # The iterations constant group values predict are peeled: each a copy of
+                # the body with its own test, where LLVM folds the values (the block sum's
+                # `stride`: each level's item loop gets its constant trip count).  The loop
+                # itself follows, for whatever the prediction missed.
+                trips = self._peel_trips(node)
+                self.peeled.append(trips)
+                for _ in range(trips or 0):
+                    c = self.group_expr(node.args[0])
+                    then = self.new_block()
+                    self.b.cbranch(c, then, exit_)
+                    self.b.position_at_end(then)
+                    self.skeleton(node.args[1])
+                    self.skeleton(node.args[2])
+                self._forget(node)
+                head, body = self.new_block(), self.new_block()
                 self.b.branch(head)
                 self.b.position_at_end(head)
                 c = self.group_expr(node.args[0])
@@ -695,16 +720,60 @@ class Codegen:
                 self.skeleton(node.args[2])
                 self.b.branch(head)
                 self.b.position_at_end(exit_)
+                self._forget(node)
             self.line = outer
 
     # ------------------------------------------------------------------------------
     # regions: a loop over the work items of the group
     # ------------------------------------------------------------------------------
+    def _forget(self, node: Node) -> None:
+        """Group values assigned anywhere in ``node`` are no longer known constants."""
+        for n in walk(node):
+            if n.op is Op.ASSIGN and n.arg in self.plan.group_vars:
+                self.known[n.arg] = None
+
+    def _peel_trips(self, loop: Node) -> int | None:
+        """How many iterations a skeleton loop runs, when the group values it depends on are
+        constants here and its body changes them by constant arithmetic only (the block
+        sum's ``for (stride = 128; stride > 0; stride /= 2)``); None otherwise, or past
+        :data:`PEEL_LIMIT`.  A prediction only: the peeled copies keep their tests."""
+        state = dict(self.known)
+
+        def block(node: Node) -> bool:
+            for piece in self.plan.pieces.get(id(node), ()):
+                if isinstance(piece, Region):
+                    for s in piece.hoisted:
+                        state[s.arg] = _const_eval(s.args[0], state, self.spec.block)
+                elif piece.op is Op.BLOCK:
+                    if not block(piece):
+                        return False
+                elif piece.op is Op.IF:
+                    c = _const_eval(piece.args[0], state, self.spec.block)
+                    if c is None or not block(piece.args[1] if c else piece.args[2]):
+                        return False
+                elif piece.op is Op.LOOP and run(piece) is None:
+                    return False
+            return True
+
+        def run(node: Node) -> int | None:
+            for trips in range(PEEL_LIMIT + 1):
+                c = _const_eval(node.args[0], state, self.spec.block)
+                if c is None:
+                    return None
+                if not c:
+                    return trips
+                if not (block(node.args[1]) and block(node.args[2])):
+                    return None
+            return None
+
+        return run(loop)
+
     def region(self, region: Region, single: bool = False) -> None:
         for s in region.hoisted:
             outer, self.line = self.line, s.line or self.line
             value = self.group_expr(s.args[0])
             self.b.store(value, self.slots[s.arg])
+            self.known[s.arg] = _const_eval(s.args[0], self.known, self.spec.block)
             self.line = outer
         if not region.stmts:
             return
@@ -1756,6 +1825,46 @@ class Codegen:
         b.cbranch(b.extract_value(pair, 1), done, head)
         b.position_at_end(done)
         return cur
+
+
+def _wrap32(v: int) -> int:
+    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _const_eval(node: Node, known: dict[str, Any], block: tuple[int, int, int]) -> Any:
+    """The value of an i32 or bool expression made of constants, known locals and the block
+    size, with the IR's semantics (wrapping i32, C division); None when it is not one."""
+    op, kind = node.op, node.type.kind
+    if kind not in ("i32", "bool"):
+        return None
+    if op is Op.CONST:
+        return bool(node.arg) if kind == "bool" else _wrap32(int(node.arg))
+    if op is Op.VAR:
+        return known.get(node.arg)
+    if op is Op.SPECIAL:
+        what, _, axis = node.arg.partition(".")
+        return block["xyz".index(axis)] if what == "group_size" else None
+    args = [_const_eval(a, known, block) for a in node.args]
+    if any(a is None for a in args):
+        return None
+    if op is Op.NOT and len(args) == 1:
+        return not args[0]
+    if len(args) != 2:
+        return None
+    x, y = args
+    if op in (Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE):
+        return {Op.LT: x < y, Op.LE: x <= y, Op.GT: x > y, Op.GE: x >= y, Op.EQ: x == y,
+                Op.NE: x != y}[op]
+    if op is Op.LAND:
+        return x and y
+    if op is Op.LOR:
+        return x or y
+    if op in (Op.ADD, Op.SUB, Op.MUL):
+        return _wrap32(x + y if op is Op.ADD else x - y if op is Op.SUB else x * y)
+    if op in (Op.DIV, Op.MOD) and y != 0:
+        q = abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)  # C: toward zero
+        return _wrap32(q) if op is Op.DIV else _wrap32(x - q * y)
+    return None
 
 
 def generate(kernel: Kernel, plan: Plan, spec: Spec, symbol: str) -> tuple[str, KernelMeta]:
