@@ -573,8 +573,9 @@ def test_peeled_loops_give_the_results_and_counted_work_of_interp(outer):
     assert plan_kernel(k).mode == "convergent", plan_kernel(k).why
     peeled = _peeled(k, (8, 1, 1))
     if outer <= PEEL_LIMIT:
-        # the outer loop; inside each copy, the inner loop from j = i % 2 to 2; the data loop
-        assert peeled == [outer] + [2 - t % 2 for t in range(outer)] + [None, None]
+        # the outer loop; the inner loop in each copy and in the loop after them (nested
+        # loops are not peeled); the parameter-bound loop
+        assert peeled == [outer] + [None] * (outer + 2)
     else:
         assert peeled == [None, None, None]
     works, outs = [], []
@@ -603,3 +604,102 @@ def test_constant_group_values_follow_the_ir_semantics():
     assert ev(sp("local_id.x") + 1) is None
     f = Node.const(1.5, Type.parse("f32"))
     assert _const_eval(f, {}, (1, 1, 1)) is None
+
+
+def test_atomics_with_2d_blocks_see_the_items_in_group_order():
+    # A span of 2-D groups runs its items row by row across the groups: the old values an
+    # atomic returns, and the rounding of a float sum, would differ from interp's.
+    gx, gy = sp("global_id.x"), sp("global_id.y")
+    ticket = kernel("ticket", "buffer<i32> ctr, buffer<i32> out", [
+        atomic("add", "ctr", c(0), c(1), result="t"),
+        store("out", gy * 32 + gx, var("t")),
+    ], locals="i32 t")
+    fsum = kernel("fsum", "buffer<f32> x, buffer<f32> total", [
+        atomic("add", "total", c(0), load("x", gy * 32 + gx)),
+    ])
+    assert _spans(ticket, (4, 2, 1)) == 0 and _spans(fsum, (4, 2, 1)) == 0
+    assert _spans(ticket, (8, 1, 1)) > 1  # 1-D blocks: a span's order is the groups' order
+    xs = np.ones(64, np.float32)
+    xs[32 + 4] = 2.0 ** 25  # item (4, 1), in group 1's second row
+    xs[8] = -(2.0 ** 25)  # item (8, 0), in group 2's first row
+    for k, make, name in (
+            (ticket, lambda: {"ctr": np.zeros(1, np.int32), "out": np.full(64, -1, np.int32)},
+             "out"),
+            (fsum, lambda: {"x": xs.copy(), "total": np.zeros(1, np.float32)}, "total")):
+        got = []
+        for backend in (InterpBackend(), JitBackend()):
+            args = make()
+            run(k, args, grid=(8, 1), block=(4, 2), backend=backend)
+            got.append(args[name])
+        np.testing.assert_array_equal(got[1], got[0])
+
+
+def test_loops_that_move_their_own_counter_are_not_short():
+    # Work in a short loop is counted in 32-bit per-item counters; a loop that resets its
+    # counter, steps away from its bound or tests it with != may run long.
+    from xv_cpu.jit.codegen import Codegen
+
+    j, k = var("j"), var("k")
+
+    def trips(cond, step, body=()):
+        loop_ = loop("L", cond, list(body), [assign("k", step)])
+        return Codegen._trips(loop_, assign("k", c(0)))
+
+    assert trips(k.lt(10), k + 1) == 11
+    assert trips(k.gt(-10), k - 2) == 11
+    assert trips(k.lt(10), k + 1, [if_(j.lt(5), [assign("k", k - 1)])]) is None
+    assert trips(k.lt(10), k - 1) is None  # away from the bound: wraps after 2**31 steps
+    assert trips(k.ne(10), k + 3) is None  # steps over the bound
+    assert trips(k.lt(10), k + 0) is None
+    # and the work of such a loop is counted in full (interp's count)
+    spin = kernel("spin", "buffer<i32> out", [
+        assign("j", c(0)),
+        assign("k", c(0)),
+        loop("L", k.lt(1), [
+            assign("j", j + 1),
+            if_(j.lt(40), [assign("k", k - 1)]),
+        ], [assign("k", k + 1)]),
+        store("out", sp("global_id.x"), j),
+    ], locals="i32 j, i32 k")
+    works = []
+    for backend in (InterpBackend(), JitBackend()):
+        out = np.zeros(64, np.int32)
+        works.append(run(spin, {"out": out}, grid=8, block=8, backend=backend))
+        assert (out == 40).all()
+    assert works[1] == works[0]
+
+
+def test_peeling_stays_within_a_budget_and_off_nested_loops():
+    # Loops inside a skeleton loop are not peeled (copies would multiply), and a loop whose
+    # copies would pass PEEL_REGIONS copies of regions is not peeled either.
+    from xv_cpu.jit.codegen import PEEL_LIMIT, PEEL_REGIONS
+
+    lid = var("lid")
+
+    def nest(depth, trips):
+        body = [barrier(), assign("t", aload("s", (lid + 1) % 8, t="i32")), barrier(),
+                astore("s", [lid], var("t") + lid), barrier()]
+        names = []
+        for d in range(depth):
+            names.append(f"i{d}")
+            body = for_(f"L{d}", f"i{d}", 0, trips, body)
+        return kernel("nest", "buffer<i32> out", [
+            assign("lid", sp("local_id.x")), *body, barrier(),
+            store("out", sp("global_id.x"), aload("s", lid, t="i32")),
+        ], locals="i32 lid, i32 t, " + ", ".join(f"i32 {n}" for n in names),
+            shared={"s": "i32[8]"})
+
+    assert _peeled(nest(1, 4), (8, 1, 1)) == [4]
+    assert _peeled(nest(2, 4), (8, 1, 1)) == [4] + [None] * 5  # the copies' loops and the loop's
+    # 12 iterations (within PEEL_LIMIT) of 3 regions each (two in the body, one in the
+    # step) would add 36 region copies: more than the budget
+    assert 12 <= PEEL_LIMIT and 12 * 3 > PEEL_REGIONS
+    assert _peeled(nest(1, 10), (8, 1, 1)) == [10]
+    assert _peeled(nest(1, 12), (8, 1, 1)) == [None]
+    for k in (nest(2, 4), nest(1, 12)):
+        outs = []
+        for backend in (InterpBackend(), JitBackend()):
+            out = np.zeros(16, np.int32)
+            run(k, {"out": out}, grid=2, block=8, backend=backend)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[1], outs[0])

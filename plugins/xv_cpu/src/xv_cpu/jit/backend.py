@@ -101,8 +101,7 @@ class _ThreadState:
 
 _GRID = struct.Struct("<3q")
 _COUNTS = struct.Struct("<3q")
-_I32, _U32 = np.dtype(np.int32), np.dtype(np.uint32)
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_F32 = np.dtype(np.float32)
 #: How the fast path packs a scalar of each IR type that arrives as its own numpy scalar
 #: type (as the runtime passes them): its bits, as the native function reads them.
 _SCALAR_BITS: dict[str, tuple[type, Any]] = {

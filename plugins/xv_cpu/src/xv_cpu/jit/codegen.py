@@ -111,8 +111,10 @@ INTERLEAVE = 4
 #: A *span* runs this many work items along x at most (several workgroups of one row of the
 #: grid as one loop nest; see :meth:`Codegen._span_groups`).
 SPAN_X_ITEMS = 4096
-#: Iterations of a skeleton loop peeled at most (see :meth:`Codegen._peel_trips`).
+#: Iterations of a skeleton loop peeled at most, and copies of regions peeling may add to a
+#: kernel (see :meth:`Codegen._peel_trips`).
 PEEL_LIMIT = 16
+PEEL_REGIONS = 32
 
 
 def _loop_ids(text: str) -> str:
@@ -185,6 +187,8 @@ class Codegen:
         # known), to peel skeleton loops whose trip count they fix (_peel_trips).
         self.known: dict[str, int | bool | None] = {}
         self.peeled: list[int | None] = []  # per skeleton loop emitted, the iterations peeled
+        self._loop_depth = 0  # skeleton loops around the code being emitted
+        self._peel_budget = PEEL_REGIONS
         self.counting = True
         self._intrinsics: dict[tuple[str, ir.Type], ir.Function] = {}
 
@@ -271,6 +275,15 @@ class Codegen:
         if not (inc.op in (Op.ADD, Op.SUB) and inc.args[0].op is Op.VAR
                 and inc.args[0].arg == var.arg and small_const(inc.args[1])):
             return None
+        # The counter moves towards its bound by a nonzero step each iteration, and only the
+        # step moves it: otherwise the loop may run long (or forever).
+        delta = int(inc.args[1].arg) * (1 if inc.op is Op.ADD else -1)
+        if cond.op is Op.NE or delta == 0 or (delta > 0) != (cond.op in (Op.LT, Op.LE)):
+            return None
+        for n in walk(body):
+            if (n.op is Op.ASSIGN and n.arg == var.arg) or (
+                    n.op is Op.ATOMIC and n.arg[2] == var.arg):
+                return None
         trips = abs(int(bound.arg) - int(before.args[0].arg)) + 1
         inner = 1
         for block in (n for n in walk(body) if n.op is Op.BLOCK):
@@ -419,9 +432,12 @@ class Codegen:
                 return 0
         body = list(self.kernel.body.args)
         _, by, bz = self.spec.block
-        if by * bz > 1 and not self._never_fails(body):
+        if by * bz > 1 and (not self._never_fails(body)
+                            or any(n.op is Op.ATOMIC for n in walk(self.kernel.body))):
             # A span runs its items row by row across its groups, not group by group: a
-            # failing item must not be found in another order than without spans.
+            # failing item must not be found in another order than without spans, nor
+            # atomics see the items in another order (the old values they return, the
+            # rounding of float sums).
             return 0
         per_item = self._item_count_bound(body)
         row = min(SPAN_X_ITEMS, ((1 << 31) - 1) // max(1, per_item))
@@ -442,7 +458,7 @@ class Codegen:
 
     def _item_count_bound(self, stmts: list[Node]) -> int:
         """An upper bound on what one work item adds to a 32-bit counter before the row's
-        flush: every node counted at most 16 (bytes of a vec4 access) plus 1 (an operation),
+        flush: every node counted at most 16 (bytes; an access counts 8 at most) plus 1,
         times the iterations of the short loops around it; loops that may run long count
         in 64 bits (see :meth:`count`)."""
         total = 0
@@ -700,8 +716,9 @@ class Codegen:
                 # the body with its own test, where LLVM folds the values (the block sum's
                 # `stride`: each level's item loop gets its constant trip count).  The loop
                 # itself follows, for whatever the prediction missed.
-                trips = self._peel_trips(node)
+                trips = self._peel_trips(node) if not self._loop_depth else None
                 self.peeled.append(trips)
+                self._loop_depth += 1
                 for _ in range(trips or 0):
                     c = self.group_expr(node.args[0])
                     then = self.new_block()
@@ -720,6 +737,7 @@ class Codegen:
                 self.skeleton(node.args[2])
                 self.b.branch(head)
                 self.b.position_at_end(exit_)
+                self._loop_depth -= 1
                 self._forget(node)
             self.line = outer
 
@@ -736,7 +754,9 @@ class Codegen:
         """How many iterations a skeleton loop runs, when the group values it depends on are
         constants here and its body changes them by constant arithmetic only (the block
         sum's ``for (stride = 128; stride > 0; stride /= 2)``); None otherwise, or past
-        :data:`PEEL_LIMIT`.  A prediction only: the peeled copies keep their tests."""
+        :data:`PEEL_LIMIT`, or when the copies would take the kernel's code past
+        :data:`PEEL_REGIONS` copies of regions.  Loops inside a skeleton loop are not peeled
+        (nested copies multiply).  A prediction only: the peeled copies keep their tests."""
         state = dict(self.known)
 
         def block(node: Node) -> bool:
@@ -766,7 +786,15 @@ class Codegen:
                     return None
             return None
 
-        return run(loop)
+        trips = run(loop)
+        if not trips:
+            return trips
+        regions = sum(1 for n in walk(loop) for piece in self.plan.pieces.get(id(n), ())
+                      if isinstance(piece, Region))
+        if trips * regions > self._peel_budget:
+            return None
+        self._peel_budget -= trips * regions
+        return trips
 
     def region(self, region: Region, single: bool = False) -> None:
         for s in region.hoisted:
