@@ -703,3 +703,26 @@ def test_peeling_stays_within_a_budget_and_off_nested_loops():
             run(k, {"out": out}, grid=2, block=8, backend=backend)
             outs.append(out)
         np.testing.assert_array_equal(outs[1], outs[0])
+
+
+def test_a_group_value_assigned_after_a_return_counts_for_the_live_items_only():
+    # `s` is computed once per group (it bounds a barrier loop), but interp counts its
+    # division for the items that have not returned before it: so does the jit.
+    lid, s = var("lid"), var("s")
+    k = kernel("t", "buffer<i32> out", [
+        assign("lid", sp("local_id.x")), astore("sh", [lid], c(1)),
+        if_(lid.ge(12), [ret()]),
+        assign("s", sp("group_size.x") / 2),
+        loop("L", s.gt(0), [barrier(), astore("sh", [lid], aload("sh", lid, t="i32") + 1)],
+             [assign("s", s / 2)]),
+        barrier(), store("out", sp("global_id.x"), aload("sh", lid, t="i32")),
+    ], locals="i32 lid, i32 s", shared={"sh": "i32[16]"})
+    plan = plan_kernel(k)
+    assert plan.mode == "convergent" and "s" in plan.group_vars
+    works, outs = [], []
+    for backend in (InterpBackend(), JitBackend()):
+        out = np.zeros(32, np.int32)
+        works.append(run(k, {"out": out}, grid=2, block=16, backend=backend))
+        outs.append(out)
+    assert works[1] == works[0]
+    np.testing.assert_array_equal(outs[1], outs[0])

@@ -73,6 +73,9 @@ class Region:
     stmts: list[Node]
     hoisted: list[Node] = attrs.Factory(list)
     repeated: bool = False  # inside a skeleton loop: runs several times per group
+    #: Hoisted statements that follow a statement that may return: they also stay in
+    #: ``stmts``, where they only count their work, for the items still live there.
+    count_only: set[int] = attrs.Factory(set)
 
 
 @attrs.define
@@ -285,11 +288,16 @@ def plan_kernel(kernel: Kernel) -> Plan:
     plan.group_vars = group_vars
     for r in regions:
         keep, hoisted = [], []
+        returned = False  # an earlier statement of the region may return
         for s in r.stmts:
             if s.op is Op.ASSIGN and s.arg in group_vars:
                 hoisted.append(s)
+                if returned:  # counted where it stands, for the items not returned
+                    keep.append(s)
+                    r.count_only.add(id(s))
             else:
                 keep.append(s)
+                returned = returned or any(n.op is Op.RETURN for n in walk(s))
         r.stmts, r.hoisted = keep, hoisted
     # Every skeleton condition must be computable once per group.
     for n in _skeleton_conditions(body):

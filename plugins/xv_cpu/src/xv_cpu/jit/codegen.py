@@ -187,6 +187,7 @@ class Codegen:
         # known), to peel skeleton loops whose trip count they fix (_peel_trips).
         self.known: dict[str, int | bool | None] = {}
         self.peeled: list[int | None] = []  # per skeleton loop emitted, the iterations peeled
+        self.count_only: set[int] = set()  # the current region's (Region.count_only)
         self._loop_depth = 0  # skeleton loops around the code being emitted
         self._peel_budget = PEEL_REGIONS
         self.counting = True
@@ -797,9 +798,13 @@ class Codegen:
         return trips
 
     def region(self, region: Region, single: bool = False) -> None:
+        self.count_only = region.count_only
         for s in region.hoisted:
             outer, self.line = self.line, s.line or self.line
+            # (one after a statement that may return counts per item, where it stands)
+            saved, self.counting = self.counting, self.counting and id(s) not in self.count_only
             value = self.group_expr(s.args[0])
+            self.counting = saved
             self.b.store(value, self.slots[s.arg])
             self.known[s.arg] = _const_eval(s.args[0], self.known, self.spec.block)
             self.line = outer
@@ -1700,6 +1705,8 @@ class Codegen:
                 if not self.terminated():
                     b.branch(end)
                 b.position_at_end(end)
+        elif op is Op.ASSIGN and id(node) in self.count_only:
+            self.expr(node.args[0])  # its work, per live item; the group level stored it
         elif op is Op.ASSIGN:
             b.store(self.expr(node.args[0]), self.slots[node.arg])
         elif op is Op.STORE:
