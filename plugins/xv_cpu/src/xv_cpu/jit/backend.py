@@ -102,8 +102,8 @@ class _ThreadState:
 _GRID = struct.Struct("<3q")
 _COUNTS = struct.Struct("<3q")
 _F32 = np.dtype(np.float32)
-#: How the fast path packs a scalar of each IR type that arrives as its own numpy scalar
-#: type (as the runtime passes them): its bits, as the native function reads them.
+#: Per IR scalar type: its numpy scalar type, and how a value of that type is packed (its
+#: bits, as the native function reads them; i32/u32/bool in the low 32 bits).
 _SCALAR_BITS: dict[str, tuple[type, Any]] = {
     "f32": (np.float32, lambda v: int.from_bytes(v.tobytes(), "little")),
     "f64": (np.float64, lambda v: int.from_bytes(v.tobytes(), "little", signed=True)),
@@ -280,7 +280,7 @@ class PreparedJitKernel:
         spec = Spec(launch.block, self.backend.checked, tuple(sorted(private)))
         compiled = self.compiled(spec)
         state = self._state()
-        self._pack(bind, args, private, state.words)
+        self._words_struct.pack_into(state.words_view, 0, *self._words(bind, args, private))
         return self._call(compiled, tile, state, args, private, bind)
 
     def _call(self, compiled: Compiled, tile: Tile, state: _ThreadState,
@@ -321,19 +321,14 @@ class PreparedJitKernel:
             state = self._tls.state = _ThreadState(self._slots)
         return state
 
-    def _pack(self, bind: Bindings, args: Mapping[str, Any], private: Mapping[str, np.ndarray],
-              into: np.ndarray) -> None:
+    def _words(self, bind: Bindings, args: Mapping[str, Any],
+               private: Mapping[str, np.ndarray]) -> list[int]:
+        """The argument words from checked Bindings (privatised buffers by their copies)."""
         words: list[int] = []
         for p in self.kernel.params:
             t = p.type
-            if t.is_scalar:
-                v = bind.scalars[p.name]
-                if t.kind == "f32":
-                    words.append(int(np.float32(v).view(np.uint32)))
-                elif t.kind == "f64":
-                    words.append(int(np.float64(v).view(np.int64)))
-                else:
-                    words.append(int(v) & 0xFFFFFFFF)  # the function reads the low 32 bits
+            if t.is_scalar:  # Bindings made it the numpy scalar of its type
+                words.append(_SCALAR_BITS[t.kind][1](bind.scalars[p.name]))
                 continue
             # The caller's array (the same object dispatch after dispatch) has the address
             # of its flat view, and its address is remembered.
@@ -343,7 +338,7 @@ class PreparedJitKernel:
                 words.append(bind.length[p.name])
             else:
                 words += [bind.width[p.name], bind.height[p.name]]
-        into[:len(words)] = np.array(words, np.int64)
+        return words
 
     def _error(self, site: Site, out: np.ndarray, bind: Bindings) -> KernelRuntimeError:
         gid = [int(out[OUT_GID + a]) for a in range(3)]
