@@ -53,3 +53,29 @@ def test_the_tier_opens_and_closes_with_the_fabric(tmp_path):
         assert tier.path == tmp_path / "cache" / "pages.bin" and tier.path.exists()
         assert tier.pages.slots == 16
     assert not (tmp_path / "cache" / "pages.bin").exists()
+
+
+def test_a_fabric_closes_with_live_buffers_whose_pages_are_in_the_tier(tmp_path):
+    """Closing frees the VRAM's buffers (dropping their pages from the tier) before the tier's
+    page file closes: closing the other way round failed with 'page file is closed'."""
+    import numpy as np
+
+    plugins = load_plugins()
+    if "cpu" not in plugins.components:
+        pytest.skip("a fabric needs a compute component: xenovectra-cpu is not installed")
+    path = tmp_path / "fabric.yaml"
+    path.write_text("name: t\nvram: {capacity: 256KiB, page_size: 64KiB, backing: file, "
+                    "path: vram}\ncomponents:\n  - {name: alu, kind: cpu, threads: 1}\n"
+                    "  - {name: n0, kind: nvme, path: pages.bin, capacity: 1MiB}\n")
+    kernel = tmp_path / "scale.xvk"
+    kernel.write_text("kernel scale(buffer<f32> x) { x[global_id.x] = 2.0 * x[global_id.x]; }\n")
+    fabric = xv.open_fabric(path, plugins=plugins)
+    scale = fabric.kernel(kernel)
+    data = [np.full(32768, i, np.float32) for i in range(4)]  # 128KiB each: 512KiB in all
+    buffers = [fabric.buffer(d) for d in data]
+    for b in buffers:  # each dispatch pages its buffer in, evicting others to the tier
+        fabric.dispatch(scale, args={"x": b}, global_size=32768, block=256)
+    assert len(fabric.components["n0"].pages) > 0
+    fabric.close()  # the buffers are still live
+    assert not (tmp_path / "pages.bin").exists()
+    fabric.close()  # twice is fine

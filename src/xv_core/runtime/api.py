@@ -603,17 +603,20 @@ class Fabric:
 
     # -- lifetime -------------------------------------------------------------------
     def close(self) -> None:
-        for comp in list(self.components.values()):
-            try:
-                comp.close()
-            except Exception as exc:  # closing must go on for the others
-                log.warning("component failed to close", component=getattr(comp, "name", "?"),
-                            error=str(exc))
-        self.components.clear()
-        vram = getattr(self, "vram", None)
-        if vram is not None:
-            vram.close()
-            self.vram = None
+        """Free the VRAM's buffers, then close the components (a cache tier the VRAM
+        still holds pages in is a component: it must outlive them)."""
+        vram, self.vram = getattr(self, "vram", None), None
+        try:
+            if vram is not None:
+                vram.close()
+        finally:
+            for comp in list(self.components.values()):
+                try:
+                    comp.close()
+                except Exception as exc:  # closing must go on for the others
+                    log.warning("component failed to close",
+                                component=getattr(comp, "name", "?"), error=str(exc))
+            self.components.clear()
 
     def __enter__(self) -> Fabric:
         return self
