@@ -95,6 +95,29 @@ def test_a_buffer_of_the_wrong_dtype_is_refused(fabric):
         y.free()
 
 
+def test_arguments_are_checked_again_when_their_types_shapes_or_values_change(fabric):
+    """A kernel's arguments are checked once per argument types, buffer shapes and scalar
+    values: a good dispatch does not let a later mistake through."""
+    saxpy = fabric.kernel(SAXPY)
+    x, y = _buffers(fabric)
+    wide = fabric.buffer(np.ones(10, np.int32))
+    try:
+        fabric.dispatch(saxpy, global_size=10, block=16, args={"a": 2.0, "x": x, "y": y})
+        assert np.array_equal(y.read(), np.full(10, 3.0, np.float32))
+        with pytest.raises(JobError, match="buffer .* does not fit parameter 'x'"):
+            fabric.dispatch(saxpy, global_size=10, block=16, args={"a": 2.0, "x": wide, "y": y})
+        with pytest.raises(JobError, match="parameter 'a' is f32, got 'two'"):
+            fabric.dispatch(saxpy, global_size=10, block=16, args={"a": "two", "x": x, "y": y})
+        x.free()
+        with pytest.raises(JobError) as err:
+            fabric.dispatch(saxpy, global_size=10, block=16, args={"a": 2.0, "x": x, "y": y})
+        assert str(err.value) == (f"buffer {x.name!r} (argument 'x') has been freed (hint: "
+                                  f"allocate it again, or pass a live buffer)")
+    finally:
+        for b in (x, y, wide):
+            b.free()
+
+
 def test_geometry_mistakes(fabric):
     saxpy = fabric.kernel(SAXPY)
     x, y = _buffers(fabric)

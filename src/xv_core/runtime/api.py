@@ -54,10 +54,11 @@ class Buffer:
     def __init__(self, fabric: Fabric, device: DeviceBuffer):
         self._fabric = fabric
         self.device = device
+        self._name = device.name
 
     @property
     def name(self) -> str:
-        return self.device.name
+        return self._name
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -169,6 +170,9 @@ class _Plan:
     leases: list[list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]]
     #: The same for the whole dispatch (the union of its tiles').
     whole: list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]
+    #: The tiles' expected work for the last scaling of ``per_item`` asked for (a repeated
+    #: dispatch asks for the same one): ``{(ops ratio, bytes ratio): estimates}``.
+    estimates: dict[tuple[float, float], list[TileWork]] = attrs.field(factory=dict, eq=False)
 
 
 #: Plans kept per fabric (least recently used dropped first).
@@ -179,6 +183,8 @@ def _scalar_key(value: Any) -> Any:
     # By type and bits: -0.0 == 0.0 and NaN != NaN, but the analysis may tell them apart.
     if isinstance(value, np.generic):
         return (value.dtype.char, value.tobytes())
+    if type(value) is float:
+        return (float, value.hex())
     return (type(value), value)
 
 
@@ -236,6 +242,7 @@ class Fabric:
         # and checked geometry by the arguments that gave it.
         self._plans: IdentityLRU[_Plan] = IdentityLRU(PLAN_CACHE_SIZE)
         self._launches: IdentityLRU[Launch] = IdentityLRU(PLAN_CACHE_SIZE)
+        self._checked: IdentityLRU[bool] = IdentityLRU(PLAN_CACHE_SIZE)
         base = Path(workdir) if workdir is not None else (
             Path(config.source).parent if config.source else Path.cwd())
         self._context = _Context(self, base)
@@ -278,6 +285,9 @@ class Fabric:
         except BaseException:
             self.close()
             raise
+        # Workers per compute component, and those that steal (idle CPU workers).
+        self._slots = {n: _workers(self.components[n]) for n in self.compute}
+        self._thieves = {n for n in self.compute if self.model.kinds[n] in HOST_MEMORY_KINDS}
         log.debug("fabric opened", fabric=config.name, components=list(self.components))
 
     # -- kernels ------------------------------------------------------------------
@@ -366,11 +376,26 @@ class Fabric:
         :class:`Buffer` of this fabric.
         """
         launch = self._launch(kernel, global_size, grid, block)
-        shaped = {k: v.shape_info() if isinstance(v, Buffer) else v for k, v in args.items()}
-        problems = check_args(kernel, shaped)
-        if problems:
-            p = problems[0]
-            raise JobError("; ".join(q.message for q in problems), hint=p.hint)
+        try:  # the arguments' types, shapes and scalar bits: checked once per kernel and key
+            key: Any = tuple((k, ("buffer", v.device.dtype.str, v.device.shape)
+                              if type(v) is Buffer and v.device is not None else _scalar_key(v))
+                             for k, v in args.items())
+            hash(key)
+        except TypeError:  # an unhashable value: checked (and refused) the long way
+            key = None
+        if key is None or self._checked.find(kernel, key) is None:
+            for k, v in args.items():
+                if isinstance(v, Buffer) and v.device is None:
+                    raise JobError(f"buffer {v.name!r} (argument {k!r}) has been freed",
+                                   hint="allocate it again, or pass a live buffer")
+            shaped = {k: v.shape_info() if isinstance(v, Buffer) else v
+                      for k, v in args.items()}
+            problems = check_args(kernel, shaped)
+            if problems:
+                p = problems[0]
+                raise JobError("; ".join(q.message for q in problems), hint=p.hint)
+            if key is not None:
+                self._checked.put(kernel, key, True)
         run_args: dict[str, Any] = {}
         buffers: dict[str, DeviceBuffer] = {}
         for p in kernel.params:
@@ -382,7 +407,7 @@ class Fabric:
                 buffers[p.name] = value.device
             else:
                 run_args[p.name] = scalar_value(p.type.kind, value)
-        return self._run(kernel, launch, run_args, buffers)
+        return self._run(kernel, launch, run_args, buffers, key)
 
     def _launch(self, kernel: Kernel, global_size: Any, grid: Any, block: Any) -> Launch:
         """:func:`launch_geometry`, remembered per kernel for geometry given as integers."""
@@ -419,52 +444,67 @@ class Fabric:
                 self.vram.prefetch(buffers[param], fp.touched)
 
     def _plan(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
-              infos: Mapping[str, BufferInfo]) -> _Plan:
-        def make() -> _Plan:
-            tiles = make_tiles(launch, self.model.lanes)
-            footprints = tile_footprints(kernel, tiles, scalars, infos, self.vram.page_size)
-            leases = [_leases((param, fp.reads, fp.writes)
-                              for param, fp in footprint.buffers.items())
-                      for footprint in footprints]
-            reads: dict[str, list[tuple[int, int]]] = {}
-            writes: dict[str, list[tuple[int, int]]] = {}
-            for footprint in footprints:
-                for param, fp in footprint.buffers.items():
-                    reads.setdefault(param, []).extend(fp.reads)
-                    writes.setdefault(param, []).extend(fp.writes)
-            whole = _leases((param, reads[param], writes[param]) for param in reads)
-            return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
-                         leases, whole)
+              buffers: Mapping[str, DeviceBuffer], args_key: Any) -> _Plan:
+        """The dispatch's plan, remembered by launch, tiling knobs and ``args_key`` (the
+        arguments' types, buffer shapes and scalar bits, or None: then worked out from them)."""
+        if args_key is None:
+            args_key = (tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
+                        tuple(sorted((k, d.dtype.str, tuple(d.shape))
+                                     for k, d in buffers.items())))
         # The tiling knobs are read when tiles are cut (tests lower MIN_TILE_ITEMS).
-        key = (launch, scheduler.MIN_TILE_ITEMS, scheduler.TILES_PER_WORKER,
-               tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
-               tuple(sorted((k, i.dtype.str, i.shape) for k, i in infos.items())))
-        return self._plans.get(kernel, key, make)
+        key = (launch, scheduler.MIN_TILE_ITEMS, scheduler.TILES_PER_WORKER, args_key)
+        plan = self._plans.find(kernel, key)
+        if plan is None:
+            infos = {p: BufferInfo(d.dtype, tuple(d.shape), d.nbytes) for p, d in buffers.items()}
+            plan = self._make_plan(kernel, launch, scalars, infos)
+            self._plans.put(kernel, key, plan)
+        return plan
 
-    def _estimates(self, kernel: Kernel, launch: Launch, tiles: Sequence[Any],
-                   per_item: WorkEstimate) -> list[TileWork]:
+    def _make_plan(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
+                   infos: Mapping[str, BufferInfo]) -> _Plan:
+        tiles = make_tiles(launch, self.model.lanes)
+        footprints = tile_footprints(kernel, tiles, scalars, infos, self.vram.page_size)
+        leases = [_leases((param, fp.reads, fp.writes)
+                          for param, fp in footprint.buffers.items())
+                  for footprint in footprints]
+        reads: dict[str, list[tuple[int, int]]] = {}
+        writes: dict[str, list[tuple[int, int]]] = {}
+        for footprint in footprints:
+            for param, fp in footprint.buffers.items():
+                reads.setdefault(param, []).extend(fp.reads)
+                writes.setdefault(param, []).extend(fp.writes)
+        whole = _leases((param, reads[param], writes[param]) for param in reads)
+        return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
+                     leases, whole)
+
+    def _estimates(self, kernel: Kernel, launch: Launch, plan: _Plan) -> list[TileWork]:
         """Each tile's expected work: the IR's per-item estimate times its work items, scaled
         by what the backend counted against that estimate in the kernel's last dispatch."""
         seen = self._history.get(id(kernel))
-        ops_ratio, bytes_ratio = (seen[1], seen[2]) if seen and seen[0] is kernel else (1.0, 1.0)
-        out = []
-        for tile in tiles:
-            items = tile.group_count * launch.group_items
-            out.append(TileWork(ops=round(per_item.ops * items * ops_ratio),
-                                bytes_read=round(per_item.bytes * items * bytes_ratio)))
+        ratios = (seen[1], seen[2]) if seen and seen[0] is kernel else (1.0, 1.0)
+        out = plan.estimates.get(ratios)
+        if out is None:
+            ops_ratio, bytes_ratio = ratios
+            per_item = plan.per_item
+            out = []
+            for tile in plan.tiles:
+                items = tile.group_count * launch.group_items
+                out.append(TileWork(ops=round(per_item.ops * items * ops_ratio),
+                                    bytes_read=round(per_item.bytes * items * bytes_ratio)))
+            plan.estimates.clear()
+            plan.estimates[ratios] = out
         return out
 
     def _run(self, kernel: Kernel, launch: Launch, args: dict[str, Any],
-             buffers: Mapping[str, DeviceBuffer]) -> DispatchResult:
+             buffers: Mapping[str, DeviceBuffer], args_key: Any = None) -> DispatchResult:
         hook = self.plugins.hook
         model = self.model
         step = self._steps
         self._steps += 1
-        infos = {p: BufferInfo(d.dtype, tuple(d.shape), d.nbytes) for p, d in buffers.items()}
         scalars = {k: v for k, v in args.items() if k not in buffers}
-        plan = self._plan(kernel, launch, scalars, infos)
+        plan = self._plan(kernel, launch, scalars, buffers, args_key)
         tiles, footprints = plan.tiles, plan.footprints
-        estimates = self._estimates(kernel, launch, tiles, plan.per_item)
+        estimates = self._estimates(kernel, launch, plan)
         # Tiles are placed as the scheduler asks for them: the first run while the last are
         # placed.  Every tile of a dispatch is placed before any is finished (model.finish).
         names = {p: d.name for p, d in buffers.items()}
@@ -488,7 +528,7 @@ class Fabric:
                                                     launch.block, len(tiles)))
         start = time.perf_counter()
 
-        slots = {n: _workers(self.components[n]) for n in self.compute}
+        slots = self._slots
         paging = getattr(self.vram, "paging", False)
         # When the dispatch's buffers fit in VRAM together, the pages it touches are made
         # resident (and pinned) once, for the whole dispatch, and a cpu component holds a
@@ -518,7 +558,7 @@ class Fabric:
                 self._prefetch(buffers, footprints[tile.index + ahead])
             return fut
 
-        thieves = {n for n in self.compute if model.kinds[n] in HOST_MEMORY_KINDS}
+        thieves = self._thieves
         # The modelled VRAM's paging needs no tile to have finished: it is worked out while
         # the tiles run (in placement order, once all are placed), on this otherwise idle
         # thread.

@@ -34,6 +34,20 @@ class IdentityLRU(Generic[V]):
             self._items.popitem(last=False)
         return value
 
+    def find(self, owner: object, key: Hashable) -> V | None:
+        """The value for ``owner`` and ``key``, or None on a miss (nothing is made)."""
+        hit = self._items.get((id(owner), key))
+        if hit is not None and hit[0] is owner:
+            self._items.move_to_end((id(owner), key))
+            return hit[1]
+        return None
+
+    def put(self, owner: object, key: Hashable, value: V) -> None:
+        self._items[(id(owner), key)] = (owner, value)
+        self._items.move_to_end((id(owner), key))
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -470,10 +470,14 @@ class FabricModel:
         cand = candidates[choice]
         needs, local = options[choice]
         node = self.node_of[cand.component]
-        moved, _ = self._move(needs, node, f"s{record.index}/t{tile.index}")
-        record.transfers.extend(moved)
-        after = {id(a): a for a in moved}
-        for act in local + waits:
+        after: dict[int, Activity] = {}
+        if needs:
+            moved, _ = self._move(needs, node, f"s{record.index}/t{tile.index}")
+            record.transfers.extend(moved)
+            after = {id(a): a for a in moved}
+        for act in local:
+            after[id(act)] = act
+        for act in waits:
             after[id(act)] = act
         heapq.heapreplace(self._lanes[cand.component], cand.finish_s)
         placed = Placed(tile, cand.component, cand, list(after.values()), waits, reads,
@@ -570,6 +574,8 @@ class FabricModel:
                         ready: float) -> tuple[float, float]:
         """When everything in ``needs`` would have arrived at ``node`` (transfers from one
         source one after another on links still busy with earlier ones), and the time spent."""
+        if not needs:
+            return ready, 0.0
         by_source: dict[str, list[_Need]] = {}
         for need in needs:
             by_source.setdefault(need.source, []).append(need)

@@ -72,6 +72,8 @@ class EarliestFinish:
     name = "eft"
 
     def choose(self, tile: Tile, candidates: Sequence[Candidate]) -> int:
+        if len(candidates) == 1:
+            return 0
         return min(range(len(candidates)),
                    key=lambda i: (candidates[i].finish_s, candidates[i].moved_bytes, i))
 
@@ -92,6 +94,8 @@ class Locality:
     name = "locality"
 
     def choose(self, tile: Tile, candidates: Sequence[Candidate]) -> int:
+        if len(candidates) == 1:
+            return 0
         return min(range(len(candidates)),
                    key=lambda i: (candidates[i].moved_bytes, candidates[i].finish_s, i))
 

@@ -316,28 +316,26 @@ class Residency:
                 lease: Lease) -> list[tuple[int, float]]:
         """Fault in pages ``[start, stop)`` of each range, pin them into ``lease``, mark them
         dirty when ``write``; the ``uvm`` fault batches as ``(faults, fixed seconds)``."""
-        vs, bs = self._vstats, buf.counters
         faults: list[int] = []  # bytes each fault moved, in order
-        for start, stop in page_ranges:
-            start, stop = max(0, int(start)), min(buf.pages, int(stop))
-            if stop <= start:
-                continue
-            count = stop - start
-            if self._trace is not None:
-                self._trace.extend((buf.id, start, count, PAGE_WRITE if write else 0))
-            vs.add("accesses", count)
-            bs.add("accesses", count)
-            if not self.paging:
-                vs.add("hits", count)
-                bs.add("hits", count)
-            else:
-                misses = self._touch(buf, start, stop, lease, faults)
-                vs.add("misses", misses)
-                bs.add("misses", misses)
-                vs.add("hits", count - misses)
-                bs.add("hits", count - misses)
-            if write:
-                buf.dirty[start:stop] = b"\x01" * count
+        accesses = misses = 0  # of the ranges done (counted even if a later one fails)
+        try:
+            for start, stop in page_ranges:
+                start, stop = max(0, int(start)), min(buf.pages, int(stop))
+                if stop <= start:
+                    continue
+                count = stop - start
+                if self._trace is not None:
+                    self._trace.extend((buf.id, start, count, PAGE_WRITE if write else 0))
+                if self.paging:
+                    misses += self._touch(buf, start, stop, lease, faults)
+                accesses += count
+                if write:
+                    buf.dirty[start:stop] = b"\x01" * count
+        finally:
+            for values in (self._vstats.values, buf.counters.values):
+                values["accesses"] += accesses
+                values["misses"] += misses
+                values["hits"] += accesses - misses
         return self._charge_faults(buf, faults) if faults else []
 
     def _touch(self, buf: Pages, start: int, stop: int, lease: Lease,

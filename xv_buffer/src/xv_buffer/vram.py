@@ -366,7 +366,8 @@ class RamVram(Residency):
         self._pf_overflow = 0
         self._pf_errors = 0
         # make_resident calls waiting for or holding _lock: the worker yields to them.
-        self._demand_cv = threading.Condition(threading.Lock())
+        self._demand_lock = threading.Lock()
+        self._demand_cv = threading.Condition(self._demand_lock)
         self._demand = 0
 
     @classmethod
@@ -740,13 +741,14 @@ class RamVram(Residency):
         return True
 
     def _demand_begin(self) -> None:
-        with self._demand_cv:
+        with self._demand_lock:
             self._demand += 1
 
     def _demand_end(self) -> None:
-        with self._demand_cv:
+        with self._demand_lock:
             self._demand -= 1
-            if not self._demand:
+            # Only the prefetch worker waits for demand to end (it is set before it starts).
+            if not self._demand and self._pf_thread is not None:
                 self._demand_cv.notify_all()
 
     def _yield_to_demand(self) -> bool:
