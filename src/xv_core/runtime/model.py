@@ -228,6 +228,10 @@ class _Buffer:
         a, b = max(a, 0), min(b, self.count)
         if a >= b:
             return []
+        i = bisect.bisect_right(self.starts, a) - 1
+        seg = self.segs[i]
+        if seg.start == a and seg.stop == b:  # one run already
+            return [seg]
         self._cut(a)
         self._cut(b)
         i = bisect.bisect_left(self.starts, a)
@@ -245,7 +249,7 @@ class _Buffer:
 
     def join(self, a: int, b: int) -> None:
         """Merge neighbouring runs in and around ``[a, b)`` whose pages are in the same place."""
-        if not self.segs:
+        if len(self.segs) < 2:
             return
         i = max(0, bisect.bisect_right(self.starts, max(a, 0)) - 2)
         j = min(len(self.segs), bisect.bisect_left(self.starts, b) + 1)
@@ -775,8 +779,9 @@ class FabricModel:
                 continue
             # Cut at every written range's ends, then give each run the writers covering it,
             # in tile order, as one page of it would have them.
-            for a, b, *_ in ranges:
-                buf.split(a, b)
+            if len(ranges) > 1:  # (one range: its own cuts are all there are)
+                for a, b, *_ in ranges:
+                    buf.split(a, b)
             writers_of: dict[int, tuple[_Seg, list[tuple[str, Activity, float]]]] = {}
             for a, b, node, act, est in ranges:
                 for seg in buf.split(a, b):

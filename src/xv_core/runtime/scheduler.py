@@ -178,6 +178,9 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     inflight: dict[str, dict[int, Future[TileWork]]] = {name: {} for name in slots}
     waiting: dict[str, deque[tuple[int, float]]] = {name: deque() for name in slots}
     began: dict[int, float] = {}
+    # Tiles handed to a free worker, in flight, that have not been seen to begin yet (a tile
+    # seen running stays begun: each is looked at until it is).
+    unseen: dict[int, Future[TileWork]] = {}
     ran_here: set[int] = set()  # tiles a component ran in submit() (done when handed back)
     here = {name: 0 for name in slots}  # of those, how many each component still holds
     runs: dict[int, TileRun] = {}
@@ -221,15 +224,16 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
                 waiting[comp].append((tile.index, handed))
             else:
                 began[tile.index] = handed
+                unseen[tile.index] = fut
             fut.add_done_callback(lambda f, tile=tile, comp=comp: done.put(
                 (tile, comp, time.perf_counter(), f)))
 
     def all_begun() -> bool:
         # Every worker given a tile has taken one (a tile past the workers waits its turn).
-        for comp, held in inflight.items():
-            if len(held) > len(waiting[comp]) and not all(
-                    f.running() or f.done() for i, f in held.items() if i in began):
+        for index, fut in list(unseen.items()):
+            if not (fut.running() or fut.done()):
                 return False
+            del unseen[index]
         return True
 
     for comp in slots:
@@ -257,6 +261,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             item = done.get()
         tile, comp, ended, fut = item
         del inflight[comp][tile.index]
+        unseen.pop(tile.index, None)
         if tile.index in ran_here:
             here[comp] -= 1
         else:
@@ -270,6 +275,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
                 # The worker that ran this tile took the oldest waiting one.
                 index, handed = waiting[comp].popleft()
                 began[index] = max(handed, ended)
+                unseen[index] = inflight[comp][index]
         try:
             work = fut.result()
         except BaseException as exc:  # kept; the first in tile order is raised

@@ -162,18 +162,17 @@ class Pager(Residency):
                     return False
                 kept.append((start, stop))
             clipped.append((buf, kept, write))
-        vs, upp = self._vstats, self._unit_pages
+        vs, upp = self._vstats.values, self._unit_pages
         for buf, kept, write in clipped:
-            bs = buf.counters
+            count = 0
             for start, stop in kept:
-                count = stop - start
-                vs.add("accesses", count)
-                bs.add("accesses", count)
-                vs.add("hits", count)
-                bs.add("hits", count)
+                count += stop - start
                 self._hit_run(buf, start // upp, (stop - 1) // upp + 1, start, stop)
                 if write:
-                    buf.dirty[start:stop] = b"\x01" * count
+                    buf.dirty[start:stop] = b"\x01" * (stop - start)
+            for values in (vs, buf.counters.values):
+                values["accesses"] += count
+                values["hits"] += count
         return True
 
     def stats(self) -> dict[str, Any]:
