@@ -113,6 +113,38 @@ def test_a_component_holds_tiles_beyond_its_workers_in_its_own_queue(queued):
     assert most[0] == 2 * (1 + queued)
 
 
+def test_tiles_beyond_the_workers_are_handed_over_once_the_workers_have_begun():
+    """The first tile per worker goes at once; placing and handing over the queued ones
+    waits until those have begun, so a worker never waits for the GIL while this thread
+    places tiles it cannot run yet."""
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(6)]
+    handed: list[Future[TileWork]] = []
+    begun_at_hand_over: list[list[bool]] = []
+
+    def placements():
+        for t in tiles:
+            # What has begun when the plan is read for this tile.
+            begun_at_hand_over.append([f.running() or f.done() for f in handed[:2]])
+            yield t, "cpu"
+
+    def run(fut: Future[TileWork], ops: int) -> None:
+        time.sleep(0.05)  # a worker slow to begin
+        fut.set_running_or_notify_cancel()
+        time.sleep(0.01)
+        fut.set_result(TileWork(ops=ops))
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        fut: Future[TileWork] = Future()
+        threading.Thread(target=run, args=(fut, tile.index)).start()
+        handed.append(fut)
+        return fut
+
+    runs = execute(placements(), {"cpu": 2}, {"cpu"}, submit, queued=1)
+    assert [r.work.ops for r in runs] == list(range(6))
+    assert begun_at_hand_over[:2] == [[], [False]]  # the first two, at once
+    assert begun_at_hand_over[2] == [True, True]  # the third once both workers began
+
+
 def test_a_component_that_does_not_steal_holds_a_tile_per_worker_so_thieves_can_take_the_rest():
     # A slow disk (one worker) and an idle CPU: the disk's second tile is not handed to it
     # while its first runs, and the CPU steals it.

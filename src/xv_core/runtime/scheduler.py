@@ -98,7 +98,8 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     the plan has no more for them); ``submit(tile, component)`` hands a tile to a component.
     A component that steals holds up to ``slots`` times ``1 + queued`` tiles at once: those
     beyond its workers wait in its own queue (first in, first out, as a thread pool takes
-    them), so a worker goes from one tile to the next at once.  Others hold one per worker:
+    them), so a worker goes from one tile to the next at once; those are handed over once
+    the workers given the first tiles have begun them.  Others hold one per worker:
     the tiles they have not begun stay where an idle thief can take them.  (A tile the
     component ran in ``submit()``, returned done, took no worker.)  A tile's ``wall_s`` runs
     from when a worker took it -- its hand-over, or the end of the tile whose worker took it
@@ -200,9 +201,10 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
         victim = max(victims, key=lambda c: (len(queues[c]), -order[c]))
         return queues[victim].pop()
 
-    def launch(comp: str) -> None:
+    def launch(comp: str, limit: int | None = None) -> None:
         held = inflight[comp]
-        while not errors and len(held) < capacity[comp]:
+        cap = capacity[comp] if limit is None else min(limit, capacity[comp])
+        while not errors and len(held) < cap:
             tile = take(comp)
             if tile is None:
                 return
@@ -236,8 +238,11 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             del unseen[index]
         return True
 
+    # First a tile per worker: the tiles beyond them (placed lazily, on this thread) are handed
+    # over once the workers have begun, so that placing them does not hold the workers back
+    # (a worker needs the GIL to begin).
     for comp in slots:
-        launch(comp)
+        launch(comp, slots[comp])
     while any(inflight.values()):
         if not (idle_over[0] and read_all[0]):
             try:
