@@ -726,3 +726,67 @@ def test_a_group_value_assigned_after_a_return_counts_for_the_live_items_only():
         outs.append(out)
     assert works[1] == works[0]
     np.testing.assert_array_equal(outs[1], outs[0])
+
+
+def _proven_selects(k, block, checked=True):
+    from xv_cpu.jit.codegen import Codegen
+
+    cg = Codegen(k, plan_kernel(k), Spec(block, checked), "xv_tile_0")
+    cg.generate()
+    return cg.proven_selects
+
+
+def test_selects_true_for_every_item_of_a_group_take_their_first_arm():
+    # The block sum's `gid < x.length ? x[gid] : 0.0`: one test per group proves it true for
+    # every item of a group inside the data, which then loads without the select (a plain
+    # vector load); a condition on data is not proven.
+    assert _proven_selects(block_sum_kernel(), (256, 1, 1)) == 1
+    i = var("i")
+    data = kernel("k", "buffer<f32> x, buffer<f32> y", [
+        assign("i", sp("global_id.x")),
+        store("y", i, select(load("x", i).lt(0.5), c(1.0, "f32"), 2.0)),
+    ], locals="i32 i")
+    assert _proven_selects(data, (64, 1, 1)) == 0
+
+
+_SELECTS = {  # condition, its value for item i with local x lx, the first arm's index
+    "i < x.length": (lambda i, lx: i.lt(length("x")), lambda i, lx, n, m: i < n, "i"),
+    "m <= i": (lambda i, lx: var("m", "i32").le(i), lambda i, lx, n, m: m <= i, "lx"),
+    "i > m": (lambda i, lx: i.gt(var("m", "i32")), lambda i, lx, n, m: i > m, "lx"),
+    "lx >= m - 90": (lambda i, lx: lx.ge(var("m", "i32") - 90),
+                     lambda i, lx, n, m: lx >= m - 90, "lx"),
+}
+
+
+@pytest.mark.parametrize("backend", [JitBackend, UncheckedJitBackend])
+@pytest.mark.parametrize("cond", list(_SELECTS))
+@pytest.mark.parametrize("grid, block, n, m", [
+    ((9,), (32,), 260, 100),  # the last group partly past the data; m inside group 3
+    ((4, 3), (8, 4), 12 * 32 - 20, 96),  # 2-D groups
+])
+def test_selects_proven_true_give_the_results_and_counted_work_of_interp(backend, cond, grid,
+                                                                         block, n, m):
+    # Groups where the condition holds for every item take the first arm alone, the others
+    # the select per item: results and counted work as on interp (one select per kernel:
+    # the facts of a region hold together or the fast version is not taken).
+    i, lx = var("i"), var("lx")
+    make, truth, arm = _SELECTS[cond]
+    k = kernel("sel", "buffer<f32> x, buffer<f32> y, i32 m", [
+        assign("lx", sp("local_id.x")),
+        assign("i", sp("global_id.y") * (grid[0] * block[0]) + sp("global_id.x")),
+        store("y", i, select(make(i, lx), load("x", var(arm)), -1.0)),
+    ], locals="i32 i, i32 lx")
+    rng = np.random.default_rng(7)
+    size = int(np.prod(grid)) * int(np.prod(block))
+    x = rng.random(n, dtype=np.float32)
+    got = {"x": x.copy(), "y": np.zeros(size, np.float32), "m": np.int32(m)}
+    want = {"x": x.copy(), "y": np.zeros(size, np.float32), "m": np.int32(m)}
+    w_jit = run(k, got, grid=grid, block=block, backend=backend())
+    w_interp = run(k, want, grid=grid, block=block, backend=InterpBackend())
+    assert w_jit == w_interp
+    idx = np.arange(size)
+    local_x = (idx % (grid[0] * block[0])) % block[0]
+    where = np.minimum(idx, n - 1) if arm == "i" else local_x
+    ref = np.where(truth(idx, local_x, n, m), x[where], np.float32(-1.0))
+    np.testing.assert_array_equal(got["y"], ref)
+    np.testing.assert_array_equal(want["y"], ref)

@@ -172,6 +172,7 @@ class Codegen:
         # (such loops are not vectorised across items, so the wide adds cost nothing more).
         self.wide = 0
         self.never: set[int] = set()  # `if (...) return;` proven not taken
+        self.always: set[int] = set()  # `c ? a : b` whose c is proven true
         self._before: Node | None = None  # the statement before the one being emitted
         # The values assigned to each local (None for one that an atomic also writes).
         self._assigned: dict[str, list[Node] | None] = {}
@@ -187,6 +188,7 @@ class Codegen:
         # known), to peel skeleton loops whose trip count they fix (_peel_trips).
         self.known: dict[str, int | bool | None] = {}
         self.peeled: list[int | None] = []  # per skeleton loop emitted, the iterations peeled
+        self.proven_selects = 0  # selects emitted in a fast version that takes their 1st arm
         self.count_only: set[int] = set()  # the current region's (Region.count_only)
         self._loop_depth = 0  # skeleton loops around the code being emitted
         self._peel_budget = PEEL_REGIONS
@@ -893,10 +895,11 @@ class Codegen:
         provable = self._provable(region.stmts) if self.spec.checked else []
         clamps = self._identity_clamps(region.stmts)
         guards = self._never_guards(region.stmts)
-        if not (provable or clamps or guards):
+        selects = self._always_selects(region.stmts)
+        if not (provable or clamps or guards or selects):
             items()
             return
-        facts = provable + clamps + guards
+        facts = provable + clamps + guards + selects
 
         def checked_items() -> None:
             # Two versions of the item loop: without the checks of the accesses whose
@@ -911,8 +914,9 @@ class Codegen:
             self.proven = {id(node) for node, _ in provable}
             self.identity = {id(node) for node, _ in clamps}
             self.never = {id(node) for node, _ in guards}
+            self.always = {id(node) for node, _ in selects}
             items()
-            self.proven, self.identity, self.never = set(), set(), set()
+            self.proven, self.identity, self.never, self.always = set(), set(), set(), set()
             b.branch(merge)
             b.position_at_end(slow)
             if self.span_n is None:
@@ -1309,6 +1313,26 @@ class Codegen:
                 out.append((s, facts))
         return out
 
+    def _always_selects(self, stmts: list[Node]) -> list[tuple[Node, list[tuple[Any, Any]]]]:
+        """Selects ``c ? a : b`` of the region whose ``c`` compares affine values: where
+        every item of the group finds ``c`` true, the fast version takes ``a`` alone (and
+        counts ``c``'s operations, all evaluated) -- a guard against the data's end such as
+        ``gid < x.length ? x[gid] : 0.0`` becomes a plain (vector) load.  ``c`` true for
+        every item is its negation never true: the same fact as :meth:`_never_guards`'."""
+        negate = {Op.LT: Op.GE, Op.LE: Op.GT, Op.GT: Op.LE, Op.GE: Op.LT}
+        out = []
+        for s in stmts:
+            for n in walk(s):
+                if n.op is not Op.SELECT:
+                    continue
+                c = n.args[0]
+                if c.op not in negate or c.args[0].type.kind != "i32":
+                    continue
+                fa, fb = self._affine(c.args[0]), self._affine(c.args[1])
+                if fa is not None and fb is not None:
+                    out.append((n, [(fa, ("never", (negate[c.op], fb)))]))
+        return out
+
     def _private_names(self) -> list[str]:
         return [d.name for d in self.kernel.decls
                 if d.space == LOCAL and d.type.kind == "array" and d.name not in self.context]
@@ -1582,6 +1606,12 @@ class Codegen:
 
     def select(self, node: Node) -> ir.Value:
         b = self.b
+        if id(node) in self.always:
+            # Proven true for every item: the condition's operations are counted as
+            # evaluated (they are pure: affine comparisons), the select's too.
+            self.count(OUT_OPS, sum(1 for n in walk(node.args[0]) if n.op in _ALU) + 1)
+            self.proven_selects += 1
+            return self.expr(node.args[1])
         c = self.expr(node.args[0])
         self.count(OUT_OPS, 1)
         then, other, merge = self.new_block(), self.new_block(), self.new_block()
