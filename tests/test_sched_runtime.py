@@ -136,6 +136,28 @@ def test_the_model_keeps_pages_in_runs_that_follow_the_tiles():
         assert len(fabric.model._buffers[z.name].segs) == 1
 
 
+def test_readers_a_later_reader_waits_for_are_dropped_and_others_kept():
+    """The readers of a page only ever read do not grow with every dispatch when each new
+    reader waits for the old ones (saxpy over the same x and y: each tile waits for the tile
+    before it that wrote its y), so an eviction or a later write waits for a few activities,
+    not for every dispatch's; readers that nothing orders are all kept."""
+    n = 1 << 20
+    with xv.open_fabric("default") as fabric:
+        x, y = fabric.zeros(n), fabric.zeros(n)
+        saxpy = fabric.kernel(SAXPY)
+        for _ in range(20):
+            fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 2.0, "x": x, "y": y})
+        last = {id(t.compute) for t in fabric.model._steps[-1].tiles}
+        segs = fabric.model._buffers[x.name].segs
+        assert all(len(seg.readers) == 1 and id(seg.readers[0]) in last for seg in segs)
+        # Fresh outputs: no dispatch waits for another, so x keeps a reader per dispatch.
+        for _ in range(5):
+            out = fabric.zeros(n)
+            fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 2.0, "x": x, "y": out})
+        assert all(len(seg.readers) == 6 for seg in fabric.model._buffers[x.name].segs)
+        assert fabric.timing_report()["virtual_s"] > 0
+
+
 def test_idle_cpu_workers_steal_from_a_slow_component(plugins):
     doc = {"scheduler": "round-robin",
            "components": [{"name": "alu", "kind": "cpu", "threads": 2},

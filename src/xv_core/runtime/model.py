@@ -765,10 +765,17 @@ class FabricModel:
             chain = max((self._chain.get(id(a), 0.0) for a in tile.depends), default=0.0)
             self._chain[id(act)] = chain + min(times)
             node = self.node_of[comp]
+            # A reader this tile waits for (a tile of an earlier dispatch that also wrote what
+            # this one overwrites, say) is implied by this tile: whatever must follow both
+            # follows it.  Dropping it keeps the readers of a page only ever read from growing
+            # with every dispatch.
+            implied = {id(a) for a in tile.depends}
             for name, a, b in tile.reads:
                 buf = self._buffers.get(name)
                 if buf is not None:
                     for seg in buf.split(a, b):
+                        if implied and seg.readers:
+                            seg.readers = [r for r in seg.readers if id(r) not in implied]
                         seg.readers.append(act)
             for name, a, b in tile.writes:
                 written.setdefault(name, []).append((a, b, node, act, tile.candidate.finish_s))
