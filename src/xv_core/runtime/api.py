@@ -378,7 +378,7 @@ class Fabric:
         launch = self._launch(kernel, global_size, grid, block)
         try:  # the arguments' types, shapes and scalar bits: checked once per kernel and key
             key: Any = tuple((k, ("buffer", v.device.dtype.str, v.device.shape)
-                              if type(v) is Buffer and v.device is not None else _scalar_key(v))
+                              if isinstance(v, Buffer) and v.device is not None else _scalar_key(v))
                              for k, v in args.items())
             hash(key)
         except TypeError:  # an unhashable value: checked (and refused) the long way
