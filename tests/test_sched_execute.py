@@ -145,6 +145,35 @@ def test_tiles_beyond_the_workers_are_handed_over_once_the_workers_have_begun():
     assert begun_at_hand_over[2] == [True, True]  # the third once both workers began
 
 
+def test_queued_tiles_are_handed_over_once_begun_also_when_the_plan_was_read_at_the_first():
+    # Reading the plan for the cpu's first tile reads it to its end (seven disk tiles come
+    # first): once the cpu's worker has begun, the cpu (a thief) is handed the tile it may
+    # hold beyond its worker at once -- stolen from the disk's queue -- not at its first
+    # completion.
+    tiles = [Tile(i, LAUNCH, i, 1) for i in range(8)]
+    plan = [(t, "disk") for t in tiles[:7]] + [(tiles[7], "cpu")]
+    pools = {"cpu": ThreadPoolExecutor(1), "disk": ThreadPoolExecutor(1)}
+    release = threading.Event()
+    handed: list[tuple[str, int, bool]] = []
+
+    def submit(tile: Tile, comp: str) -> Future[TileWork]:
+        handed.append((comp, tile.index, release.is_set()))
+        return pools[comp].submit(lambda: release.wait(5) and TileWork(ops=tile.index))
+
+    def idle() -> bool:
+        # Every worker has begun and nothing ended yet: what was handed over by now?
+        seen.extend(handed)
+        release.set()
+        return False
+
+    seen: list[tuple[str, int, bool]] = []
+    runs = execute(iter(plan), {"cpu": 1, "disk": 1}, {"cpu"}, submit, idle, queued=1)
+    for pool in pools.values():
+        pool.shutdown()
+    assert [r.work.ops for r in runs] == list(range(8))
+    assert ("cpu", 6, False) in seen  # the stolen tile, before any tile ended
+
+
 def test_a_component_that_does_not_steal_holds_a_tile_per_worker_so_thieves_can_take_the_rest():
     # A slow disk (one worker) and an idle CPU: the disk's second tile is not handed to it
     # while its first runs, and the CPU steals it.

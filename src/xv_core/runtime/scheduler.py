@@ -243,8 +243,19 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
     # (a worker needs the GIL to begin).
     for comp in slots:
         launch(comp, slots[comp])
+    topped_up = False
     while any(inflight.values()):
-        if not (idle_over[0] and read_all[0]):
+        if not topped_up:
+            if all_begun():  # hand over the rest of what each component may hold
+                topped_up = True
+                for comp in slots:
+                    launch(comp)
+                continue
+            try:  # let the workers have the GIL to begin their tiles
+                item = done.get(timeout=_BEGIN_WAIT)
+            except queue.Empty:
+                continue
+        elif not (idle_over[0] and read_all[0]):
             try:
                 item = done.get_nowait()
             except queue.Empty:
