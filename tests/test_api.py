@@ -108,6 +108,16 @@ def test_arguments_are_checked_again_when_their_types_shapes_or_values_change(fa
             fabric.dispatch(saxpy, global_size=10, block=16, args={"a": 2.0, "x": wide, "y": y})
         with pytest.raises(JobError, match="parameter 'a' is f32, got 'two'"):
             fabric.dispatch(saxpy, global_size=10, block=16, args={"a": "two", "x": x, "y": y})
+        # numpy scalars are told apart by their whole dtype: 5 ns is the integer 5 (accepted
+        # for an i32), 5 days is a timedelta (refused), though both hold the bytes of 5.
+        fill = fabric.compile("kernel fill(i32 v, buffer<f32> y) { y[global_id.x] = f32(v); }")
+        fill_k = fill.kernels[0]
+        fabric.dispatch(fill_k, global_size=10, block=10,
+                        args={"v": np.timedelta64(5, "ns"), "y": y})
+        assert np.array_equal(y.read(), np.full(10, 5.0, np.float32))
+        with pytest.raises(JobError, match="parameter 'v' is i32, got datetime.timedelta"):
+            fabric.dispatch(fill_k, global_size=10, block=10,
+                            args={"v": np.timedelta64(5, "D"), "y": y})
         x.free()
         with pytest.raises(JobError) as err:
             fabric.dispatch(saxpy, global_size=10, block=16, args={"a": 2.0, "x": x, "y": y})

@@ -181,8 +181,8 @@ PLAN_CACHE_SIZE = 256
 
 def _scalar_key(value: Any) -> Any:
     # By type and bits: -0.0 == 0.0 and NaN != NaN, but the analysis may tell them apart.
-    if isinstance(value, np.generic):
-        return (value.dtype.char, value.tobytes())
+    if isinstance(value, np.generic):  # dtype.str: a timedelta's unit too
+        return (value.dtype.str, value.tobytes())
     if type(value) is float:
         return (float, value.hex())
     return (type(value), value)
