@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from xv_cpu_irb import (
-    aload, assign, astore, atomic, barrier, brk, c, for_, if_, iload, kernel, length, load, loop,
-    ret, run, select, sp, store, var,
+    aload, assign, astore, atomic, barrier, brk, c, for_, if_, iload, kernel, land, length, load,
+    loop, ret, run, select, sp, store, var,
 )
 from xv_cpu_kernels import (
     block_sum_kernel, gauss5_kernel, histogram_kernel, matmul_kernel, tree_reference,
@@ -790,3 +790,27 @@ def test_selects_proven_true_give_the_results_and_counted_work_of_interp(backend
     ref = np.where(truth(idx, local_x, n, m), x[where], np.float32(-1.0))
     np.testing.assert_array_equal(got["y"], ref)
     np.testing.assert_array_equal(want["y"], ref)
+
+
+@pytest.mark.parametrize("backend", [JitBackend, UncheckedJitBackend])
+def test_conditions_with_lazy_operators_are_not_proven_and_count_as_interp(backend):
+    # A select or && inside a select's condition or a guard's comparison evaluates only some
+    # of its operands, so interp counts only those: such conditions stay per item (counting
+    # every operation in them, as a proven condition is counted, would differ).
+    i, m = var("i"), var("m")
+    lazy = {
+        "i < (m > 0 ? m : 0)": select(m.gt(0), m, c(0)),
+        "i < (m > 0 ? m + 1 : m - 1)": select(m.gt(0), m + 1, m - 1),
+        "i < (i32)(m > 0 && m > 1) * 1000": land(m.gt(0), m.gt(1)).cast("i32") * 1000,
+    }
+    for name, bound in lazy.items():
+        for body in ([store("y", i, select(i.lt(bound), load("x", i), -1.0))],
+                     [if_(i.ge(bound), [ret()]), store("y", i, load("x", i))]):
+            k = kernel("lazy", "buffer<f32> x, buffer<f32> y, i32 m",
+                       [assign("i", sp("global_id.x")), *body], locals="i32 i")
+            got, want = ({"x": np.arange(64, dtype=np.float32), "y": np.zeros(64, np.float32),
+                          "m": np.int32(100)} for _ in range(2))
+            w_jit = run(k, got, grid=(2,), block=(32,), backend=backend())
+            w_interp = run(k, want, grid=(2,), block=(32,), backend=InterpBackend())
+            assert w_jit == w_interp, name
+            np.testing.assert_array_equal(got["y"], want["y"])

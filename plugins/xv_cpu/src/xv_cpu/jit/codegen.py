@@ -1301,7 +1301,8 @@ class Codegen:
                 if c.op is Op.LOR:
                     stack.extend(c.args)
                     continue
-                if c.op not in (Op.LT, Op.LE, Op.GT, Op.GE) or c.args[0].type.kind != "i32":
+                if (c.op not in (Op.LT, Op.LE, Op.GT, Op.GE) or c.args[0].type.kind != "i32"
+                        or not _eager(c)):
                     facts = None
                     break
                 fa, fb = self._affine(c.args[0]), self._affine(c.args[1])
@@ -1326,7 +1327,7 @@ class Codegen:
                 if n.op is not Op.SELECT:
                     continue
                 c = n.args[0]
-                if c.op not in negate or c.args[0].type.kind != "i32":
+                if c.op not in negate or c.args[0].type.kind != "i32" or not _eager(c):
                     continue
                 fa, fb = self._affine(c.args[0]), self._affine(c.args[1])
                 if fa is not None and fb is not None:
@@ -1930,6 +1931,13 @@ def _const_eval(node: Node, known: dict[str, Any], block: tuple[int, int, int]) 
         q = abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)  # C: toward zero
         return _wrap32(q) if op is Op.DIV else _wrap32(x - q * y)
     return None
+
+
+def _eager(node: Node) -> bool:
+    """Whether evaluating ``node`` evaluates every node under it (no select, ``&&`` or
+    ``||``, which evaluate only some of their operands): then the work it counts is that of
+    every operation in it, wherever it is left out."""
+    return not any(n.op in (Op.SELECT, Op.LAND, Op.LOR) for n in walk(node))
 
 
 def generate(kernel: Kernel, plan: Plan, spec: Spec, symbol: str) -> tuple[str, KernelMeta]:
