@@ -245,17 +245,7 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
         launch(comp, slots[comp])
     topped_up = False
     while any(inflight.values()):
-        if not topped_up:
-            if all_begun():  # hand over the rest of what each component may hold
-                topped_up = True
-                for comp in slots:
-                    launch(comp)
-                continue
-            try:  # let the workers have the GIL to begin their tiles
-                item = done.get(timeout=_BEGIN_WAIT)
-            except queue.Empty:
-                continue
-        elif not (idle_over[0] and read_all[0]):
+        if not (topped_up and idle_over[0] and read_all[0]):
             try:
                 item = done.get_nowait()
             except queue.Empty:
@@ -264,6 +254,11 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
                         item = done.get(timeout=_BEGIN_WAIT)
                     except queue.Empty:
                         continue
+                elif not topped_up:  # the rest of what each component may hold
+                    topped_up = True
+                    for comp in slots:
+                        launch(comp)
+                    continue
                 elif not read_all[0]:  # the plan's next tile, while these run
                     comp = read_one()
                     if comp is not None:
