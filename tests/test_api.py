@@ -226,3 +226,10 @@ def test_geometry_is_worked_out_for_each_call_of_a_kernel(fabric):
     finally:
         x.free()
         y.free()
+
+
+def test_a_buffer_too_large_for_the_address_space_is_refused_by_its_size(fabric):
+    # The size is worked out exactly: 2**62 x 2**62 f32 once wrapped to "0B".
+    with pytest.raises(XvError, match=r"cannot allocate 77371252455336267181195264TiB: more "
+                                      r"than the whole device address space"):
+        fabric.zeros((2**62, 2**62))

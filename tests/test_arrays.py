@@ -100,7 +100,12 @@ def test_bad_pngs_are_refused_with_the_file_named(tmp_path):
 
 def test_outputs_are_written_all_or_nothing(tmp_path):
     (tmp_path / "blocker").write_text("a file where a folder should be")
-    with pytest.raises(OSError):
-        write_arrays([(tmp_path / "first.npy", np.zeros(3)),
+    with pytest.raises(JobError, match="blocker is a file, not a folder"):
+        write_arrays([(tmp_path / "new" / "first.npy", np.zeros(3)),
                       (tmp_path / "blocker" / "second.npy", np.zeros(3))])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+    (tmp_path / "adir.npy").mkdir()
+    with pytest.raises(JobError, match="adir.npy: it is a directory"):
+        write_arrays([(tmp_path / "new" / "first.npy", np.zeros(3)),
+                      (tmp_path / "adir.npy", np.zeros(3))])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.npy", "blocker"]

@@ -131,15 +131,54 @@ def test_the_example_job_runs_from_any_folder(tmp_path, monkeypatch):
          "6:5: a workgroup of 2048 work items is more than 1024 @ $.steps[0]"),
         (("kernels: saxpy.xvk", "kernels: nothere.xvk"),
          "1:10: kernel file 'nothere.xvk' does not exist @ $.kernels"),
+        # A failed load is reported once, at the buffer (not again as a scalar argument).
+        (("x: {load: data/saxpy_x.npy}", "x: {load: data/missing.npy}"),
+         "3:13: cannot read .npy file: No such file or directory @ $.buffers.x.load"),
+        # Outputs are checked before anything runs.
+        (("y: out/y.npy", "y: out/y.png"),
+         "11:6: an array of shape [1000] cannot be written as PNG @ $.outputs.y (hint: PNG "
+         "outputs need shape (height, width) or (height, width, 4))"),
+        (("y: out/y.npy", "y: data/saxpy_x.npy/y.npy"),
+         "11:6: cannot write {dir}/data/saxpy_x.npy/y.npy: {dir}/data/saxpy_x.npy is a file, "
+         "not a folder @ $.outputs.y"),
+        (("y: out/y.npy", "y: saxpy.xvk/y.npy"),
+         "11:6: cannot write {dir}/saxpy.xvk/y.npy: {dir}/saxpy.xvk is a file, not a folder "
+         "@ $.outputs.y"),
+        # Numbers too large for what they give.
+        (("global: [1000]", "global: [4294967296]"),
+         "6:5: more than 2147483648 work items along x: global_id.x is an i32, so at most "
+         "2147483648 are numbered @ $.steps[0] (hint: split the work into several dispatches)"),
+        (("args: {a: 2.0, x: x, y: y}", "args: {a: 1" + "0" * 400 + ", x: x, y: y}"),
+         "9:15: parameter 'a' is f32, got 1" + "0" * 400 + ", too large for a floating-point "
+         "number @ $.steps[0].args.a"),
     ],
 )
 def test_bad_jobs_give_one_located_line_and_write_nothing(job_dir, edit, message):
+    message = message.replace("{dir}", str(job_dir))
     job = write_job(job_dir, SAXPY_JOB.replace(*edit))
     result = xv("fabric", "run", "default", str(job))
     assert result.exit_code == 1
     assert result.output.strip() == f"error: {job}:{message}"
     assert "Traceback" not in result.output
     assert not (job_dir / "out").exists()
+
+
+def test_an_output_onto_a_folder_or_a_page_trace_onto_one_stops_before_running(job_dir):
+    (job_dir / "taken.npy").mkdir()
+    job = write_job(job_dir, SAXPY_JOB.replace("y: out/y.npy", "x: out/x.npy\n  y: taken.npy"))
+    result = xv("fabric", "run", "default", str(job))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {job}:12:6: cannot write {job_dir}/taken.npy: it is a directory @ $.outputs.y "
+        f"(hint: give the path of a file, not of a folder)")
+    assert not (job_dir / "out").exists()  # x is not written either
+    job = write_job(job_dir, SAXPY_JOB)
+    result = xv("fabric", "run", "default", str(job), "--record-pages", str(job_dir / "data"))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: --record-pages: cannot write {job_dir}/data: it is a directory (hint: give "
+        f"the path of a file, not of a folder)")
+    assert not (job_dir / "out").exists() and not (job_dir / "data.tmp").exists()
 
 
 def test_a_kernel_syntax_error_points_at_the_source(job_dir):

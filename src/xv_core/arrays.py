@@ -40,43 +40,91 @@ def read_array(path: str | os.PathLike[str]) -> np.ndarray:
     raise JobError("only .npy and .png files can be loaded", where=str(path))
 
 
+def encode_check(path: Path, shape: tuple[int, ...], where: str | None = None) -> None:
+    """Raise JobError when an array of ``shape`` cannot be written in the format ``path``'s
+    suffix names (before it is computed)."""
+    where = where or str(path)
+    if path.suffix not in (".npy", ".png"):
+        raise JobError("outputs must be .npy or .png files", where=where)
+    if path.suffix == ".png" and not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 4)):
+        raise JobError(f"an array of shape {list(shape)} cannot be written as PNG", where=where,
+                       hint="PNG outputs need shape (height, width) or (height, width, 4)")
+
+
 def encode_array(path: Path, array: np.ndarray) -> bytes:
     """The bytes of ``array`` in the format ``path``'s suffix names."""
+    encode_check(path, tuple(np.shape(array)))
     if path.suffix == ".npy":
         import io
 
         buf = io.BytesIO()
         np.save(buf, array, allow_pickle=False)
         return buf.getvalue()
-    if path.suffix == ".png":
-        return encode_png(array, str(path))
-    raise JobError("outputs must be .npy or .png files", where=str(path))
+    return encode_png(array, str(path))
 
 
 def write_array(path: str | os.PathLike[str], array: np.ndarray) -> None:
     write_arrays([(Path(path), array)])
 
 
+def check_output_path(path: Path, where: str | None = None) -> None:
+    """Raise JobError when a file cannot be written at ``path``: it is a directory, or a
+    part of its folder is a file, or its nearest existing folder cannot be written."""
+    where = where or str(path)
+    if path.is_dir():
+        raise JobError(f"cannot write {path}: it is a directory", where=where,
+                       hint="give the path of a file, not of a folder")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise JobError(f"cannot write {path}: {folder} is a file, not a folder", where=where)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise JobError(f"cannot write {path}: {folder} is not writable", where=where)
+
+
 def write_arrays(items: list[tuple[Path, np.ndarray]]) -> None:
-    """Write every file or none: all are encoded and written to temporary files
-    first, then renamed into place; a failure before the renames leaves no trace."""
+    """Write every file or none: each target is checked, all are encoded and written to
+    temporary files first, then renamed into place; a failure before the renames leaves no
+    trace (temporary files and the folders made for them are removed)."""
     encoded = [(Path(path), encode_array(Path(path), array)) for path, array in items]
+    for path, _ in encoded:
+        check_output_path(path)
     staged: list[tuple[str, Path]] = []
+    made: list[Path] = []  # folders this call created, outermost first
     try:
         for path, data in encoded:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.extend(reversed(missing))
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                           dir=path.parent)
+                staged.append((tmp, path))
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise JobError(f"cannot write {path}: {exc.strerror or exc}",
+                               where=str(path)) from None
+        for i, (tmp, path) in enumerate(staged):
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                staged = staged[i:]
+                raise JobError(f"cannot write {path}: {exc.strerror or exc} (the outputs "
+                               f"before it in the list were written)", where=str(path)) from None
+        staged = []
     except BaseException:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
         raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
 
 
 def read_png(data: bytes, where: str) -> np.ndarray:

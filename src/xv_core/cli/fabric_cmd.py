@@ -121,6 +121,10 @@ def run(fabric: str = typer.Argument(..., help=FABRIC_HELP),
     if scheduler is not None:
         plugins.schedulers.get(scheduler, where="--scheduler")
     job_config = load_job(job)
+    if record_pages is not None:  # before anything runs: not a failure at the job's end
+        from xv_core.arrays import check_output_path
+
+        check_output_path(record_pages.absolute(), "--record-pages")
     with Fabric(config, plugins, backend=backend, scheduler=scheduler) as fab:
         if record_pages is not None:
             fab.vram.record_pages(str(record_pages))

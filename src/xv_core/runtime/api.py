@@ -716,6 +716,8 @@ def _dims(value: Sequence[int] | int, what: str) -> tuple[int, int, int]:
 
 
 MAX_GROUP_ITEMS = 1024
+#: Work items along one axis of a grid: global ids are i32 (0 .. 2**31 - 1).
+MAX_GLOBAL_ITEMS = 1 << 31
 
 
 def launch_geometry(kernel: Kernel, *, global_size: Sequence[int] | int | None = None,
@@ -742,6 +744,11 @@ def launch_geometry(kernel: Kernel, *, global_size: Sequence[int] | int | None =
     else:
         g = _dims(global_size, "global size")  # type: ignore[arg-type]
         grid3 = tuple(-(-g[i] // block3[i]) for i in range(3))  # type: ignore[assignment]
+    for axis, groups, items in zip("xyz", grid3, block3):
+        if groups * items > MAX_GLOBAL_ITEMS:
+            raise JobError(f"more than {MAX_GLOBAL_ITEMS} work items along {axis}: "
+                           f"global_id.{axis} is an i32, so at most {MAX_GLOBAL_ITEMS} are "
+                           f"numbered", hint="split the work into several dispatches")
     return Launch(grid3, block3)  # type: ignore[arg-type]
 
 

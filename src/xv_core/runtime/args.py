@@ -116,6 +116,11 @@ def scalar_problem(kind: str, value: Any) -> str | None:
         return None if isinstance(value, bool) else f"got {value!r}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"got {value!r}"
+    if kind in ("f32", "f64") and isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return f"got {value}, too large for a floating-point number"
     if kind in _INT_RANGES:
         if not isinstance(value, int):
             return f"got the float {value!r} (write an integer)"

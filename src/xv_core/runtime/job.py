@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from xv_core.arrays import read_array, write_arrays
+from xv_core.arrays import check_output_path, encode_check, read_array, write_arrays
 from xv_core.errors import XvError
 from xv_core.ir import Kernel
 from xv_core.runtime.api import Buffer, DispatchResult, Fabric, launch_geometry
@@ -80,6 +80,7 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
 
     inputs: dict[str, np.ndarray] = {}
     shapes: dict[str, BufferShape] = {}
+    unloaded: set[str] = set()  # buffers whose file failed to load (reported once, there)
     for name, spec in job.buffers.items():
         where = f"$.buffers.{name}"
         if spec.load is not None:
@@ -87,11 +88,13 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
                 array = read_array(job.base_dir / spec.load)
             except XvError as exc:
                 problems.append((where + ".load", exc.message, exc.hint))
+                unloaded.add(name)
                 continue
             if array.dtype not in set(DTYPES.values()):
                 problems.append((where + ".load",
                                  f"{spec.load} holds {array.dtype}, which kernels cannot use",
                                  "save it as bool, int32, uint32, float32 or float64"))
+                unloaded.add(name)
                 continue
             inputs[name] = array
             shapes[name] = BufferShape(name, array.dtype, tuple(array.shape))
@@ -118,8 +121,21 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
             problems.append((where, exc.message, exc.hint))
         args = {k: shapes.get(v, v) if isinstance(v, str) else v for k, v in step.args.items()}
         for p in check_args(kernel, args):
+            value = step.args.get(p.param) if p.param is not None else None
+            if isinstance(value, str) and value in unloaded:
+                continue  # its buffer's own error says what is wrong
             path = f"{where}.args.{p.param}" if p.param else f"{where}.args"
             problems.append((path, p.message, p.hint))
+    for name, rel in job.outputs.items():
+        where = f"$.outputs.{name}"
+        path = job.base_dir / rel
+        try:  # before anything runs: a job must not fail at its end on a path
+            check_output_path(path, where)
+            shape = shapes.get(name)
+            if shape is not None:
+                encode_check(path, shape.shape, where)
+        except XvError as exc:
+            problems.append((where, exc.message, exc.hint))
     if problems:
         raise job.error(problems)
     return _Plan(kernels, inputs, shapes, tuple(launches)), compile_s

@@ -48,6 +48,7 @@ from __future__ import annotations
 import array
 import bisect
 import json
+import math
 import mmap
 import os
 import struct
@@ -415,7 +416,7 @@ class RamVram(Residency):
             raise XvError(f"invalid shape {list(shape)}: dimensions must be integers >= 0",
                           where=f"buffer {name!r}")
         shape = tuple(int(n) for n in shape)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
+        nbytes = math.prod(shape) * np_dtype.itemsize  # Python ints: no wrap-around
         pages = max(1, -(-nbytes // self.page_size))
         units = max(1, -(-(pages * self.page_size) // self._alloc_unit))
         with self._lock:
@@ -586,6 +587,7 @@ class RamVram(Residency):
                 f.write(records.view(PAGE_TRACE_DTYPE).tobytes())
             os.replace(tmp, path)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)  # nothing half-written is left
             raise XvError(f"cannot write the page trace: {exc.strerror}",
                           where=str(path)) from None
 
