@@ -233,3 +233,41 @@ def test_a_buffer_too_large_for_the_address_space_is_refused_by_its_size(fabric)
     with pytest.raises(XvError, match=r"cannot allocate 77371252455336267181195264TiB: more "
                                       r"than the whole device address space"):
         fabric.zeros((2**62, 2**62))
+
+
+def test_misuse_gives_job_errors_not_python_errors():
+    """A closed fabric, freed buffers, geometry, shapes and dtypes that are not numbers,
+    dtypes VRAM cannot hold, a Module for a Kernel, args that are not a mapping."""
+    f = xv.open_fabric("default")
+    saxpy = f.kernel(SAXPY)
+    x, y = f.zeros(4), f.zeros(4)
+    cases = [
+        (lambda: f.zeros(10.0), "invalid buffer shape 10.0"),
+        (lambda: f.buffer(shape=4, dtype=object), "arrays of object cannot live in VRAM"),
+        (lambda: f.zeros(4, np.float16), "arrays of float16 cannot live in VRAM"),
+        (lambda: f.dispatch(saxpy, args={"a": 1.0, "x": x, "y": y}, global_size=4.0, block=4),
+         "global size must be 1 to 3 positive integers, got 4.0"),
+        (lambda: f.dispatch(saxpy, args={"a": 1.0, "x": x, "y": y}, global_size=np.array(4),
+                            block=4), "global size must be 1 to 3 positive integers"),
+        (lambda: f.dispatch(f.compile("kernel k(i32 n) { i32 a = n; }"), args={"n": 1},
+                            global_size=4, block=4), "dispatch needs a Kernel, got Module"),
+        (lambda: f.dispatch(saxpy, args=None, global_size=4, block=4),
+         "args must map parameter names to values, got NoneType"),
+    ]
+    for call, message in cases:
+        with pytest.raises(JobError, match=message):
+            call()
+    assert f.zeros(np.int64(3)).shape == (3,)
+    x.free()
+    assert repr(x) == f"<Buffer {x.name} (freed)>"
+    with pytest.raises(JobError, match=f"buffer '{x.name}' has been freed"):
+        x.shape
+    f.close()
+    for call in (lambda: f.zeros(4), lambda: f.buffer(np.zeros(4, np.float32)),
+                 lambda: f.dispatch(saxpy, args={"a": 1.0, "x": y, "y": y}, global_size=4,
+                                    block=4)):
+        with pytest.raises(JobError, match="fabric 'default' is closed"):
+            call()
+    with pytest.raises(JobError, match=f"the fabric of buffer '{y.name}' is closed"):
+        y.read()
+    y.free()  # the closed fabric freed it already: nothing to do

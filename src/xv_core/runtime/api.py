@@ -62,14 +62,17 @@ class Buffer:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        self._check_live()
         return tuple(self.device.shape)
 
     @property
     def dtype(self) -> np.dtype[Any]:
+        self._check_live()
         return self.device.dtype
 
     @property
     def nbytes(self) -> int:
+        self._check_live()
         return self.device.nbytes
 
     def read(self) -> np.ndarray:
@@ -88,19 +91,24 @@ class Buffer:
 
     def free(self) -> None:
         if self.device is not None:
-            self._fabric.model.free(self.name)
-            self._fabric.vram.free(self.device)
+            if self._fabric.vram is not None:  # (a closed fabric freed it already)
+                self._fabric.model.free(self.name)
+                self._fabric.vram.free(self.device)
             self._fabric._buffers.pop(self.name, None)
             self.device = None  # type: ignore[assignment]
 
     def _check_live(self) -> None:
+        if self._fabric.vram is None:
+            raise JobError(f"the fabric of buffer {self.name!r} is closed")
         if self.device is None:
-            raise JobError("this buffer has been freed")
+            raise JobError(f"buffer {self.name!r} has been freed")
 
     def shape_info(self) -> BufferShape:
         return BufferShape(self.name, self.dtype, self.shape)
 
     def __repr__(self) -> str:
+        if self.device is None or self._fabric.vram is None:
+            return f"<Buffer {self.name} (freed)>"
         return f"<Buffer {self.name} {self.dtype} {list(self.shape)}>"
 
 
@@ -319,6 +327,7 @@ class Fabric:
                dtype: str | np.dtype[Any] | None = None, name: str | None = None) -> Buffer:
         """Allocate a VRAM buffer, from ``data`` (copied in) or zero-filled by
         ``shape`` and ``dtype`` (``"f32"``, ``"vec4"`` or a numpy dtype)."""
+        self._check_open()
         if data is not None:
             if shape is not None or dtype is not None:
                 raise JobError("give either data or shape and dtype, not both")
@@ -330,7 +339,11 @@ class Fabric:
         else:
             if shape is None or dtype is None:
                 raise JobError("a buffer needs data, or a shape and a dtype")
-            shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
+            try:
+                shape_t = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+            except TypeError:  # not a number nor a sequence
+                raise JobError(f"invalid buffer shape {shape!r}",
+                               hint="give 1 to 3 positive integers") from None
             if isinstance(dtype, str):
                 if dtype not in DTYPES:
                     raise JobError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
@@ -338,7 +351,14 @@ class Fabric:
                     shape_t = shape_t + (4,)
                 np_dtype = DTYPES[dtype]
             else:
-                np_dtype = np.dtype(dtype)
+                try:
+                    np_dtype = np.dtype(dtype)
+                except TypeError:
+                    raise JobError(f"unknown dtype {dtype!r}",
+                                   hint=f"use one of {', '.join(DTYPES)}") from None
+                if np_dtype not in set(DTYPES.values()):
+                    raise JobError(f"arrays of {np_dtype} cannot live in VRAM",
+                                   hint="use bool, int32, uint32, float32 or float64")
             if not shape_t or any(not isinstance(n, (int, np.integer)) or n < 1 for n in shape_t):
                 raise JobError(f"invalid buffer shape {list(shape_t)}")
         if name is None:
@@ -375,6 +395,13 @@ class Fabric:
         ``@workgroup``.  ``args`` maps every parameter to a scalar or a
         :class:`Buffer` of this fabric.
         """
+        self._check_open()
+        if not isinstance(kernel, Kernel):
+            raise JobError(f"dispatch needs a Kernel, got {type(kernel).__name__}",
+                           hint="fabric.kernel(path) gives one; a Module from fabric.compile() "
+                                "holds its kernels in .kernels")
+        if not isinstance(args, Mapping):
+            raise JobError(f"args must map parameter names to values, got {type(args).__name__}")
         launch = self._launch(kernel, global_size, grid, block)
         try:  # the arguments' types, shapes and scalar bits: checked once per kernel and key
             key: Any = tuple((k, ("buffer", v.device.dtype.str, v.device.shape)
@@ -642,6 +669,11 @@ class Fabric:
         return total
 
     # -- lifetime -------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.vram is None:
+            raise JobError(f"fabric {self.config.name!r} is closed",
+                           hint="open it again with open_fabric")
+
     def close(self) -> None:
         """Free the VRAM's buffers, then close the components (a cache tier the VRAM
         still holds pages in is a component: it must outlive them)."""
@@ -707,7 +739,10 @@ def pick_kernel(module: Module, name: str | None, where: str) -> Kernel:
 
 
 def _dims(value: Sequence[int] | int, what: str) -> tuple[int, int, int]:
-    dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    try:
+        dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    except TypeError:  # not a number nor a sequence
+        raise JobError(f"{what} must be 1 to 3 positive integers, got {value!r}") from None
     if not 1 <= len(dims) <= 3 or any(
         isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims
     ):
