@@ -258,6 +258,9 @@ def test_misuse_gives_job_errors_not_python_errors():
         with pytest.raises(JobError, match=message):
             call()
     assert f.zeros(np.int64(3)).shape == (3,)
+    taken = f"buf{f._counter + 1}"  # the next automatic name, given by the user first
+    assert f.zeros(2, name=taken).name == taken
+    assert f.zeros(2).name != taken
     x.free()
     assert repr(x) == f"<Buffer {x.name} (freed)>"
     with pytest.raises(JobError, match=f"buffer '{x.name}' has been freed"):

@@ -361,8 +361,10 @@ class Fabric:
                                    hint="use bool, int32, uint32, float32 or float64")
             if not shape_t or any(not isinstance(n, (int, np.integer)) or n < 1 for n in shape_t):
                 raise JobError(f"invalid buffer shape {list(shape_t)}")
-        if name is None:
+        if name is None:  # the next automatic name no buffer has (a user may give one too)
             self._counter += 1
+            while f"buf{self._counter}" in self._buffers:
+                self._counter += 1
             name = f"buf{self._counter}"
         if name in self._buffers:
             raise JobError(f"a buffer named {name!r} already exists")
