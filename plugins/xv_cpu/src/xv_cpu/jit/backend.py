@@ -31,7 +31,7 @@ from xv_core.runtime.interfaces import Tile, TileWork
 from xv_cpu.interp.alu import DTYPES as ALU_DTYPES
 from xv_cpu.interp.backend import PreparedInterpKernel
 from xv_cpu.interp.batch import Bindings
-from xv_cpu.jit import engine
+from xv_cpu.jit import codegen, engine
 from xv_cpu.jit.analysis import plan_kernel, walk
 from xv_cpu.jit.cache import DiskCache
 from xv_cpu.jit.codegen import (
@@ -43,7 +43,7 @@ log = structlog.get_logger("xv.jit")
 _HERE = Path(__file__).resolve().parent
 #: Changes whenever the code generator does, so stale cache entries are never used.
 BACKEND_VERSION = "jit-1-" + hashlib.sha256(b"".join(
-    (_HERE / f).read_bytes() for f in ("analysis.py", "codegen.py"))).hexdigest()[:16]
+    (_HERE / f).read_bytes() for f in ("analysis.py", "codegen.py", "lanes.py"))).hexdigest()[:16]
 
 #: A buffer updated only by integer atomics is privatised per tile when it has at most
 #: this many elements and the tile has at least PRIVATE_RATIO items per element.
@@ -162,7 +162,8 @@ class PreparedJitKernel:
     # -- compiling -------------------------------------------------------------------
     def key(self, spec: Spec) -> str:
         h = hashlib.sha256()
-        for part in (BACKEND_VERSION, engine.target_id(), repr(spec), self._ir):
+        for part in (BACKEND_VERSION, engine.target_id(), repr(spec),
+                     f"lanes={codegen.LANE_LOOPS}", self._ir):
             h.update(part.encode("utf-8"))
             h.update(b"\0")
         return h.hexdigest()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
@@ -39,6 +39,7 @@ from xv_core.ir import (
     BINARY, COMPARE, CONSTANT, LOCAL, SHARED, UNARY, Decl, Kernel, Node, Op,
 )
 from xv_cpu.jit.analysis import Plan, Region, walk
+from xv_cpu.jit.lanes import LANES, LaneRegion, carried, vector_loop
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 I128 = ir.IntType(128)
@@ -115,6 +116,9 @@ SPAN_X_ITEMS = 4096
 #: kernel (see :meth:`Codegen._peel_trips`).
 PEEL_LIMIT = 16
 PEEL_REGIONS = 32
+#: Loops whose trip count differs per item run across work items in vector lanes
+#: (:mod:`xv_cpu.jit.lanes`); False emits them per item (tests compare the two).
+LANE_LOOPS = True
 
 
 def _loop_ids(text: str) -> str:
@@ -189,6 +193,8 @@ class Codegen:
         self.known: dict[str, int | bool | None] = {}
         self.peeled: list[int | None] = []  # per skeleton loop emitted, the iterations peeled
         self.proven_selects = 0  # selects emitted in a fast version that takes their 1st arm
+        self.lane_loops = 0  # loops emitted lane-wise (xv_cpu.jit.lanes), in every copy
+        self._lane_arrays: dict[int, tuple[dict[str, ir.Value], ir.Value]] = {}
         self.count_only: set[int] = set()  # the current region's (Region.count_only)
         self._loop_depth = 0  # skeleton loops around the code being emitted
         self._peel_budget = PEEL_REGIONS
@@ -629,8 +635,66 @@ class Codegen:
                     arr = ptr(take(nbytes), t)
                 self.private[d.name] = arr
                 self.item_zero.append((b.bitcast(arr, I8.as_pointer()), nbytes))
+        self._scratch_end = offset
         self.scratch_bytes = max(offset, ALIGN)
         self._alias_scopes()
+
+    def scratch_array(self, nbytes: int, t: ir.Type) -> ir.Value:
+        """A pointer to ``nbytes`` more of scratch (for regions emitted after the layout)."""
+        at = self._scratch_end
+        self._scratch_end += -(-nbytes // ALIGN) * ALIGN
+        self.scratch_bytes = max(self._scratch_end, ALIGN)
+        b = self.b
+        with b.goto_block(self.entry):
+            return b.bitcast(b.gep(self.fn.args[4], [ir.Constant(I64, at)]), t.as_pointer())
+
+    def _lane_loop_at(self, stmts: list[Node], own: Collection[str]) -> int | None:
+        """Where in ``stmts`` the first loop that runs lane-wise stands (``own``: the
+        per-item locals of the region), or None."""
+        if not LANE_LOOPS:
+            return None
+        uniform = {p.name for p in self.kernel.params if p.type.is_scalar} | self.plan.group_vars
+
+        def kind_of(name: str) -> str | None:
+            d = self.decls.get(name)
+            return d.type.kind if d is not None and d.type.is_scalar else None
+
+        return vector_loop(stmts, kind_of, own, set(self.plan.remat), uniform, self.short_loop)
+
+    def _may_lane(self) -> bool:
+        """Whether any region may hold a loop that runs lane-wise (every per-item local
+        taken as the region's: more than any region has)."""
+        own = {d.name for d in self.kernel.decls if d.space == LOCAL and d.type.is_scalar}
+        own -= self.plan.group_vars | set(self.plan.remat)
+        regions = ([list(self.kernel.body.args)] if self.plan.mode == "single" else
+                   [r.stmts for pieces in self.plan.pieces.values() for r in pieces
+                    if isinstance(r, Region)])
+        return any(self._lane_loop_at(stmts, own) is not None for stmts in regions)
+
+    def _lane_split(self, stmts: list[Node], per_item: list[str]) -> LaneRegion | None:
+        """The region cut around its first loop that runs lane-wise, or None (see
+        :mod:`xv_cpu.jit.lanes`)."""
+        remat = set(self.plan.remat)
+        own = [n for n in per_item if n not in remat]
+        at = self._lane_loop_at(stmts, own)
+        if at is None:
+            return None
+        lanes, assigned, after = carried(stmts[at], stmts[at + 1:], own, remat)
+        # Locals kept for later regions are read after the loop too (stored after the
+        # statements that follow it, from each item's values).
+        after = sorted(set(after) | (set(own) & set(self.context)))
+        key = id(stmts[at])
+        made = self._lane_arrays.get(key)
+        if made is None:
+            span = self._span_groups()
+            row = self.spec.block[0] * max(1, span) + LANES
+            arrays = {}
+            for name in sorted(set(lanes) | set(after)):
+                kind = self.decls[name].type.kind
+                arrays[name] = self.scratch_array(row * SIZE[kind], MEMORY[kind])
+            made = self._lane_arrays[key] = (arrays, self.scratch_array(row, I8))
+        self.lane_loops += 1
+        return LaneRegion(self, stmts, at, made[0], made[1], lanes, assigned, after)
 
     def _alias_scopes(self) -> None:
         """Scoped no-alias metadata: scratch objects (shared, context, private arrays, done
@@ -641,7 +705,8 @@ class Codegen:
         domain = m.add_metadata([ir.MetaDataString(m, "xv.memory")])
         objects = ([("buffers", None)] + [(f"s.{n}", None) for n in sorted(self.shared)]
                    + [(f"x.{n}", None) for n in sorted(self.context)]
-                   + [(f"p.{n}", None) for n in sorted(self.private)] + [("done", None)])
+                   + [(f"p.{n}", None) for n in sorted(self.private)] + [("done", None)]
+                   + ([("lanes", None)] if self._may_lane() else []))
         scopes = {name: m.add_metadata([ir.MetaDataString(m, name), domain])
                   for name, _ in objects}
         self._scope: dict[str, tuple[Any, Any]] = {}
@@ -833,11 +898,20 @@ class Codegen:
         bx, by, bz = self.spec.block
         b = self.b
 
-        def item(lx: ir.Value, ly: ir.Value, lz: ir.Value) -> None:
+        def item(lx: ir.Value, ly: ir.Value, lz: ir.Value, stmts: list[Node] | None = None,
+                 start: Callable[[ir.Value, ir.Block, ir.Block], None] | None = None,
+                 end: Callable[[ir.Value], None] | None = None) -> None:
+            """One item's statements (``body``, or ``stmts``); ``start(lx, go, next)`` runs
+            first and branches to ``go`` (on with the item) or ``next`` (the next item);
+            ``end(lx)`` runs after the statements when the item did not return."""
             xext = self.xext if isinstance(self.xext, ir.Value) else ir.Constant(I64, bx)
             wi = b.add(lx, b.mul(xext, b.add(ly, b.mul(ir.Constant(I64, by), lz))))
             nxt = self.new_block()
             ret = self.new_block()
+            if start is not None:
+                go = self.new_block()
+                start(lx, go, nxt)
+                b.position_at_end(go)
             if self.done is not None:
                 flag = self.tag(b.load(b.gep(self.done, [wi])), "done")
                 go = self.new_block()
@@ -846,18 +920,22 @@ class Codegen:
             for name in fresh:
                 slot = self.slots[name]
                 b.store(ir.Constant(slot.type.pointee, None), slot)
-            for start, nbytes in zero_arrays:
-                self.memset(start, nbytes)
+            for start_, nbytes in zero_arrays:
+                self.memset(start_, nbytes)
             for name in in_context:
                 value = self.tag(b.load(b.gep(self.context[name], [wi])), f"x.{name}")
                 b.store(self.from_memory(value, self.decls[name].type.kind), self.slots[name])
             self.item = _Item((b.trunc(lx, I32), b.trunc(ly, I32), b.trunc(lz, I32)), wi, ret)
+            if lanes is not None and stmts is lanes.suffix:
+                lanes.reload(lx)
             before = None
-            for s in body:
+            for s in (body if stmts is None else stmts):
                 self._before = before
                 self.stmt(s, {})
                 before = s
             if not self.terminated():
+                if end is not None:
+                    end(lx)
                 for name in saved_out:
                     value = self.to_memory(b.load(self.slots[name]), self.decls[name].type.kind)
                     self.tag(b.store(value, b.gep(self.context[name], [wi])), f"x.{name}")
@@ -880,8 +958,19 @@ class Codegen:
             x_bound = self._x_bound(guard[0], guard[1], guard[2], guard[4])
             body = [guard[3]]
 
+        lanes = self._lane_split(body, per_item) if guard is None else None
+
         def x_loop(ly: ir.Value, lz: ir.Value) -> None:
-            if x_bound is None:
+            if lanes is not None:
+                # The statements before the lane-wise loop per item, the loop lane-wise over
+                # the row, the statements after it per item (see xv_cpu.jit.lanes).
+                self.counted_loop(self.xext, lambda lx: item(
+                    lx, ly, lz, lanes.prefix, lanes.unreached, lanes.reached), keep_rolled=True)
+                self.flush()
+                lanes.row(self.xext)
+                self.counted_loop(self.xext, lambda lx: item(
+                    lx, ly, lz, lanes.suffix, lanes.skip_unreached), keep_rolled=True)
+            elif x_bound is None:
                 self.counted_loop(self.xext, lambda lx: item(lx, ly, lz), keep_rolled=True)
             else:
                 lo, hi = self._x_window(*x_bound)

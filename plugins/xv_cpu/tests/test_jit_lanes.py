@@ -1,0 +1,232 @@
+"""Loops whose trip count differs per work item, run across items in vector lanes
+(``xv_cpu.jit.lanes``): the same results as interp and as the per-item code, bit for bit,
+and the same counted work, for every construct such a loop may hold."""
+
+import numpy as np
+import pytest
+
+from xv_core.plugins import load_plugins
+from xv_cpu.interp import InterpBackend
+from xv_cpu.jit import JitBackend, UncheckedJitBackend, codegen
+from xv_cpu.jit.analysis import plan_kernel
+from xv_cpu.jit.codegen import Codegen, Spec
+from xv_cpu_irb import run
+
+PLUGINS = load_plugins()
+
+
+def compiled(source: str, name: str = "lanes.xvk"):
+    (kernel,) = PLUGINS.frontend_for(name).compile(source, name).kernels
+    return kernel
+
+
+def lane_loops(kernel, block) -> int:
+    cg = Codegen(kernel, plan_kernel(kernel), Spec(block, True), "xv_tile_0")
+    cg.generate()
+    return cg.lane_loops
+
+
+ESCAPE = """
+kernel escape(buffer<f32> cr, buffer<i32> out, buffer<f32> zs, i32 max_iter) {
+    i32 gid = global_id.x;
+    if (gid >= cr.length) {
+        return;
+    }
+    f32 c = cr[gid];
+    f32 z = 0.0;
+    i32 n = 0;
+    while (n < max_iter) {
+        z = z * z + c;
+        if (z > 2.0 || z < -2.0) {
+            break;
+        }
+        n += 1;
+    }
+    out[gid] = n;
+    zs[gid] = z;
+}
+"""
+
+COLLATZ = """
+kernel collatz(buffer<u32> start, buffer<i32> out) {
+    i32 i = global_id.x;
+    if (i >= start.length) {
+        return;
+    }
+    u32 v = start[i];
+    i32 s = 0;
+    i32 odd = 0;
+    i32 k = 0;
+    while (v != 1u && s < 300) {
+        s++;
+        if ((v & 1u) == 0u) {
+            v = v >> 1;
+            continue;
+        }
+        v = v * 3u + 1u;
+        odd += (s % 4 == 0) ? s % 3 + 2 : 1 - (s & 1);
+        k = k + i32(v % 7u) - group_id.x * 3 + (-k / 5);
+    }
+    out[i] = s * 100000 + odd * 10 + (k & 7);
+}
+"""
+
+FOR_LOOP = """
+kernel forloop(buffer<i32> n, buffer<i32> out, i32 cap) {
+    i32 i = global_id.x;
+    i32 lim = n[i % n.length];
+    i32 sum = 0;
+    i32 k;
+    for (k = 0; k < lim; k++) {
+        if (k % 3 == 0) {
+            continue;
+        }
+        if (sum > cap) {
+            break;
+        }
+        sum += k;
+    }
+    out[i] = sum * 1000 + k;
+}
+"""
+
+FLOATS = """
+kernel floats(buffer<f32> x, buffer<f32> out) {
+    i32 i = global_id.x;
+    bool neg = x[i] < 0.0;
+    f32 v = abs(x[i]);
+    i32 n = 0;
+    while (v > 1.5 && n < 50) {
+        v = sqrt(v) + floor(v) * 0.125 - min(v, 0.25) + max(-v, -0.5);
+        n++;
+    }
+    out[i] = neg ? -v : v + f32(n);
+}
+"""
+
+# The loop's count is kept across a barrier (a later region reads it, not the statements
+# after the loop in its own region).
+BARRIER = """
+@workgroup(16)
+kernel halves(buffer<f32> x, buffer<f32> out) {
+    shared f32 tmp[16];
+    i32 l = local_id.x;
+    i32 g = global_id.x;
+    f32 v = x[g];
+    i32 steps = 0;
+    while (v > 1.0) {
+        v = v * 0.5;
+        steps++;
+    }
+    tmp[l] = v;
+    barrier();
+    out[g] = tmp[15 - l] + f32(steps);
+}
+"""
+
+
+def _escape(rng, items):
+    n = items - 5  # the last group partly past the data
+    return {"cr": rng.uniform(-2.1, 0.4, n).astype(np.float32),
+            "out": np.full(n, -7, np.int32), "zs": np.zeros(n, np.float32),
+            "max_iter": np.int32(200)}
+
+
+def _collatz(rng, items):
+    n = items - 3
+    return {"start": rng.integers(1, 5000, n).astype(np.uint32),
+            "out": np.zeros(n, np.int32)}
+
+
+def _for_loop(rng, items):
+    return {"n": rng.integers(-2, 60, 37).astype(np.int32), "out": np.zeros(items, np.int32),
+            "cap": np.int32(150)}
+
+
+def _floats(rng, items):
+    x = (rng.standard_normal(items) * 100).astype(np.float32)
+    x[::7] = np.float32(1.25)  # never enters the loop
+    return {"x": x, "out": np.zeros(items, np.float32)}
+
+
+def _barrier(rng, items):
+    return {"x": (rng.random(items) * 300).astype(np.float32),
+            "out": np.zeros(items, np.float32)}
+
+
+CASES = {"escape": (ESCAPE, _escape), "collatz": (COLLATZ, _collatz),
+         "for_loop": (FOR_LOOP, _for_loop), "floats": (FLOATS, _floats),
+         "barrier": (BARRIER, _barrier)}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_loops_with_per_item_trip_counts_run_lane_wise(name):
+    source, _ = CASES[name]
+    block = (16, 1, 1) if name == "barrier" else (12, 1, 1)
+    assert lane_loops(compiled(source), block) >= 1
+
+
+def test_loops_that_need_more_than_lanes_offer_stay_per_item():
+    # A load in the loop, a division by a value, an inner loop, a short loop of constant
+    # trip count (LLVM vectorises the item loop around it): none runs lane-wise.
+    for body in ("while (k < n) { k = k + x[k % x.length]; }",
+                 "while (k < n) { k = k + 100 / (k + 1) + 1; }",
+                 "while (k < n) { i32 j = 0; while (j < k) { j++; } k = k + j + 1; }",
+                 "for (i32 j = 0; j < 8; j++) { k = k * 3 + j; }"):
+        source = f"""
+kernel k(buffer<i32> x, buffer<i32> out, i32 n) {{
+    i32 i = global_id.x;
+    i32 k = x[i];
+    {body}
+    out[i] = k;
+}}
+"""
+        assert lane_loops(compiled(source), (64, 1, 1)) == 0, body
+
+
+@pytest.mark.parametrize("backend", [JitBackend, UncheckedJitBackend])
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("grid, block, tile_groups", [
+    ((7,), (12,), None),  # rows of 12 items: a last chunk of 4 lanes
+    ((5,), (16,), 2),  # several tiles
+    ((3, 2), (8, 2), 1),  # 2-D groups, a tile per group
+])
+def test_lane_wise_loops_give_the_results_and_counted_work_of_interp(monkeypatch, backend, name,
+                                                                     grid, block, tile_groups):
+    source, make = CASES[name]
+    if name == "barrier":
+        grid, block = (int(np.prod(grid)) * int(np.prod(block)) // 16,), (16,)
+    kernel = compiled(source)
+    items = int(np.prod(grid)) * int(np.prod(block))
+    inputs = make(np.random.default_rng(5), items)
+    results = {}
+    for label, jit, lanes in (("interp", False, False), ("items", True, False),
+                              ("lanes", True, True)):
+        monkeypatch.setattr(codegen, "LANE_LOOPS", lanes)
+        args = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+        work = run(kernel, args, grid=grid, block=block, tile_groups=tile_groups,
+                   backend=backend() if jit else InterpBackend())
+        results[label] = (work, args)
+    for label in ("items", "lanes"):
+        work, args = results[label]
+        assert work == results["interp"][0], label
+        for k, v in args.items():
+            if isinstance(v, np.ndarray):
+                np.testing.assert_array_equal(v, results["interp"][1][k], err_msg=f"{label} {k}")
+
+
+def test_the_escape_loop_gives_what_numpy_gives():
+    # The reference by other means: the escape loop in numpy, element by element in float32.
+    kernel = compiled(ESCAPE)
+    args = _escape(np.random.default_rng(1), 7 * 64)
+    run(kernel, args, grid=7, block=64, backend=JitBackend())
+    c = args["cr"]
+    z = np.zeros_like(c)
+    n = np.zeros(c.shape, np.int32)
+    live = np.ones(c.shape, bool)
+    for _ in range(int(args["max_iter"])):
+        z = np.where(live, z * z + c, z)
+        live &= ~((z > 2) | (z < -2))
+        n += live
+    np.testing.assert_array_equal(args["out"], n)
+    np.testing.assert_array_equal(args["zs"], z)
