@@ -253,6 +253,14 @@ def test_misuse_gives_job_errors_not_python_errors():
                             global_size=4, block=4), "dispatch needs a Kernel, got Module"),
         (lambda: f.dispatch(saxpy, args=None, global_size=4, block=4),
          "args must map parameter names to values, got NoneType"),
+        (lambda: f.kernel(None), "expected a kernel file as a path or a name, got NoneType"),
+        (lambda: f.load_module(3), "expected a kernel file as a path or a name, got int"),
+        (lambda: f.compile(None), "compile\\(\\) takes kernel source text, got NoneType"),
+        (lambda: f.compile("kernel k(i32 n) { i32 a = n; }", None),
+         "expected the source's file name as a path or a name, got NoneType"),
+        (lambda: xv.open_fabric(None),
+         r"expected a fabric \(a built-in name or a YAML file\) as a path or a name, got "
+         "NoneType"),
     ]
     for call, message in cases:
         with pytest.raises(JobError, match=message):

@@ -200,6 +200,19 @@ def test_a_bad_fabric_is_one_line_with_its_path(tmp_path):
     assert "unknown component kind 'cpus'" in lines[0] and "$.components[0].kind" in lines[0]
 
 
+def test_an_unknown_backend_in_a_fabric_is_found_by_validate_with_its_path(tmp_path):
+    fabric = tmp_path / "f.yaml"
+    fabric.write_text("name: f\ncomponents:\n  - {name: a, kind: cpu, backend: jti}\n")
+    for command in (("fabric", "validate", str(fabric)),
+                    ("fabric", "run", str(fabric), str(tmp_path / "job.yaml"))):
+        result = xv(*command)
+        assert result.exit_code == 1
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {fabric}:3:"), lines
+        assert "unknown backend 'jti' (installed: interp, jit, jit-unchecked)" in lines[0]
+        assert "$.components[0].backend" in lines[0] and "did you mean 'jit'?" in lines[0]
+
+
 def test_xv_debug_lets_the_traceback_through(tmp_path):
     fabric = tmp_path / "f.yaml"
     fabric.write_text("name: f\ncomponents:\n  - {name: a, kind: cpus}\n")

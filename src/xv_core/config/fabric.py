@@ -414,6 +414,11 @@ def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problem
         options = structure(conv, options_data, kind.options, path, found,
                             other_keys=("name", "kind"))
         problems.extend(found)
+        backend = getattr(options, "backend", None)
+        if isinstance(backend, str) and backend and backend not in plugins.backends:
+            # A kind's ``backend`` option names an IR backend (docs/plugins.md).
+            unknown = plugins.backends.unknown(backend)
+            problems.add(path + ("backend",), unknown.message, unknown.hint)
         if options is not None and name is not None:
             components.append(ComponentConfig(name=name, kind=kind_name, options=options,
                                               timing=timing))

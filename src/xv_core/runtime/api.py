@@ -301,7 +301,7 @@ class Fabric:
     # -- kernels ------------------------------------------------------------------
     def load_module(self, path: str | os.PathLike[str]) -> Module:
         """Compile a kernel source (by its suffix's front end) or load a verified ``.xvir``."""
-        path = Path(path)
+        path = Path(_path_arg(path, "a kernel file"))
         if path.suffix == ".xvir":
             return ir.load(path)
         frontend = self.plugins.frontend_for(path)
@@ -315,6 +315,10 @@ class Fabric:
 
     def compile(self, source: str, path: str = "<string>.xvk") -> Module:
         """Compile kernel source text with the front end for ``path``'s suffix."""
+        if not isinstance(source, str):
+            raise JobError(f"compile() takes kernel source text, got {type(source).__name__}",
+                           hint="fabric.kernel(path) or fabric.load_module(path) read a file")
+        path = str(_path_arg(path, "the source's file name"))
         return self.plugins.frontend_for(path).compile(source, path)
 
     def kernel(self, path: str | os.PathLike[str], name: str | None = None) -> Kernel:
@@ -801,8 +805,18 @@ def open_fabric(spec: Any = "default", *, plugins: Plugins | None = None,
 
         configure()
     plugins = plugins if plugins is not None else load_plugins()
+    if not hasattr(spec, "components"):
+        spec = _path_arg(spec, "a fabric (a built-in name or a YAML file)")
     config = spec if hasattr(spec, "components") else load_fabric(spec, plugins)
     return Fabric(config, plugins, backend=backend, workdir=workdir, scheduler=scheduler)
+
+
+def _path_arg(value: Any, what: str) -> str | os.PathLike[str]:
+    """``value`` when it is a path (text or ``os.PathLike``), else a JobError naming ``what``."""
+    if isinstance(value, (str, os.PathLike)):
+        return value
+    raise JobError(f"expected {what} as a path or a name, got {type(value).__name__}",
+                   hint="pass a str or a pathlib.Path")
 
 
 __all__ = ["Buffer", "DispatchResult", "Fabric", "TileRecord", "open_fabric", "launch_geometry",
