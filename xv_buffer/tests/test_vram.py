@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xv_core.errors import XvError
-from xv_buffer.vram import RamVram, RunAllocator, ram_vram_factory
+from xv_buffer.vram import HISTORY_LIMIT, RamVram, RunAllocator, ram_vram_factory
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -68,6 +68,27 @@ def test_stats_peak_and_live_largest_first():
     assert s["count"] == 1 and s["allocations_total"] == 2
     assert s["live"] == [{"name": "b", "nbytes": 256 * KiB, "reserved": 256 * KiB,
                           "offset": 64 * KiB}]
+
+
+def test_the_stats_of_freed_buffers_are_kept_for_the_last_ones_freed():
+    # A long-lived fabric allocates and frees buffers of new names: the statistics keep the
+    # most recently freed (a job reads its buffers' after freeing them) and count the rest.
+    vram = RamVram(MiB, 64 * KiB)
+    keep = vram.allocate("keep", (16,), np.float32)
+    extra = 76
+    for i in range(HISTORY_LIMIT + extra):
+        buf = vram.allocate(f"t{i}", (16,), np.float32)
+        buf.array()[:] = 1
+        vram.free(buf)
+    again = vram.allocate("t0", (16,), np.float32)  # an old name freed again moves up
+    vram.free(again)
+    s = vram.stats()
+    freed = [n for n in s["buffers"] if n != "keep"]
+    assert len(freed) == HISTORY_LIMIT and s["buffers"]["keep"]["pages"] == 1
+    assert s["buffers_forgotten"] == extra + 1
+    assert "t0" in s["buffers"] and f"t{extra}" not in s["buffers"]
+    assert f"t{extra + 1}" in s["buffers"] and f"t{HISTORY_LIMIT + extra - 1}" in s["buffers"]
+    vram.free(keep)
 
 
 def test_free_reuses_space_and_coalesces():

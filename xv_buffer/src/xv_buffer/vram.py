@@ -54,7 +54,7 @@ import os
 import struct
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,8 @@ ADDRESS_SPACE = 1 << 46
 #: likely to be for a tile that has run already) is dropped.
 PREFETCH_QUEUE = 64
 _OS_PAGE = mmap.PAGESIZE
+#: Freed buffers whose statistics ``stats()`` keeps (the most recently freed).
+HISTORY_LIMIT = 1024
 #: Re-exported: the ``uvm`` profile's sizes (see :mod:`xv_buffer.residency`).
 __all__ = ["ADDRESS_SPACE", "Lease", "MAX_LISTED", "PagedBuffer", "RamBuffer", "RamVram",
            "RunAllocator", "UVM_BLOCK", "UVM_FAULT_BATCH", "UVM_REGION", "ram_vram_factory"]
@@ -341,7 +343,9 @@ class RamVram(Residency):
         space = ADDRESS_SPACE if self.paging else self.capacity
         self._runs = RunAllocator(space // self._alloc_unit)
         self._live: dict[str, PagedBuffer] = {}
-        self._history: dict[str, dict[str, Any]] = {}  # per-buffer stats of freed buffers
+        # Per-buffer stats of freed buffers, the last HISTORY_LIMIT of them (oldest first).
+        self._history: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._history_dropped = 0
         self._trace_names: dict[int, tuple[str, int]] = {}
         self._next_id = 0
         self._used = 0  # bytes reserved in the address space
@@ -483,7 +487,11 @@ class RamVram(Residency):
         self._runs.release(buf.offset // self._alloc_unit, buf.reserved // self._alloc_unit)
         self._used -= buf.reserved
         self._forget_pages(buf)
+        self._history.pop(buf.name, None)
         self._history[buf.name] = self._buffer_stats(buf)
+        if len(self._history) > HISTORY_LIMIT:  # a long-lived fabric's memory stays bounded
+            self._history.popitem(last=False)
+            self._history_dropped += 1
         buf.backing.close()
         buf._drop_memory()
 
@@ -936,8 +944,10 @@ class RamVram(Residency):
         space.  Without paging that space is the capacity; with paging VRAM frames hold any
         page, so ``free`` counts free frames and there is no external fragmentation.
         ``tiers`` has one entry per tier (``vram``, each cache tier by name in chain order,
-        ``backing``) and ``buffers`` one per buffer, freed ones included.  Prefetching runs
-        in the background: call :meth:`wait_prefetches` first for settled numbers.
+        ``backing``) and ``buffers`` one per buffer, live or among the last
+        :data:`HISTORY_LIMIT` freed (``buffers_forgotten`` counts the freed ones left out).
+        Prefetching runs in the background: call :meth:`wait_prefetches` first for settled
+        numbers.
         """
         with self._lock:
             live = sorted(self._live.values(), key=lambda b: (-b.reserved, b.name))
@@ -984,6 +994,7 @@ class RamVram(Residency):
                 "modelled_s": sum(t.get("modelled_s", 0.0) for t in tiers.values()),
                 "tiers": tiers,
                 "buffers": buffers,
+                "buffers_forgotten": self._history_dropped,
             }
 
     def close(self) -> None:
