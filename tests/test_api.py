@@ -282,3 +282,26 @@ def test_misuse_gives_job_errors_not_python_errors():
     with pytest.raises(JobError, match=f"the fabric of buffer '{y.name}' is closed"):
         y.read()
     y.free()  # the closed fabric freed it already: nothing to do
+
+
+def test_a_kernel_loaded_again_and_again_keeps_the_fabric_bounded(tmp_path, monkeypatch):
+    # A notebook that reloads its kernel file before every dispatch: the fabric keeps the
+    # latest prepared kernels and dispatch histories, and still reports the compile time the
+    # first load spent.
+    from xv_core.runtime import api
+
+    monkeypatch.setattr(api, "PREPARED_LIMIT", 3)
+    monkeypatch.setattr(api, "PLAN_CACHE_SIZE", 4)
+    monkeypatch.setenv("XV_CACHE_DIR", str(tmp_path / "cache"))  # nothing compiled before
+    source = tmp_path / "scale.xvk"
+    source.write_text("kernel scale(buffer<f32> y, f32 a) {\n"
+                      "    y[global_id.x] = y[global_id.x] * a + 40961.0;\n"
+                      "}\n")
+    with xv.open_fabric("default", backend="jit") as f:
+        y = f.zeros(64)
+        for _ in range(10):
+            f.dispatch(f.kernel(source), args={"y": y, "a": 2.0}, global_size=64, block=64)
+        assert len(f._context._prepared) == 3 and len(f._history) == 4
+        spent = f.native_compile()
+        assert spent["compiles"] == 1 and spent["compile_s"] > 0
+

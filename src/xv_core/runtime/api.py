@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,8 @@ class _Plan:
 
 #: Plans kept per fabric (least recently used dropped first).
 PLAN_CACHE_SIZE = 256
+#: Prepared kernels kept per fabric (least recently used dropped first).
+PREPARED_LIMIT = 256
 
 
 def _scalar_key(value: Any) -> Any:
@@ -203,7 +206,12 @@ class _Context:
         self._fabric = fabric
         self._workdir = workdir
         self._lock = threading.Lock()
-        self._prepared: dict[tuple[str, int], tuple[Kernel, PreparedKernel]] = {}
+        # The kernels prepared, by backend and kernel, the least recently used first (at
+        # most PREPARED_LIMIT: a process that loads a kernel again and again keeps the
+        # latest), and what the ones dropped spent compiling (Fabric.native_compile).
+        self._prepared: OrderedDict[tuple[str, int], tuple[Kernel, PreparedKernel]] = \
+            OrderedDict()
+        self.retired: dict[str, Any] = {"compile_s": 0.0, "compiles": 0, "cache_hits": 0}
 
     @property
     def workdir(self) -> str:
@@ -219,10 +227,16 @@ class _Context:
         with self._lock:
             hit = self._prepared.get(key)
             if hit is not None and hit[0] is kernel:
+                self._prepared.move_to_end(key)
                 return hit[1]
             spec = self._fabric.plugins.backends.get(name)
             prepared = spec.factory().prepare(kernel)
             self._prepared[key] = (kernel, prepared)
+            self._prepared.move_to_end(key)
+            if len(self._prepared) > PREPARED_LIMIT:
+                _, (_, old) = self._prepared.popitem(last=False)
+                for stat in self.retired:
+                    self.retired[stat] += getattr(old, stat, 0)
             return prepared
 
 
@@ -245,7 +259,8 @@ class Fabric:
         where = "--scheduler" if scheduler else "$.scheduler"
         self.policy = plugins.schedulers.get(self.scheduler, where=where).factory()
         self._steps = 0
-        self._history: dict[int, tuple[Kernel, float, float]] = {}
+        # Per kernel: what its last dispatch counted against the IR's estimate (ops, bytes).
+        self._history: IdentityLRU[tuple[float, float]] = IdentityLRU(PLAN_CACHE_SIZE)
         # Per kernel: dispatch plans by launch, tiling knobs, scalar bits and buffer shapes,
         # and checked geometry by the arguments that gave it.
         self._plans: IdentityLRU[_Plan] = IdentityLRU(PLAN_CACHE_SIZE)
@@ -513,8 +528,7 @@ class Fabric:
     def _estimates(self, kernel: Kernel, launch: Launch, plan: _Plan) -> list[TileWork]:
         """Each tile's expected work: the IR's per-item estimate times its work items, scaled
         by what the backend counted against that estimate in the kernel's last dispatch."""
-        seen = self._history.get(id(kernel))
-        ratios = (seen[1], seen[2]) if seen and seen[0] is kernel else (1.0, 1.0)
+        ratios = self._history.find(kernel, None) or (1.0, 1.0)
         out = plan.estimates.get(ratios)
         if out is None:
             ops_ratio, bytes_ratio = ratios
@@ -639,11 +653,10 @@ class Fabric:
         counted = sum(r.work.ops for r in runs), sum(r.work.bytes_read + r.work.bytes_written
                                                      for r in runs)
         guessed = sum(e.ops for e in estimates), sum(e.bytes_read for e in estimates)
-        seen = self._history.get(id(kernel))
-        old = (seen[1], seen[2]) if seen and seen[0] is kernel else (1.0, 1.0)
-        self._history[id(kernel)] = (
-            kernel, old[0] * counted[0] / guessed[0] if guessed[0] else old[0],
-            old[1] * counted[1] / guessed[1] if guessed[1] else old[1])
+        old = self._history.find(kernel, None) or (1.0, 1.0)
+        self._history.put(kernel, None, (
+            old[0] * counted[0] / guessed[0] if guessed[0] else old[0],
+            old[1] * counted[1] / guessed[1] if guessed[1] else old[1]))
         if on_dispatch:
             hook.xv_on_dispatch(event=DispatchEvent("end", kernel.name, launch.grid,
                                                     launch.block, len(tiles), wall))
@@ -666,8 +679,8 @@ class Fabric:
         """What backends that compile (``jit``) spent on the kernels prepared so far:
         ``compile_s`` seconds compiling, ``compiles`` kernels compiled, ``cache_hits`` loaded
         from their cache instead.  A prepared kernel reports these as attributes."""
-        total: dict[str, Any] = {"compile_s": 0.0, "compiles": 0, "cache_hits": 0}
         with self._context._lock:
+            total = dict(self._context.retired)
             prepared = [p for _, p in self._context._prepared.values()]
         for p in prepared:
             for key in total:
