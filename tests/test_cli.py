@@ -35,6 +35,15 @@ def write_job(folder: Path, text: str) -> Path:
     return path
 
 
+def _refuses_huge_maps() -> bool:
+    try:  # the kernel's heuristic overcommit refuses a 4 TiB mapping on a machine this size
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "0"
+    except OSError:
+        return False
+
+
+_REFUSES_HUGE_MAPS = _refuses_huge_maps()
+
 SAXPY_JOB = """\
 kernels: saxpy.xvk
 buffers:
@@ -151,6 +160,13 @@ def test_the_example_job_runs_from_any_folder(tmp_path, monkeypatch):
         (("args: {a: 2.0, x: x, y: y}", "args: {a: 1" + "0" * 400 + ", x: x, y: y}"),
          "9:15: parameter 'a' is f32, got 1" + "0" * 400 + ", too large for a floating-point "
          "number @ $.steps[0].args.a"),
+        # A buffer the host cannot map: said where the job declares it, nothing written.
+        pytest.param(
+            ("y: {load: data/saxpy_y.npy}", "y: {zeros: [1099511627776], dtype: f32}"),
+            "4:6: the host has no memory left for 4TiB @ $.buffers.y (hint: make the buffer "
+            "smaller: its array is mapped in this machine's memory)",
+            marks=pytest.mark.skipif(not _REFUSES_HUGE_MAPS, reason="this kernel maps any size "
+                                     "(vm.overcommit_memory is not 0)")),
     ],
 )
 def test_bad_jobs_give_one_located_line_and_write_nothing(job_dir, edit, message):
@@ -161,6 +177,16 @@ def test_bad_jobs_give_one_located_line_and_write_nothing(job_dir, edit, message
     assert result.output.strip() == f"error: {job}:{message}"
     assert "Traceback" not in result.output
     assert not (job_dir / "out").exists()
+
+
+def test_a_kernel_file_no_front_end_compiles_is_located_in_the_job(job_dir):
+    (job_dir / "saxpy.cl").write_text((job_dir / "saxpy.xvk").read_text())
+    job = write_job(job_dir, SAXPY_JOB.replace("kernels: saxpy.xvk", "kernels: saxpy.cl"))
+    result = xv("fabric", "run", "default", str(job))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {job}:1:10: no installed front end compiles .cl (known: .xvk, .xvir) "
+        f"@ $.kernels (hint: install xenovectra-dsl for .xvk kernels)")
 
 
 def test_an_output_onto_a_folder_or_a_page_trace_onto_one_stops_before_running(job_dir):

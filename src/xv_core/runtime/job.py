@@ -71,6 +71,12 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
         if not path.is_file():
             problems.append((where, f"kernel file {str(rel)!r} does not exist", None))
             continue
+        if path.suffix != ".xvir":
+            try:
+                fabric.plugins.frontend_for(path)
+            except XvError as exc:  # no front end for the suffix: said where the job names it
+                problems.append((where, exc.message, exc.hint))
+                continue
         module = fabric.load_module(path)  # a source error is reported as it is: file:line:col
         for k in module.kernels:
             if k.name in kernels:
@@ -148,10 +154,14 @@ def run_job(job: Any, fabric: Fabric) -> JobResult:
     buffers: dict[str, Buffer] = {}
     try:
         for name, shape in plan.shapes.items():
-            if name in plan.inputs:
-                buffers[name] = fabric.buffer(plan.inputs[name], name=name)
-            else:
-                buffers[name] = fabric.buffer(shape=shape.shape, dtype=shape.dtype, name=name)
+            try:
+                if name in plan.inputs:
+                    buffers[name] = fabric.buffer(plan.inputs[name], name=name)
+                else:
+                    buffers[name] = fabric.buffer(shape=shape.shape, dtype=shape.dtype,
+                                                  name=name)
+            except XvError as exc:  # no room for it: said where the job declares it
+                raise job.error([(f"$.buffers.{name}", exc.message, exc.hint)]) from None
         steps = []
         for i, (step, launch) in enumerate(zip(job.steps, plan.launches)):
             kernel = plan.kernels[step.kernel]

@@ -467,7 +467,9 @@ class RamVram(Residency):
         except (OSError, MemoryError, ValueError):
             backing.close()
             raise XvError(f"the host has no memory left for {format_size(nbytes)}",
-                          where=f"buffer {name!r}", hint="lower vram.capacity") from None
+                          where=f"buffer {name!r}",
+                          hint="make the buffer smaller: its array is mapped in this machine's "
+                               "memory") from None
 
     def free(self, buffer: Any) -> None:
         """Release ``buffer``; its array can no longer be used.  Unflushed changes to a
