@@ -162,7 +162,7 @@ CASES = {"escape": (ESCAPE, _escape), "collatz": (COLLATZ, _collatz),
 @pytest.mark.parametrize("name", list(CASES))
 def test_loops_with_per_item_trip_counts_run_lane_wise(name):
     source, _ = CASES[name]
-    block = (16, 1, 1) if name == "barrier" else (12, 1, 1)
+    block = (16, 1, 1) if name == "barrier" else (20, 1, 1)
     assert lane_loops(compiled(source), block) >= 1
 
 
@@ -187,7 +187,8 @@ kernel k(buffer<i32> x, buffer<i32> out, i32 n) {{
 @pytest.mark.parametrize("backend", [JitBackend, UncheckedJitBackend])
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("grid, block, tile_groups", [
-    ((7,), (12,), None),  # rows of 12 items: a last chunk of 4 lanes
+    ((7,), (20,), None),  # rows of 20 items: a chunk of 16 lanes and one of 4
+    ((3,), (12,), 1),  # rows of 12: one chunk, partly past the row
     ((5,), (16,), 2),  # several tiles
     ((3, 2), (8, 2), 1),  # 2-D groups, a tile per group
 ])

@@ -31,7 +31,7 @@ from xv_core.runtime.interfaces import Tile, TileWork
 from xv_cpu.interp.alu import DTYPES as ALU_DTYPES
 from xv_cpu.interp.backend import PreparedInterpKernel
 from xv_cpu.interp.batch import Bindings
-from xv_cpu.jit import codegen, engine
+from xv_cpu.jit import codegen, engine, lanes
 from xv_cpu.jit.analysis import plan_kernel, walk
 from xv_cpu.jit.cache import DiskCache
 from xv_cpu.jit.codegen import (
@@ -163,7 +163,7 @@ class PreparedJitKernel:
     def key(self, spec: Spec) -> str:
         h = hashlib.sha256()
         for part in (BACKEND_VERSION, engine.target_id(), repr(spec),
-                     f"lanes={codegen.LANE_LOOPS}", self._ir):
+                     f"lanes={lanes.LANES if codegen.LANE_LOOPS else 0}", self._ir):
             h.update(part.encode("utf-8"))
             h.update(b"\0")
         return h.hexdigest()
