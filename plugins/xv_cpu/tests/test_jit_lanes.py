@@ -2,9 +2,12 @@
 (``xv_cpu.jit.lanes``): the same results as interp and as the per-item code, bit for bit,
 and the same counted work, for every construct such a loop may hold."""
 
+import attrs
 import numpy as np
 import pytest
 
+from xv_core.errors import KernelRuntimeError
+from xv_core.ir import Node, Op, verify_kernel
 from xv_core.plugins import load_plugins
 from xv_cpu.interp import InterpBackend
 from xv_cpu.jit import JitBackend, UncheckedJitBackend, codegen
@@ -74,7 +77,7 @@ kernel collatz(buffer<u32> start, buffer<i32> out) {
 FOR_LOOP = """
 kernel forloop(buffer<i32> n, buffer<i32> out, i32 cap) {
     i32 i = global_id.x;
-    i32 lim = n[i % n.length];
+    i32 lim = n[i];
     i32 sum = 0;
     i32 k;
     for (k = 0; k < lim; k++) {
@@ -139,7 +142,7 @@ def _collatz(rng, items):
 
 
 def _for_loop(rng, items):
-    return {"n": rng.integers(-2, 60, 37).astype(np.int32), "out": np.zeros(items, np.int32),
+    return {"n": rng.integers(-2, 60, items).astype(np.int32), "out": np.zeros(items, np.int32),
             "cap": np.int32(150)}
 
 
@@ -231,3 +234,121 @@ def test_the_escape_loop_gives_what_numpy_gives():
         n += live
     np.testing.assert_array_equal(args["out"], n)
     np.testing.assert_array_equal(args["zs"], z)
+
+
+def _same_as_interp(monkeypatch, kernel, inputs, grid, block):
+    results = []
+    for backend, lanes in ((InterpBackend, False), (JitBackend, True)):
+        monkeypatch.setattr(codegen, "LANE_LOOPS", lanes)
+        args = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+        results.append((run(kernel, args, grid=grid, block=block, backend=backend()), args))
+    assert results[1][0] == results[0][0]
+    for k, v in results[0][1].items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(results[1][1][k], v, err_msg=k)
+
+
+def test_a_private_array_used_before_and_after_the_loop_keeps_the_loop_per_item(monkeypatch):
+    # Such an array is one array reused by every item: the statements before the loop, run
+    # for the whole row first, would leave only the last item's values in it.
+    source = """
+kernel k(buffer<f32> x, buffer<f32> out) {
+    i32 i = global_id.x;
+    if (i >= x.length) { return; }
+    f32 pal[4] = {0.25, 0.5, 0.75, 1.0};
+    f32 z = 0.0;
+    f32 c = x[i];
+    i32 n = 0;
+    while (n < 50 && z < 4.0) { z = z * z + c; n++; }
+    out[i] = pal[n % 4];
+}
+"""
+    kernel = compiled(source)
+    assert lane_loops(kernel, (16, 1, 1)) == 0
+    x = np.linspace(-2.0, 0.5, 60, dtype=np.float32)
+    _same_as_interp(monkeypatch, kernel, {"x": x, "out": np.zeros(60, np.float32)}, (4,), (16,))
+
+
+def test_atomics_before_and_after_the_loop_keep_it_per_item_and_after_it_alone_do_not(
+        monkeypatch):
+    template = """
+kernel k(buffer<i32> x, buffer<i32> hits, buffer<i32> out) {{
+    i32 i = global_id.x;
+    {before}
+    i32 v = x[i];
+    i32 s = 0;
+    while (v > 1) {{ v = v / 2; s++; }}
+    out[i] = s;
+    atomic_add(hits[0], s);
+}}
+"""
+    assert lane_loops(compiled(template.format(before="atomic_add(hits[0], 1);")),
+                      (16, 1, 1)) == 0
+    kernel = compiled(template.format(before=""))
+    assert lane_loops(kernel, (16, 1, 1)) >= 1
+    x = np.random.default_rng(3).integers(0, 5000, 64).astype(np.int32)
+    _same_as_interp(monkeypatch, kernel, {"x": x, "hits": np.zeros(1, np.int32),
+                                          "out": np.zeros(64, np.int32)}, (4,), (16,))
+
+
+def test_a_failing_item_is_the_one_found_without_lanes(monkeypatch):
+    # Item 0 fails after the loop, items 10 and on before it: the first failing item in item
+    # order is reported, as by the per-item code. The statements around a lane-wise loop run
+    # for the whole row before and after it, so a copy of the region where a check there may
+    # fail stays per item (here every copy: the write's index comes from the loop).
+    source = """
+kernel k(buffer<i32> n, buffer<i32> out) {
+    i32 g = global_id.x;
+    i32 c = n[g];
+    i32 s = 0;
+    while (c > 0) { c = c - 1; s++; }
+    out[s] = g;
+}
+"""
+    kernel = compiled(source, "order.xvk")
+    n = np.zeros(10, np.int32)
+    n[0] = 50
+    errors = []
+    for lanes in (False, True):
+        monkeypatch.setattr(codegen, "LANE_LOOPS", lanes)
+        with pytest.raises(KernelRuntimeError) as err:
+            run(kernel, {"n": n.copy(), "out": np.zeros(16, np.int32)}, grid=1, block=16,
+                backend=JitBackend())
+        errors.append(str(err.value))
+    assert errors[1] == errors[0]
+    assert errors[1].startswith("order.xvk:7: out-of-bounds write out[50] by work item "
+                                "global_id=(0, 0, 0)")
+    assert lane_loops(kernel, (16, 1, 1)) == 0
+    guarded = compiled(source.replace("out[s] = g;", "out[g] = s;"))
+    assert lane_loops(guarded, (16, 1, 1)) >= 1  # the copies for groups proven in bounds
+
+
+def test_a_continue_in_a_loops_step_keeps_the_loop_per_item(monkeypatch):
+    # .xvk never puts a continue in a for loop's step, but an .xvir file may: the loop
+    # stays per item, and gives interp's results.
+    kernel = compiled("""
+kernel k(buffer<i32> n, buffer<i32> out) {
+    i32 i = global_id.x;
+    if (i >= n.length) { return; }
+    i32 c = n[i];
+    i32 s = 0;
+    i32 t = 0;
+    for (s = 0; t < c && s < 100; ) {
+        s = s + 1;
+        if ((s & 1) == 0) { continue; }
+        t = t + 1;
+    }
+    out[i] = s;
+}
+""")
+    body = list(kernel.body.args)
+    at = next(j for j, st in enumerate(body) if st.op is Op.LOOP)
+    cond, inner, step = body[at].args
+    body[at] = attrs.evolve(body[at], args=(cond, Node.block([], inner.arg),
+                                            Node.block(list(inner.args), step.arg)))
+    moved = attrs.evolve(kernel, body=attrs.evolve(kernel.body, args=tuple(body)))
+    verify_kernel(moved)
+    assert lane_loops(kernel, (16, 1, 1)) >= 1 and lane_loops(moved, (16, 1, 1)) == 0
+    n = np.random.default_rng(2).integers(0, 30, 40).astype(np.int32)
+    _same_as_interp(monkeypatch, moved, {"n": n, "out": np.zeros(40, np.int32)}, (3,), (16,))
+

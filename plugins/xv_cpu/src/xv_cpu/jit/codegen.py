@@ -679,7 +679,16 @@ class Codegen:
         at = self._lane_loop_at(stmts, own)
         if at is None:
             return None
-        lanes, assigned, after = carried(stmts[at], stmts[at + 1:], own, remat)
+        prefix, suffix = stmts[:at], stmts[at + 1:]
+        private = set(self._private_names())
+        if _arrays_used(prefix) & _arrays_used(suffix) & private:
+            # A private array not kept per item is one array reused by every item: the items'
+            # statements before the loop, all run first, would leave the last one's values.
+            return None
+        if _has(prefix, Op.ATOMIC) and _has(suffix, Op.ATOMIC):
+            # Atomics would see the items in another order (the old values they return).
+            return None
+        lanes, assigned, after = carried(stmts[at], suffix, own, remat)
         # Locals kept for later regions are read after the loop too (stored after the
         # statements that follow it, from each item's values).
         after = sorted(set(after) | (set(own) & set(self.context)))
@@ -693,8 +702,21 @@ class Codegen:
                 kind = self.decls[name].type.kind
                 arrays[name] = self.scratch_array(row * SIZE[kind], MEMORY[kind])
             made = self._lane_arrays[key] = (arrays, self.scratch_array(row, I8))
-        self.lane_loops += 1
         return LaneRegion(self, stmts, at, made[0], made[1], lanes, assigned, after)
+
+    def _cannot_fail(self, stmts: list[Node]) -> bool:
+        """Whether no check in ``stmts`` can fail in the copy being emitted: every access
+        proven in bounds (or unchecked), integers divided by nonzero constants only.  The
+        statements around a lane-wise loop run for the whole row before and after it, so a
+        failure there could be found in another item than in item order."""
+        for s in stmts:
+            for n in walk(s):
+                if n.op in (Op.DIV, Op.MOD) and n.type.is_int and not (
+                        n.args[1].op is Op.CONST and int(n.args[1].arg) & 0xFFFFFFFF):
+                    return False
+                if self.spec.checked and n.op in _ACCESSES and id(n) not in self.proven:
+                    return False
+        return True
 
     def _alias_scopes(self) -> None:
         """Scoped no-alias metadata: scratch objects (shared, context, private arrays, done
@@ -961,9 +983,10 @@ class Codegen:
         lanes = self._lane_split(body, per_item) if guard is None else None
 
         def x_loop(ly: ir.Value, lz: ir.Value) -> None:
-            if lanes is not None:
+            if lanes is not None and self._cannot_fail(lanes.prefix + lanes.suffix):
                 # The statements before the lane-wise loop per item, the loop lane-wise over
                 # the row, the statements after it per item (see xv_cpu.jit.lanes).
+                self.lane_loops += 1
                 self.counted_loop(self.xext, lambda lx: item(
                     lx, ly, lz, lanes.prefix, lanes.unreached, lanes.reached), keep_rolled=True)
                 self.flush()
@@ -2020,6 +2043,15 @@ def _const_eval(node: Node, known: dict[str, Any], block: tuple[int, int, int]) 
         q = abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)  # C: toward zero
         return _wrap32(q) if op is Op.DIV else _wrap32(x - q * y)
     return None
+
+
+def _arrays_used(stmts: list[Node]) -> set[str]:
+    """The arrays (private or shared) that ``stmts`` read or write."""
+    return {n.arg for s in stmts for n in walk(s) if n.op in (Op.ALOAD, Op.ASTORE)}
+
+
+def _has(stmts: list[Node], op: Op) -> bool:
+    return any(n.op is op for s in stmts for n in walk(s))
 
 
 def _eager(node: Node) -> bool:

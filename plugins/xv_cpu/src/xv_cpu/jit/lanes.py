@@ -16,13 +16,17 @@ follows) reads in per-row arrays, the loop runs lane-wise over the row, and the 
 after it run per item again from those arrays.
 
 Only loops that need nothing else qualify (:func:`vector_loop`): statements that assign
-scalar locals, ``if`` and ``break``; expressions of arithmetic, comparisons, casts to
-floats, the lazy operators, locals, parameters and group values -- no memory access, no
-integer division (it would trap in the lanes masked off), no ``return``, ``continue`` or inner
-loop.  Short loops with constant trip counts are left to LLVM.  The results are those of the
-per-item code bit for bit: the same IEEE operations, lane by lane.  Work is counted as interp
-counts it: each operation once per lane whose mask is set where it is evaluated (``&&``,
-``||`` and ``?:`` count their operands only in the lanes that evaluate them).
+scalar locals, ``if``, ``break`` and ``continue`` (not in a for loop's step); expressions of
+arithmetic, comparisons, ``!``, casts (between ``i32`` and ``u32``, to ``f32``, from
+``bool``), the lazy operators, locals, parameters and group values -- no memory access, no
+integer division but by a constant no lane traps on, no ``return``, no inner loop.  Short
+loops with constant trip counts are left to LLVM.  The code generator also keeps a loop per
+item when the statements around it share a private array or both use atomics, and in a copy
+of the region where a check around it could fail (see ``Codegen._lane_split`` and
+``_cannot_fail``).  The results are those of the per-item code bit for bit: the same IEEE
+operations, lane by lane.  Work is counted as interp counts it: each operation once per lane
+whose mask is set where it is evaluated (``&&``, ``||`` and ``?:`` count their operands only
+in the lanes that evaluate them).
 """
 
 from __future__ import annotations
@@ -122,7 +126,9 @@ def _loop_ok(loop: Node, kind_of: Callable[[str], str | None], per_item: Collect
             return expr(n.args[0]) and stmt(n.args[1]) and stmt(n.args[2])
         return n.op in (Op.BREAK, Op.CONTINUE) and n.arg == loop.arg
 
-    return expr(cond) and stmt(body) and stmt(step)
+    # (A continue in the step -- which .xvk never writes, an .xvir file may -- is left out.)
+    return (expr(cond) and stmt(body) and stmt(step)
+            and not any(n.op is Op.CONTINUE for n in walk(step)))
 
 
 def _safe_divisor(n: Node) -> bool:
