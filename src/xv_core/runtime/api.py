@@ -351,10 +351,7 @@ class Fabric:
             if shape is not None or dtype is not None:
                 raise JobError("give either data or shape and dtype, not both")
             data = np.asarray(data)
-            if data.dtype not in set(DTYPES.values()):
-                raise JobError(f"arrays of {data.dtype} cannot live in VRAM",
-                               hint="use bool, int32, uint32, float32 or float64")
-            shape_t, np_dtype = tuple(data.shape), data.dtype
+            shape_t, np_dtype = tuple(data.shape), _vram_dtype(data.dtype)
         else:
             if shape is None or dtype is None:
                 raise JobError("a buffer needs data, or a shape and a dtype")
@@ -375,9 +372,7 @@ class Fabric:
                 except TypeError:
                     raise JobError(f"unknown dtype {dtype!r}",
                                    hint=f"use one of {', '.join(DTYPES)}") from None
-                if np_dtype not in set(DTYPES.values()):
-                    raise JobError(f"arrays of {np_dtype} cannot live in VRAM",
-                                   hint="use bool, int32, uint32, float32 or float64")
+                _vram_dtype(np_dtype)
             if not shape_t or any(not isinstance(n, (int, np.integer)) or n < 1 for n in shape_t):
                 raise JobError(f"invalid buffer shape {list(shape_t)}")
         if name is None:  # the next automatic name no buffer has (a user may give one too)
@@ -525,10 +520,11 @@ class Fabric:
         return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
                      leases, whole)
 
-    def _estimates(self, kernel: Kernel, launch: Launch, plan: _Plan) -> list[TileWork]:
+    def _estimates(self, launch: Launch, plan: _Plan,
+                   ratios: tuple[float, float]) -> list[TileWork]:
         """Each tile's expected work: the IR's per-item estimate times its work items, scaled
-        by what the backend counted against that estimate in the kernel's last dispatch."""
-        ratios = self._history.find(kernel, None) or (1.0, 1.0)
+        by ``ratios``: what the backend counted against that estimate (ops, bytes) in the
+        kernel's last dispatch."""
         out = plan.estimates.get(ratios)
         if out is None:
             ops_ratio, bytes_ratio = ratios
@@ -551,7 +547,8 @@ class Fabric:
         scalars = {k: v for k, v in args.items() if k not in buffers}
         plan = self._plan(kernel, launch, scalars, buffers, args_key)
         tiles, footprints = plan.tiles, plan.footprints
-        estimates = self._estimates(kernel, launch, plan)
+        old = self._history.find(kernel, None) or (1.0, 1.0)
+        estimates = self._estimates(launch, plan, old)
         # Tiles are placed as the scheduler asks for them: the first run while the last are
         # placed.  Every tile of a dispatch is placed before any is finished (model.finish).
         names = {p: d.name for p, d in buffers.items()}
@@ -653,7 +650,6 @@ class Fabric:
         counted = sum(r.work.ops for r in runs), sum(r.work.bytes_read + r.work.bytes_written
                                                      for r in runs)
         guessed = sum(e.ops for e in estimates), sum(e.bytes_read for e in estimates)
-        old = self._history.find(kernel, None) or (1.0, 1.0)
         self._history.put(kernel, None, (
             old[0] * counted[0] / guessed[0] if guessed[0] else old[0],
             old[1] * counted[1] / guessed[1] if guessed[1] else old[1]))
@@ -818,10 +814,19 @@ def open_fabric(spec: Any = "default", *, plugins: Plugins | None = None,
 
         configure()
     plugins = plugins if plugins is not None else load_plugins()
-    if not hasattr(spec, "components"):
-        spec = _path_arg(spec, "a fabric (a built-in name or a YAML file)")
-    config = spec if hasattr(spec, "components") else load_fabric(spec, plugins)
+    if hasattr(spec, "components"):
+        config = spec
+    else:
+        config = load_fabric(_path_arg(spec, "a fabric (a built-in name or a YAML file)"), plugins)
     return Fabric(config, plugins, backend=backend, workdir=workdir, scheduler=scheduler)
+
+
+def _vram_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """``dtype`` when VRAM can hold arrays of it, else a JobError."""
+    if dtype not in set(DTYPES.values()):
+        raise JobError(f"arrays of {dtype} cannot live in VRAM",
+                       hint="use bool, int32, uint32, float32 or float64")
+    return dtype
 
 
 def _path_arg(value: Any, what: str) -> str | os.PathLike[str]:
