@@ -174,6 +174,42 @@ def test_cast_float_to_int_truncates_and_saturates():
                                   [1, 0, 0, 0, 3000000000, 0, 0, 2147483520])
 
 
+def _saturated(x, dst):
+    """The reference: truncation toward zero, saturating at the target's range, NaN to 0."""
+    lo, hi = (-2**31, 2**31 - 1) if dst == "i32" else (0, 2**32 - 1)
+    out = [0 if np.isnan(v) else int(min(max(np.trunc(np.float64(v)), lo), hi)) for v in x]
+    return np.array(out, np.int64).astype(np.int32 if dst == "i32" else np.uint32)
+
+
+@pytest.mark.parametrize("src", ["f32", "f64"])
+@pytest.mark.parametrize("dst", ["i32", "u32"])
+def test_float_to_int_saturates_at_every_edge_in_vector_and_scalar_code(src, dst):
+    # Each side of every limit the float type can hold: the jit clamps, converts and selects
+    # (code LLVM vectorises), which must give llvm.fptosi.sat's (and interp's) results.
+    ft = np.float32 if src == "f32" else np.float64
+    edges = [0.0, -0.0, 0.5, -0.5, 0.99999994, -0.99999994, 1.0, -1.0, 1.9, -1.9, 3e9, -3e9,
+             2.0**31, -2.0**31, 2.0**32, 2.0**40, -2.0**40, np.inf, -np.inf, np.nan,
+             2147483520.0, -2147483904.0, 4294967040.0, 2147483647.0, 2147483647.5,
+             -2147483648.5, -2147483649.0, 4294967295.0, 4294967295.5, 4294967296.0]
+    x = np.array(edges, ft)
+    want = _saturated(x, dst)
+    np.testing.assert_array_equal(unary_run(Op.CAST, src, x, dst), want)
+    # The same values over 64 work items, in several orders: the item loop is vectorised.
+    many = np.concatenate([np.roll(x, k) for k in range(3)])[:64]
+    np.testing.assert_array_equal(unary_run_many(Op.CAST, src, many, dst), _saturated(many, dst))
+
+
+def unary_run_many(op, t, values, out_t):
+    """``op`` on one item per value (one workgroup), without the uniform cross-check."""
+    i = var("i")
+    node = E(Node(op, T(out_t), (load("a", i, t).node,)))
+    k = kernel("unm", f"buffer<{t}> a, buffer<{out_t}> out",
+               [assign("i", sp("global_id.x")), store("out", i, node)], locals="i32 i")
+    out = np.zeros(len(values), {"i32": np.int32, "u32": np.uint32}[out_t])
+    run(k, {"a": values, "out": out}, grid=1, block=len(values))
+    return out
+
+
 def test_casts_between_ints_bools_and_floats():
     i = np.array([-1, 0, 5, -2**31], np.int32)
     np.testing.assert_array_equal(unary_run(Op.CAST, "i32", i, "u32"), i.astype(np.uint32))

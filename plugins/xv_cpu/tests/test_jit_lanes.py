@@ -292,10 +292,12 @@ kernel k(buffer<i32> x, buffer<i32> hits, buffer<i32> out) {{
 
 
 def test_a_failing_item_is_the_one_found_without_lanes(monkeypatch):
-    # Item 0 fails after the loop, items 10 and on before it: the first failing item in item
-    # order is reported, as by the per-item code. The statements around a lane-wise loop run
-    # for the whole row before and after it, so a copy of the region where a check there may
-    # fail stays per item (here every copy: the write's index comes from the loop).
+    # The statements before a lane-wise loop run for the whole row first: a copy of the
+    # region where one of them may fail stays per item (with 10 values, items 10 and on fail
+    # before the loop, item 0 after it: every item's read is checked, in item order).  Those
+    # after it run per item, in item order, and may fail (with 16 values, items 0 and 3 fail
+    # after the loop, in the copy that proves the reads in bounds and runs it lane-wise):
+    # either way the first failing item in item order is reported, as by the per-item code.
     source = """
 kernel k(buffer<i32> n, buffer<i32> out) {
     i32 g = global_id.x;
@@ -306,21 +308,20 @@ kernel k(buffer<i32> n, buffer<i32> out) {
 }
 """
     kernel = compiled(source, "order.xvk")
-    n = np.zeros(10, np.int32)
-    n[0] = 50
-    errors = []
-    for lanes in (False, True):
-        monkeypatch.setattr(codegen, "LANE_LOOPS", lanes)
-        with pytest.raises(KernelRuntimeError) as err:
-            run(kernel, {"n": n.copy(), "out": np.zeros(16, np.int32)}, grid=1, block=16,
-                backend=JitBackend())
-        errors.append(str(err.value))
-    assert errors[1] == errors[0]
-    assert errors[1].startswith("order.xvk:7: out-of-bounds write out[50] by work item "
-                                "global_id=(0, 0, 0)")
-    assert lane_loops(kernel, (16, 1, 1)) == 0
-    guarded = compiled(source.replace("out[s] = g;", "out[g] = s;"))
-    assert lane_loops(guarded, (16, 1, 1)) >= 1  # the copies for groups proven in bounds
+    for size in (10, 16):
+        n = np.zeros(size, np.int32)
+        n[0], n[3] = 50, 60
+        errors = []
+        for lanes in (False, True):
+            monkeypatch.setattr(codegen, "LANE_LOOPS", lanes)
+            out = np.zeros(16, np.int32)
+            with pytest.raises(KernelRuntimeError) as err:
+                run(kernel, {"n": n.copy(), "out": out}, grid=1, block=16, backend=JitBackend())
+            errors.append(str(err.value))
+        assert errors[1] == errors[0]
+        assert errors[1].startswith("order.xvk:7: out-of-bounds write out[50] by work item "
+                                    "global_id=(0, 0, 0)")
+    assert lane_loops(kernel, (16, 1, 1)) >= 1  # in the copy for groups proven in bounds
 
 
 def test_a_continue_in_a_loops_step_keeps_the_loop_per_item(monkeypatch):
@@ -352,3 +353,120 @@ kernel k(buffer<i32> n, buffer<i32> out) {
     n = np.random.default_rng(2).integers(0, 30, 40).astype(np.int32)
     _same_as_interp(monkeypatch, moved, {"n": n, "out": np.zeros(40, np.int32)}, (3,), (16,))
 
+
+
+# -- item loops split before a scatter (Codegen._scatter_at) ----------------------------------
+
+def scatter_splits(kernel, block, private=()) -> int:
+    cg = Codegen(kernel, plan_kernel(kernel), Spec(block, True, tuple(private)), "xv_tile_0")
+    cg.generate()
+    return cg.scatter_splits
+
+
+HISTOGRAM = """
+kernel hist(buffer<f32> values, buffer<i32> bins, buffer<i32> seen, f32 lo, f32 hi) {
+    i32 i = global_id.x;
+    if (i >= values.length) {
+        return;
+    }
+    i32 nbins = bins.length;
+    i32 b = i32(floor((values[i] - lo) / (hi - lo) * f32(nbins)));
+    b = clamp(b, 0, nbins - 1);
+    i32 old = atomic_add(bins[b], 1);
+    seen[i] = old + b;
+}
+"""
+
+
+def _split_and_whole(monkeypatch, kernel, inputs, grid, block, backend=JitBackend):
+    """The kernel run split before its scatter and not: (work, outputs) of each."""
+    results = []
+    for split in (False, True):
+        monkeypatch.setattr(codegen, "SCATTER_SPLIT", split)
+        args = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+        results.append((run(kernel, args, grid=grid, block=block, backend=backend()), args))
+    return results
+
+
+@pytest.mark.parametrize("backend", [JitBackend, UncheckedJitBackend])
+def test_a_histogram_splits_before_its_scatter_and_gives_the_per_item_results(monkeypatch,
+                                                                            backend):
+    # The bin is computed for the whole row as one vectorised loop, the atomic adds then run
+    # per item in item order: the old values the atomics return are those of the per-item
+    # code (and of interp), NaN and out-of-range values land in the end bins, and the last,
+    # partial group's items past the end return before the split.
+    kernel = compiled(HISTOGRAM)
+    assert scatter_splits(kernel, (64, 1, 1)) >= 1
+    assert scatter_splits(kernel, (64, 1, 1), private=("bins",)) >= 1
+    values = np.random.default_rng(5).normal(0.5, 0.4, 1000).astype(np.float32)
+    values[[3, 77, 500]] = [np.nan, np.inf, -np.inf]
+    inputs = {"values": values, "bins": np.zeros(37, np.int32),
+              "seen": np.full(1000, -1, np.int32), "lo": np.float32(0), "hi": np.float32(1)}
+    (whole_work, whole), (split_work, split) = _split_and_whole(
+        monkeypatch, kernel, inputs, (16,), (64,), backend)
+    assert split_work == whole_work
+    for name in ("bins", "seen"):
+        np.testing.assert_array_equal(split[name], whole[name], err_msg=name)
+    interp = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+    assert run(kernel, interp, grid=(16,), block=(64,), backend=InterpBackend()) == whole_work
+    np.testing.assert_array_equal(split["bins"], interp["bins"])
+    np.testing.assert_array_equal(split["seen"], interp["seen"])
+    ref = np.clip(np.floor(values * np.float32(37)), -2**31, 2**31 - 1)
+    ref = np.clip(np.where(np.isnan(ref), 0, ref), 0, 36).astype(np.int64)
+    np.testing.assert_array_equal(split["bins"], np.bincount(ref, minlength=37))
+
+
+def test_a_scatter_that_fails_is_found_in_the_item_that_fails_first(monkeypatch):
+    # Without the clamp, items 5 and 9 scatter out of bounds: the split computes every
+    # item's bin first, then scatters in item order, so item 5 is reported, as without it,
+    # and the bins before it are counted as without it.
+    kernel = compiled(HISTOGRAM.replace("b = clamp(b, 0, nbins - 1);", ""), "scatter.xvk")
+    assert scatter_splits(kernel, (16, 1, 1)) >= 1
+    values = np.full(16, 0.25, np.float32)
+    values[[5, 9]] = [7.0, -3.0]
+    errors, bins = [], []
+    for split in (False, True):
+        monkeypatch.setattr(codegen, "SCATTER_SPLIT", split)
+        args = {"values": values.copy(), "bins": np.zeros(4, np.int32),
+                "seen": np.zeros(16, np.int32), "lo": np.float32(0), "hi": np.float32(1)}
+        with pytest.raises(KernelRuntimeError) as err:
+            run(kernel, args, grid=1, block=16, backend=JitBackend())
+        errors.append(str(err.value))
+        bins.append(args["bins"])
+    assert errors[1] == errors[0]
+    assert errors[1].startswith("scatter.xvk:10: out-of-bounds atomic_add bins[28] by work item "
+                                "global_id=(5, 0, 0)"), errors[1]
+    np.testing.assert_array_equal(bins[1], bins[0])
+    np.testing.assert_array_equal(bins[1], [0, 5, 0, 0])
+
+
+@pytest.mark.parametrize("before, splits", [
+    # Little work before the scatter: storing and reloading the locals would cost more.
+    ("i32 b = i & 7;", False),
+    # A store before the scatter: a later item's failure would leave it written.
+    ("i32 b = i32(floor(x[i] * 7.5 + 0.25)) & 7; out[i] = b;", False),
+    # A loop before it: the item loop would not vectorise anyway.
+    ("i32 b = 0; for (i32 k = 0; k < i % 3; k++) { b = b + i32(floor(x[i] * 2.5)); } b = b & 7;",
+     False),
+    ("i32 b = i32(floor(x[i] * 7.5 + 0.25)) & 7;", True),
+])
+def test_only_a_scatter_after_enough_pure_work_splits(monkeypatch, before, splits):
+    kernel = compiled(f"""
+kernel k(buffer<f32> x, buffer<i32> bins, buffer<i32> out) {{
+    i32 i = global_id.x;
+    if (i >= x.length) {{ return; }}
+    {before}
+    atomic_add(bins[b], 1);
+}}
+""")
+    assert (scatter_splits(kernel, (32, 1, 1)) > 0) == splits
+    x = np.random.default_rng(8).random(100).astype(np.float32)
+    inputs = {"x": x, "bins": np.zeros(8, np.int32), "out": np.zeros(100, np.int32)}
+    (whole_work, whole), (split_work, split) = _split_and_whole(
+        monkeypatch, kernel, inputs, (4,), (32,))
+    assert split_work == whole_work
+    for name in ("bins", "out"):
+        np.testing.assert_array_equal(split[name], whole[name], err_msg=name)
+    interp = {k: v.copy() for k, v in inputs.items()}
+    run(kernel, interp, grid=(4,), block=(32,), backend=InterpBackend())
+    np.testing.assert_array_equal(split["bins"], interp["bins"])

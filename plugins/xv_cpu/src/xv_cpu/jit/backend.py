@@ -163,7 +163,8 @@ class PreparedJitKernel:
     def key(self, spec: Spec) -> str:
         h = hashlib.sha256()
         for part in (BACKEND_VERSION, engine.target_id(), repr(spec),
-                     f"lanes={lanes.LANES if codegen.LANE_LOOPS else 0}", self._ir):
+                     f"lanes={lanes.LANES if codegen.LANE_LOOPS else 0}",
+                     f"scatter={codegen.SCATTER_SPLIT}", self._ir):
             h.update(part.encode("utf-8"))
             h.update(b"\0")
         return h.hexdigest()

@@ -22,11 +22,12 @@ arithmetic, comparisons, ``!``, casts (between ``i32`` and ``u32``, to ``f32``, 
 integer division but by a constant no lane traps on, no ``return``, no inner loop.  Short
 loops with constant trip counts are left to LLVM.  The code generator also keeps a loop per
 item when the statements around it share a private array or both use atomics, and in a copy
-of the region where a check around it could fail (see ``Codegen._lane_split`` and
-``_cannot_fail``).  The results are those of the per-item code bit for bit: the same IEEE
-operations, lane by lane.  Work is counted as interp counts it: each operation once per lane
-whose mask is set where it is evaluated (``&&``, ``||`` and ``?:`` count their operands only
-in the lanes that evaluate them).
+of the region where a check before it could fail, or one after it while those before it
+write memory (see ``Codegen._lane_split`` and ``_cannot_fail``).  The same cut, without a
+loop, splits a region before a scatter (``Codegen._scatter_at``).  The results are those
+of the per-item code bit for bit: the same IEEE operations, lane by lane.  Work is counted
+as interp counts it: each operation once per lane whose mask is set where it is evaluated
+(``&&``, ``||`` and ``?:`` count their operands only in the lanes that evaluate them).
 """
 
 from __future__ import annotations
@@ -140,14 +141,16 @@ def _safe_divisor(n: Node) -> bool:
     return v != 0 and (n.type.kind == "u32" or v != 0xFFFFFFFF)
 
 
-def carried(loop: Node, suffix: list[Node], per_item: Collection[str],
+def carried(loop: Node | None, suffix: list[Node], per_item: Collection[str],
             remat: Collection[str]) -> tuple[list[str], list[str], list[str]]:
     """The locals a lane-wise ``loop`` reads or assigns (its lanes' values), those of them it
     assigns, and the locals the statements after it read, each sorted; locals recomputed
-    from ids (``remat``) are among the first when the loop reads them, never the last."""
-    used = {n.arg for n in walk(loop) if n.op in (Op.VAR, Op.ASSIGN)}
+    from ids (``remat``) are among the first when the loop reads them, never the last.
+    (No loop: a region split before a scatter, which carries nothing across.)"""
+    nodes = list(walk(loop)) if loop is not None else []
+    used = {n.arg for n in nodes if n.op in (Op.VAR, Op.ASSIGN)}
     lanes = sorted(n for n in used if n in per_item or n in remat)
-    assigned = sorted({n.arg for n in walk(loop) if n.op is Op.ASSIGN})
+    assigned = sorted({n.arg for n in nodes if n.op is Op.ASSIGN})
     after = sorted({n.arg for s in suffix for n in walk(s) if n.op is Op.VAR}
                    & set(per_item) - set(remat))
     return lanes, assigned, after
@@ -410,17 +413,20 @@ class LaneRegion:
     """A region cut around a lane-wise loop (see the module docstring): ``prefix`` runs per
     item and leaves what the loop and ``suffix`` read in the row arrays (:meth:`unreached`
     and :meth:`reached` around it), :meth:`row` runs the loop over the row, ``suffix`` runs
-    per item from the arrays (:meth:`skip_unreached`, :meth:`reload`)."""
+    per item from the arrays (:meth:`skip_unreached`, :meth:`reload`).  Without a ``loop``
+    (a region split before a scatter) nothing runs between the two."""
 
-    def __init__(self, cg: Any, stmts: list[Node], at: int, arrays: dict[str, ir.Value],
-                 alive: ir.Value, lanes: list[str], assigned: list[str], after: list[str]):
+    def __init__(self, cg: Any, prefix: list[Node], loop: Node | None, suffix: list[Node],
+                 arrays: dict[str, ir.Value], alive: ir.Value, lanes: list[str],
+                 assigned: list[str], after: list[str]):
         self.cg = cg
-        self.prefix, self.suffix = stmts[:at], stmts[at + 1:]
+        self.prefix, self.suffix = prefix, suffix
         self.arrays = arrays
         self.alive = alive
         self.spilled = sorted(set(lanes) | set(after))
         self.after = after
-        self.loop = LaneLoop(cg, stmts[at], lanes, assigned, after, arrays, alive)
+        self.loop = (LaneLoop(cg, loop, lanes, assigned, after, arrays, alive)
+                     if loop is not None else None)
 
     def unreached(self, lx: ir.Value, go: ir.Block, nxt: ir.Block) -> None:
         b = self.cg.b
@@ -443,11 +449,14 @@ class LaneRegion:
         cg.tag(b.store(ir.Constant(_I8, 1), b.gep(self.alive, [lx])), "lanes")
 
     def row(self, items: int | ir.Value) -> None:
+        loop = self.loop
+        if loop is None:
+            return
         cg = self.cg
         b = cg.b
         n = ir.Constant(_I64, items) if isinstance(items, int) else items
         chunks = b.udiv(b.add(n, ir.Constant(_I64, LANES - 1)), ir.Constant(_I64, LANES))
-        cg.counted_loop(chunks, lambda c: self.loop.chunk(
+        cg.counted_loop(chunks, lambda c: loop.chunk(
             b.mul(c, ir.Constant(_I64, LANES)), n))
 
     def skip_unreached(self, lx: ir.Value, go: ir.Block, nxt: ir.Block) -> None:
