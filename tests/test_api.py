@@ -243,6 +243,12 @@ def test_misuse_gives_job_errors_not_python_errors():
     x, y = f.zeros(4), f.zeros(4)
     cases = [
         (lambda: f.zeros(10.0), "invalid buffer shape 10.0"),
+        (lambda: f.buffer(np.float32(2.0)),
+         r"a buffer has 1 to 3 dimensions, got 0 \(shape \[\]\)"),
+        (lambda: f.zeros((2, 2, 2, 2)),
+         r"a buffer has 1 to 3 dimensions, got 4 \(shape \[2, 2, 2, 2\]\)"),
+        (lambda: f.zeros((2, 2, 2), "vec4"),
+         r"a buffer has 1 to 3 dimensions, got 4 \(shape \[2, 2, 2, 4\]\)"),
         (lambda: f.buffer(shape=4, dtype=object), "arrays of object cannot live in VRAM"),
         (lambda: f.zeros(4, np.float16), "arrays of float16 cannot live in VRAM"),
         (lambda: f.dispatch(saxpy, args={"a": 1.0, "x": x, "y": y}, global_size=4.0, block=4),

@@ -179,6 +179,24 @@ def test_bad_jobs_give_one_located_line_and_write_nothing(job_dir, edit, message
     assert not (job_dir / "out").exists()
 
 
+@pytest.mark.parametrize("shape", [(), (2, 2, 2, 2)])
+def test_an_array_no_kernel_could_take_is_refused_at_its_load(job_dir, shape):
+    # A 0-D or 4-D .npy: refused where the job loads it (not as an argument: no parameter
+    # of any kernel takes it), whether or not a step uses it, before anything runs.
+    np.save(job_dir / "data" / "odd.npy", np.zeros(shape, np.float32))
+    job = write_job(job_dir, SAXPY_JOB.replace("  y: {load: data/saxpy_y.npy}",
+                                               "  y: {load: data/saxpy_y.npy}\n"
+                                               "  z: {load: data/odd.npy}"))
+    result = xv("fabric", "run", "default", str(job))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {job}:5:13: data/odd.npy: a buffer has 1 to 3 dimensions, got {len(shape)} "
+        f"(shape {list(shape)}) @ $.buffers.z.load (hint: buffer<T> takes a 1-D array, "
+        "buffer<vec4> an array of shape (n, 4), image<T> a 2-D array (height, width), "
+        "image<vec4> an array of shape (height, width, 4))")
+    assert not (job_dir / "out").exists()
+
+
 def test_a_kernel_file_no_front_end_compiles_is_located_in_the_job(job_dir):
     (job_dir / "saxpy.cl").write_text((job_dir / "saxpy.xvk").read_text())
     job = write_job(job_dir, SAXPY_JOB.replace("kernels: saxpy.xvk", "kernels: saxpy.cl"))

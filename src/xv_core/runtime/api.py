@@ -37,7 +37,7 @@ from xv_core.ir import Kernel, Module
 from xv_core.logsetup import enabled as log_enabled
 from xv_core.plugins import Plugins, load_plugins
 from xv_core.runtime import scheduler
-from xv_core.runtime.args import BufferShape, check_args, scalar_value, signature
+from xv_core.runtime.args import BufferShape, check_args, rank_problem, scalar_value, signature
 from xv_core.runtime.footprint import (BufferInfo, TileFootprint, WorkEstimate, estimate_work,
                                        merge_ranges, subtract_ranges, tile_footprints)
 from xv_core.runtime.interfaces import DTYPES, Component, DeviceBuffer, Launch, PreparedKernel, TileWork
@@ -375,6 +375,9 @@ class Fabric:
                 _vram_dtype(np_dtype)
             if not shape_t or any(not isinstance(n, (int, np.integer)) or n < 1 for n in shape_t):
                 raise JobError(f"invalid buffer shape {list(shape_t)}")
+        rank = rank_problem(shape_t)
+        if rank is not None:  # no kernel could take it
+            raise JobError(rank[0], hint=rank[1])
         if name is None:  # the next automatic name no buffer has (a user may give one too)
             self._counter += 1
             while f"buf{self._counter}" in self._buffers:

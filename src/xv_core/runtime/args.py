@@ -61,6 +61,26 @@ def describe(shape: BufferShape) -> str:
     return f"{dtype_name(shape.dtype)} array of shape {list(shape.shape)}"
 
 
+#: What each parameter type takes, by its kind and whether its elements are vec4.
+LAYOUTS = {
+    ("buffer", False): "a 1-D array",
+    ("buffer", True): "an array of shape (n, 4)",
+    ("image", False): "a 2-D array (height, width)",
+    ("image", True): "an array of shape (height, width, 4)",
+}
+
+
+def rank_problem(shape: tuple[int, ...]) -> tuple[str, str] | None:
+    """(message, hint) when no parameter could take an array of ``shape`` (its dimensions
+    are not 1 to 3), else None."""
+    if 1 <= len(shape) <= 3:
+        return None
+    return (f"a buffer has 1 to 3 dimensions, got {len(shape)} (shape {list(shape)})",
+            "buffer<T> takes " + LAYOUTS[("buffer", False)] + ", buffer<vec4> "
+            + LAYOUTS[("buffer", True)] + ", image<T> " + LAYOUTS[("image", False)]
+            + ", image<vec4> " + LAYOUTS[("image", True)])
+
+
 def fits(t: Type, shape: BufferShape) -> str | None:
     """Why ``shape`` cannot be passed as a parameter of type ``t`` (None if it can)."""
     want = DTYPES[t.elem]  # type: ignore[index]
@@ -69,13 +89,7 @@ def fits(t: Type, shape: BufferShape) -> str | None:
     if shape.dtype != want:
         return f"{t} needs {dtype_name(want)} elements, got {describe(shape)}"
     if len(shape.shape) != rank or (vec4 and shape.shape[-1] != 4):
-        layout = {
-            ("buffer", False): "a 1-D array",
-            ("buffer", True): "an array of shape (n, 4)",
-            ("image", False): "a 2-D array (height, width)",
-            ("image", True): "an array of shape (height, width, 4)",
-        }[(t.kind, vec4)]
-        return f"{t} needs {layout}, got {describe(shape)}"
+        return f"{t} needs {LAYOUTS[(t.kind, vec4)]}, got {describe(shape)}"
     return None
 
 

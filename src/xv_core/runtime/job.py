@@ -22,7 +22,7 @@ from xv_core.arrays import check_output_path, encode_check, read_array, write_ar
 from xv_core.errors import XvError
 from xv_core.ir import Kernel
 from xv_core.runtime.api import Buffer, DispatchResult, Fabric, launch_geometry
-from xv_core.runtime.args import BufferShape, check_args, dtype_name
+from xv_core.runtime.args import BufferShape, check_args, dtype_name, rank_problem
 from xv_core.runtime.interfaces import DTYPES, Launch
 
 
@@ -100,6 +100,11 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
                 problems.append((where + ".load",
                                  f"{spec.load} holds {array.dtype}, which kernels cannot use",
                                  "save it as bool, int32, uint32, float32 or float64"))
+                unloaded.add(name)
+                continue
+            rank = rank_problem(tuple(array.shape))
+            if rank is not None:
+                problems.append((where + ".load", f"{spec.load}: {rank[0]}", rank[1]))
                 unloaded.add(name)
                 continue
             inputs[name] = array
