@@ -23,8 +23,8 @@ def compiled(source: str, name: str = "lanes.xvk"):
     return kernel
 
 
-def lane_loops(kernel, block) -> int:
-    cg = Codegen(kernel, plan_kernel(kernel), Spec(block, True), "xv_tile_0")
+def lane_loops(kernel, block, checked=True) -> int:
+    cg = Codegen(kernel, plan_kernel(kernel), Spec(block, checked), "xv_tile_0")
     cg.generate()
     return cg.lane_loops
 
@@ -322,6 +322,33 @@ kernel k(buffer<i32> n, buffer<i32> out) {
         assert errors[1].startswith("order.xvk:7: out-of-bounds write out[50] by work item "
                                     "global_id=(0, 0, 0)")
     assert lane_loops(kernel, (16, 1, 1)) >= 1  # in the copy for groups proven in bounds
+
+
+def test_an_unchecked_read_before_the_loop_stays_per_item_when_a_check_after_it_may_fail(
+        monkeypatch):
+    # jit-unchecked checks integer division by zero only. Item 0 divides by zero after the
+    # loop; run lane-wise, the statements before the loop would first read a[] for every item
+    # of the row, far out of bounds for item 1 -- which item order never reaches (it may
+    # crash). So such a loop stays per item in the unchecked jit, and item 0's error is
+    # reported as without lanes.
+    kernel = compiled("""
+kernel k(buffer<i32> a, buffer<i32> d, buffer<i32> out) {
+    i32 i = global_id.x;
+    i32 c = a[i * 300000000];
+    i32 s = 0;
+    while (c > 0) { c = c - 1; s++; }
+    out[i] = s / d[i];
+}
+""", "unchecked.xvk")
+    assert lane_loops(kernel, (16, 1, 1), checked=False) == 0
+    assert lane_loops(compiled(ESCAPE), (16, 1, 1), checked=False) >= 1
+    for lanes in (False, True):
+        monkeypatch.setattr(codegen, "LANE_LOOPS", lanes)
+        args = {"a": np.full(16, 3, np.int32), "d": np.zeros(16, np.int32),
+                "out": np.zeros(16, np.int32)}
+        with pytest.raises(KernelRuntimeError, match=r"^unchecked\.xvk:7: integer division by "
+                                                     r"zero by work item global_id=\(0, 0, 0\)"):
+            run(kernel, args, grid=1, block=16, backend=UncheckedJitBackend())
 
 
 def test_a_continue_in_a_loops_step_keeps_the_loop_per_item(monkeypatch):

@@ -164,7 +164,8 @@ class PreparedJitKernel:
         h = hashlib.sha256()
         for part in (BACKEND_VERSION, engine.target_id(), repr(spec),
                      f"lanes={lanes.LANES if codegen.LANE_LOOPS else 0}",
-                     f"scatter={codegen.SCATTER_SPLIT}", self._ir):
+                     f"scatter={codegen.SCATTER_MIN_OPS if codegen.SCATTER_SPLIT else 0}",
+                     self._ir):
             h.update(part.encode("utf-8"))
             h.update(b"\0")
         return h.hexdigest()

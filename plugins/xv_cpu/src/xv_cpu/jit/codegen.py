@@ -730,8 +730,7 @@ class Codegen:
             return None
         for at, s in enumerate(stmts):
             if _has([s], Op.ATOMIC):
-                prefix = stmts[:at]
-                nodes = [n for p in prefix for n in walk(p)]
+                nodes = _nodes(stmts[:at])
                 if any(n.op in (Op.LOOP, Op.STORE, Op.ISTORE, Op.ASTORE, Op.ATOMIC)
                        for n in nodes):
                     return None
@@ -1020,12 +1019,18 @@ class Codegen:
 
         def x_loop(ly: ir.Value, lz: ir.Value) -> None:
             if lanes is not None and self._cannot_fail(lanes.prefix) and (
-                    self._cannot_fail(lanes.suffix) or not _has_writes(lanes.prefix, self.shared)):
+                    self._cannot_fail(lanes.suffix) or (
+                        not _has_writes(lanes.prefix, self.shared)
+                        and all(id(n) in self.proven for n in _nodes(lanes.prefix)
+                                if n.op in _ACCESSES))):
                 # The statements before the lane-wise loop per item, the loop lane-wise over
                 # the row, the statements after it per item (see xv_cpu.jit.lanes).  Those
                 # before it run for the whole row first: none may fail (the failure would be
-                # found in another item than in item order), nor write memory a failure
-                # after it would leave written for later items.
+                # found in another item than in item order).  When a check after it may fail,
+                # those before it must also write no memory (it would be left written for
+                # items after the failing one) and touch only memory proven in bounds (an
+                # unchecked copy would otherwise read, for the items after the failing one,
+                # what item order never reaches: out of bounds, it may crash).
                 if lanes.loop is None:
                     self.scatter_splits += 1
                 else:
@@ -2104,15 +2109,19 @@ def _arrays_used(stmts: list[Node]) -> set[str]:
     return {n.arg for s in stmts for n in walk(s) if n.op in (Op.ALOAD, Op.ASTORE)}
 
 
+def _nodes(stmts: list[Node]) -> list[Node]:
+    return [n for s in stmts for n in walk(s)]
+
+
 def _has(stmts: list[Node], op: Op) -> bool:
-    return any(n.op is op for s in stmts for n in walk(s))
+    return any(n.op is op for n in _nodes(stmts))
 
 
 def _has_writes(stmts: list[Node], shared: Collection[str]) -> bool:
     """Whether ``stmts`` write memory other items or the host see: buffers, images, the
     ``shared`` arrays (not the item's locals or private arrays)."""
     return any(n.op in (Op.STORE, Op.ISTORE, Op.ATOMIC) or (n.op is Op.ASTORE and n.arg in shared)
-               for s in stmts for n in walk(s))
+               for n in _nodes(stmts))
 
 
 def _eager(node: Node) -> bool:
