@@ -23,11 +23,12 @@ integer division but by a constant no lane traps on, no ``return``, no inner loo
 loops with constant trip counts are left to LLVM.  The code generator also keeps a loop per
 item when the statements around it share a private array or both use atomics, and in a copy
 of the region where a check before it could fail, or one after it while those before it
-write memory (see ``Codegen._lane_split`` and ``_cannot_fail``).  The same cut, without a
-loop, splits a region before a scatter (``Codegen._scatter_at``).  The results are those
-of the per-item code bit for bit: the same IEEE operations, lane by lane.  Work is counted
-as interp counts it: each operation once per lane whose mask is set where it is evaluated
-(``&&``, ``||`` and ``?:`` count their operands only in the lanes that evaluate them).
+write memory or touch memory not proven in bounds (see ``Codegen._lane_split`` and
+``_cannot_fail``).  The same cut, without a loop, splits a region before a scatter
+(``Codegen._scatter_at``).  The results are those of the per-item code bit for bit: the
+same IEEE operations, lane by lane.  Work is counted as interp counts it: each operation
+once per lane whose mask is set where it is evaluated (``&&``, ``||`` and ``?:`` count their
+operands only in the lanes that evaluate them).
 """
 
 from __future__ import annotations
