@@ -179,9 +179,13 @@ class _Plan:
     leases: list[list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]]
     #: The same for the whole dispatch (the union of its tiles').
     whole: list[tuple[str, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]
+    #: Bytes of whole pages of the buffers, by parameter (what a dispatch pins when they fit).
+    pinned: dict[str, int]
     #: The tiles' expected work for the last scaling of ``per_item`` asked for (a repeated
-    #: dispatch asks for the same one): ``{(ops ratio, bytes ratio): estimates}``.
-    estimates: dict[tuple[float, float], list[TileWork]] = attrs.field(factory=dict, eq=False)
+    #: dispatch asks for the same one): ``{(ops ratio, bytes ratio): (estimates, their total
+    #: ops, their total bytes)}``.
+    estimates: dict[tuple[float, float], tuple[list[TileWork], int, int]] = attrs.field(
+        factory=dict, eq=False)
 
 
 #: Plans kept per fabric (least recently used dropped first).
@@ -489,11 +493,14 @@ class Fabric:
             if fp.reads or fp.writes:
                 self.vram.prefetch(buffers[param], fp.touched)
 
-    def _plan(self, kernel: Kernel, launch: Launch, scalars: Mapping[str, Any],
+    def _plan(self, kernel: Kernel, launch: Launch, args: Mapping[str, Any],
               buffers: Mapping[str, DeviceBuffer], args_key: Any) -> _Plan:
         """The dispatch's plan, remembered by launch, tiling knobs and ``args_key`` (the
-        arguments' types, buffer shapes and scalar bits, or None: then worked out from them)."""
+        arguments' types, buffer shapes and scalar bits, or None: then worked out from them).
+        ``args``: every argument, the scalars' values and the buffers' arrays."""
+        scalars = None
         if args_key is None:
+            scalars = {k: v for k, v in args.items() if k not in buffers}
             args_key = (tuple((k, _scalar_key(v)) for k, v in sorted(scalars.items())),
                         tuple(sorted((k, d.dtype.str, tuple(d.shape))
                                      for k, d in buffers.items())))
@@ -501,6 +508,8 @@ class Fabric:
         key = (launch, scheduler.MIN_TILE_ITEMS, scheduler.TILES_PER_WORKER, args_key)
         plan = self._plans.find(kernel, key)
         if plan is None:
+            if scalars is None:
+                scalars = {k: v for k, v in args.items() if k not in buffers}
             infos = {p: BufferInfo(d.dtype, tuple(d.shape), d.nbytes) for p, d in buffers.items()}
             plan = self._make_plan(kernel, launch, scalars, infos)
             self._plans.put(kernel, key, plan)
@@ -520,16 +529,18 @@ class Fabric:
                 reads.setdefault(param, []).extend(fp.reads)
                 writes.setdefault(param, []).extend(fp.writes)
         whole = _leases((param, reads[param], writes[param]) for param in reads)
+        page = self.vram.page_size
+        pinned = {p: -(-info.nbytes // page) * page for p, info in infos.items()}
         return _Plan(tiles, footprints, estimate_work(kernel, launch, scalars, infos),
-                     leases, whole)
+                     leases, whole, pinned)
 
     def _estimates(self, launch: Launch, plan: _Plan,
-                   ratios: tuple[float, float]) -> list[TileWork]:
+                   ratios: tuple[float, float]) -> tuple[list[TileWork], int, int]:
         """Each tile's expected work: the IR's per-item estimate times its work items, scaled
         by ``ratios``: what the backend counted against that estimate (ops, bytes) in the
-        kernel's last dispatch."""
-        out = plan.estimates.get(ratios)
-        if out is None:
+        kernel's last dispatch; and the tiles' ops and bytes together."""
+        hit = plan.estimates.get(ratios)
+        if hit is None:
             ops_ratio, bytes_ratio = ratios
             per_item = plan.per_item
             out = []
@@ -537,9 +548,10 @@ class Fabric:
                 items = tile.group_count * launch.group_items
                 out.append(TileWork(ops=round(per_item.ops * items * ops_ratio),
                                     bytes_read=round(per_item.bytes * items * bytes_ratio)))
+            hit = (out, sum(e.ops for e in out), sum(e.bytes_read for e in out))
             plan.estimates.clear()
-            plan.estimates[ratios] = out
-        return out
+            plan.estimates[ratios] = hit
+        return hit
 
     def _run(self, kernel: Kernel, launch: Launch, args: dict[str, Any],
              buffers: Mapping[str, DeviceBuffer], args_key: Any = None) -> DispatchResult:
@@ -547,11 +559,10 @@ class Fabric:
         model = self.model
         step = self._steps
         self._steps += 1
-        scalars = {k: v for k, v in args.items() if k not in buffers}
-        plan = self._plan(kernel, launch, scalars, buffers, args_key)
+        plan = self._plan(kernel, launch, args, buffers, args_key)
         tiles, footprints = plan.tiles, plan.footprints
         old = self._history.find(kernel, None) or (1.0, 1.0)
-        estimates = self._estimates(launch, plan, old)
+        estimates, *guessed = self._estimates(launch, plan, old)
         # Tiles are placed as the scheduler asks for them: the first run while the last are
         # placed.  Every tile of a dispatch is placed before any is finished (model.finish).
         names = {p: d.name for p, d in buffers.items()}
@@ -583,10 +594,10 @@ class Fabric:
         # are made resident as it is handed over and released as it ends, one tile per
         # worker is handed over (a held tile's pages are pinned, leaving less room to page
         # in), and the tile to be handed over next is prefetched meanwhile.
-        page = self.vram.page_size
-        fits = not paging or sum(  # in whole pages, as they are pinned
-            {d.name: -(-d.nbytes // page) * page for d in buffers.values()}.values()
-        ) <= self.vram.capacity
+        # In whole pages, as they are pinned; a buffer passed twice counts once (the sum
+        # counting it twice bounds that).
+        fits = not paging or sum(plan.pinned.values()) <= self.vram.capacity or sum(
+            {d.name: plan.pinned[p] for p, d in buffers.items()}.values()) <= self.vram.capacity
         queued = scheduler.QUEUED_PER_WORKER if fits else 0
         ahead = sum(slots.values()) if paging and not fits and len(tiles) > 1 else 0
         held: list[Any] | None = None
@@ -650,9 +661,12 @@ class Fabric:
                 hook.xv_on_tile(event=TileEvent(kernel.name, tile.index, run.component,
                                                 tile.first_group, tile.group_count, record.wall_s,
                                                 work.ops, work.bytes_read, work.bytes_written))
-        counted = sum(r.work.ops for r in runs), sum(r.work.bytes_read + r.work.bytes_written
-                                                     for r in runs)
-        guessed = sum(e.ops for e in estimates), sum(e.bytes_read for e in estimates)
+        if len(runs) == 1:
+            work = runs[0].work
+            counted = work.ops, work.bytes_read + work.bytes_written
+        else:
+            counted = (sum(r.work.ops for r in runs),
+                       sum(r.work.bytes_read + r.work.bytes_written for r in runs))
         self._history.put(kernel, None, (
             old[0] * counted[0] / guessed[0] if guessed[0] else old[0],
             old[1] * counted[1] / guessed[1] if guessed[1] else old[1]))

@@ -212,9 +212,14 @@ class _Buffer:
     def overlap(self, a: int, b: int) -> list[tuple[_Seg, int, int]]:
         """The runs meeting pages ``[a, b)``, each with the part of ``[a, b)`` it holds."""
         a, b = max(a, 0), min(b, self.count)
-        out = []
+        if a >= b:
+            return []
         i = bisect.bisect_right(self.starts, a) - 1
         segs = self.segs
+        seg = segs[i]
+        if b <= seg.stop:  # one run holds it all (the common case)
+            return [(seg, a, b)]
+        out = []
         while a < b:
             seg = segs[i]
             hi = min(b, seg.stop)
@@ -447,8 +452,12 @@ class FabricModel:
         # What any placement waits for: the writers of what the tile reads (they made the
         # copies it fetches), the readers and writers of what it overwrites.
         depends: dict[int, Activity] = {}
-        for name, a, b in reads:
-            for seg, _, _ in self._buffers[name].overlap(a, b):
+        # The runs the tile reads, each with its part of the range (every candidate looks at
+        # them; choosing changes nothing until the choice is made).
+        held = [(buf, buf.overlap(a, b)) for buf, a, b in
+                ((self._buffers[name], a, b) for name, a, b in reads)]
+        for _, runs in held:
+            for seg, _, _ in runs:
                 for act in seg.writers:
                     depends[id(act)] = act
         for name, a, b in writes:
@@ -460,7 +469,7 @@ class FabricModel:
         candidates = []
         options = []
         for comp in self.compute:
-            cand, needs, local = self._candidate(comp, estimate, reads, floor)
+            cand, needs, local = self._candidate(comp, estimate, held, floor)
             candidates.append(cand)
             options.append((needs, local))
         choice = policy.choose(tile, candidates)
@@ -507,16 +516,18 @@ class FabricModel:
 
         return self._range_memo.get(footprint, tuple(buffers.items()), make)
 
-    def _candidate(self, comp: str, estimate: TileWork, reads: Sequence[tuple[str, int, int]],
+    def _candidate(self, comp: str, estimate: TileWork,
+                   reads: Sequence[tuple[_Buffer, Sequence[tuple[_Seg, int, int]]]],
                    floor: float) -> tuple[Candidate, list[_Need], list[Activity]]:
+        """Placing the tile on ``comp``; ``reads``: the runs it reads, by buffer
+        (:meth:`_Buffer.overlap`)."""
         node = self.node_of[comp]
         needs: list[_Need] = []
         local: dict[int, Activity] = {}
         ready = floor
         local_bytes = 0
-        for name, a, b in reads:
-            buf = self._buffers[name]
-            for seg, lo, hi in buf.overlap(a, b):
+        for buf, runs in reads:
+            for seg, lo, hi in runs:
                 held = seg.copies.get(node) or seg.copies.get(ANYWHERE)
                 if held is not None:
                     local_bytes += self._bytes(buf, lo, hi)
@@ -794,6 +805,12 @@ class FabricModel:
                 for seg in buf.split(a, b):
                     writers_of.setdefault(id(seg), (seg, []))[1].append((node, act, est))
             for seg, writers in writers_of.values():
+                if len(writers) == 1:  # one tile wrote the run (the common case)
+                    node, act, est = writers[0]
+                    seg.copies, seg.parts = {node: ((act,), est)}, {}
+                    seg.writers = [act]
+                    seg.readers = []
+                    continue
                 holders: dict[str, list[tuple[Activity, float]]] = {}
                 for node, act, est in writers:
                     holders.setdefault(node, []).append((act, est))
@@ -805,9 +822,10 @@ class FabricModel:
                     seg.copies, seg.parts = {}, held
                 seg.writers = [act for _, act, _ in writers]
                 seg.readers = []
-            low = min(a for a, *_ in ranges)
-            high = max(b for _, b, *_ in ranges)
-            buf.join(low, high)
+            if len(ranges) == 1:
+                buf.join(ranges[0][0], ranges[0][1])
+            else:
+                buf.join(min(a for a, *_ in ranges), max(b for _, b, *_ in ranges))
 
     # -- results -------------------------------------------------------------------
     def run(self) -> float:

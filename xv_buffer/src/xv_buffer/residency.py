@@ -334,8 +334,9 @@ class Residency:
         finally:
             for values in (self._vstats.values, buf.counters.values):
                 values["accesses"] += accesses
-                values["misses"] += misses
                 values["hits"] += accesses - misses
+                if misses:
+                    values["misses"] += misses
         return self._charge_faults(buf, faults) if faults else []
 
     def _touch(self, buf: Pages, start: int, stop: int, lease: Lease,
