@@ -158,6 +158,37 @@ def test_readers_a_later_reader_waits_for_are_dropped_and_others_kept():
         assert fabric.timing_report()["virtual_s"] > 0
 
 
+def test_a_dispatch_leaves_few_objects_in_the_model():
+    """The model keeps a record of every dispatch (the report lists them), but only what the
+    report and later placements read: a tiny dispatch leaves five objects the garbage
+    collector tracks (its step, the step's list of tiles, the tile's record, its compute on
+    the timeline, the list of computes waiting for the one before it), not the eleven it did
+    (every one makes the collector's full passes, and a long run of dispatches, slower)."""
+    import gc
+
+    with xv.open_fabric("default") as fabric:
+        x, y = fabric.zeros(256), fabric.zeros(256)
+        saxpy = fabric.kernel(SAXPY)
+
+        def dispatch() -> None:
+            fabric.dispatch(saxpy, global_size=256, block=256, args={"a": 2.0, "x": x, "y": y})
+
+        for _ in range(50):
+            dispatch()
+        gc.collect()
+        before = len(gc.get_objects())
+        for _ in range(400):
+            dispatch()
+        gc.collect()
+        kept = (len(gc.get_objects()) - before) / 400
+        step = fabric.model._steps[-1]
+        (tile,) = step.tiles
+        assert tile.compute is not None and tile.candidate is None
+        assert tile.after == tile.depends == tile.paging == step.transfers == ()
+        assert fabric.timing_report()["steps"][-1]["placement"] == {"cpu": 1}
+    assert 4.5 < kept < 6.0, kept
+
+
 def test_idle_cpu_workers_steal_from_a_slow_component(plugins):
     doc = {"scheduler": "round-robin",
            "components": [{"name": "alu", "kind": "cpu", "threads": 2},

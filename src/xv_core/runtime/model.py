@@ -38,6 +38,7 @@ beside the makespan.
 
 from __future__ import annotations
 
+import array
 import bisect
 import heapq
 from collections.abc import Mapping, Sequence
@@ -297,20 +298,26 @@ class _Need:
 
 @attrs.define
 class Placed:
-    """A tile committed to a component: what its compute waits for, and the estimates."""
+    """A tile committed to a component: what its compute waits for, and the estimates.
+
+    Once :meth:`FabricModel.finish` has put its compute on the timeline, a tile keeps only
+    what the model reports and later placements read (``tile``, ``component``, ``reads``,
+    ``writes``, ``compute``): ``candidate`` becomes None, ``after``, ``depends`` and
+    ``paging`` empty, so that what the model keeps per dispatch stays small (a fabric may run
+    millions)."""
 
     tile: Tile
     component: str
-    candidate: Candidate
-    after: list[Activity]
-    depends: list[Activity]  # computes of earlier dispatches it must follow
+    candidate: Candidate | None
+    after: list[Activity] | tuple[()]  # () once finished
+    depends: list[Activity] | tuple[()]  # computes of earlier dispatches it must follow
     reads: list[tuple[str, int, int]]  # (buffer, first page, stop page)
     writes: list[tuple[str, int, int]]
     estimate: TileWork
     #: What the pager is asked for, in order: (buffer, page ranges, write).
     accesses: list[tuple[str, Sequence[tuple[int, int]], bool]]
     compute: Activity | None = None
-    paging: list[Any] | None = None  # the pager's moves for this tile, in order (page())
+    paging: Sequence[Any] | None = None  # the pager's moves, in order (page())
 
 
 @attrs.define
@@ -318,7 +325,7 @@ class _Step:
     index: int
     kernel: str
     tiles: list[Placed]
-    transfers: list[Activity]
+    transfers: list[Activity] | tuple[()]  # () once finished, when there were none
 
 
 # --------------------------------------------------------------------------
@@ -368,7 +375,8 @@ class FabricModel:
         self._base = 0.0
         # For the lower bound: each tile's best compute time over the components, the time on
         # each component, and the longest chain of dependent computes ending at each tile.
-        self._times: list[list[float]] = []
+        # (flat: the times of tile i are items i * len(compute) onwards)
+        self._times = array.array("d")
         self._chain: dict[int, float] = {}
 
     @property
@@ -772,7 +780,7 @@ class FabricModel:
             self._est[id(act)] = tile.candidate.finish_s
             times = ([wall] * len(self.compute) if self.measured else
                      [self.timeline.compute_estimate(c, work, lanes=1) for c in self.compute])
-            self._times.append(times)
+            self._times.extend(times)
             chain = max((self._chain.get(id(a), 0.0) for a in tile.depends), default=0.0)
             self._chain[id(act)] = chain + min(times)
             node = self.node_of[comp]
@@ -826,6 +834,11 @@ class FabricModel:
                 buf.join(ranges[0][0], ranges[0][1])
             else:
                 buf.join(min(a for a, *_ in ranges), max(b for _, b, *_ in ranges))
+        # What only finishing needed (see Placed): the model keeps every dispatch's record.
+        for tile in placed:
+            tile.candidate, tile.after, tile.depends, tile.paging = None, (), (), ()
+        if not step.transfers:
+            step.transfers = ()
 
     # -- results -------------------------------------------------------------------
     def run(self) -> float:
@@ -837,7 +850,8 @@ class FabricModel:
     def bound(self) -> dict[str, float]:
         """The lower bound on the makespan of the computes so far: max(total work / total
         throughput, critical path) (``docs/scheduling.md``)."""
-        area = _area_bound(self._times, [self.profiles[c].lanes for c in self.compute])
+        times = np.array(self._times, dtype=np.float64).reshape(-1, len(self.compute))
+        area = _area_bound(times, [self.profiles[c].lanes for c in self.compute])
         chain = max(self._chain.values(), default=0.0)
         return {"area_s": area, "critical_path_s": chain, "lower_bound_s": max(area, chain)}
 
@@ -846,7 +860,8 @@ class FabricModel:
         end), where its tiles were placed, and the bytes its transfers moved."""
         out = []
         for step in self._steps:
-            acts = [t.compute for t in step.tiles if t.compute is not None] + step.transfers
+            acts = [t.compute for t in step.tiles if t.compute is not None]
+            acts += step.transfers
             starts = [a.start for a in acts if a.start is not None]
             ends = [a.end for a in acts if a.end is not None]
             placement: dict[str, int] = {}
