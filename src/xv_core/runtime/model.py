@@ -462,9 +462,9 @@ class FabricModel:
         depends: dict[int, Activity] = {}
         # The runs the tile reads, each with its part of the range (every candidate looks at
         # them; choosing changes nothing until the choice is made).
-        held = [(buf, buf.overlap(a, b)) for buf, a, b in
-                ((self._buffers[name], a, b) for name, a, b in reads)]
-        for _, runs in held:
+        read_runs = [(buf, buf.overlap(a, b)) for buf, a, b in
+                     ((self._buffers[name], a, b) for name, a, b in reads)]
+        for _, runs in read_runs:
             for seg, _, _ in runs:
                 for act in seg.writers:
                     depends[id(act)] = act
@@ -477,7 +477,7 @@ class FabricModel:
         candidates = []
         options = []
         for comp in self.compute:
-            cand, needs, local = self._candidate(comp, estimate, held, floor)
+            cand, needs, local = self._candidate(comp, estimate, read_runs, floor)
             candidates.append(cand)
             options.append((needs, local))
         choice = policy.choose(tile, candidates)
