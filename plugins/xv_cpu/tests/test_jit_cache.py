@@ -1,10 +1,12 @@
-"""The jit's disk cache: a second process compiles nothing; the cache is private and checked."""
+"""The jit's disk cache: a second process compiles nothing; the cache is private, checked and
+bounded."""
 
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from xv_cpu_kernels import histogram_kernel
 
 from xv_cpu.jit import JitBackend
 from xv_cpu.jit import backend as jit_backend
+from xv_cpu.jit import cache as jit_cache
 from xv_cpu.jit.cache import DiskCache
 from xv_core.runtime.interfaces import Launch, Tile
 
@@ -56,9 +59,10 @@ def run_process(cache_dir):
 
 
 def test_a_second_process_compiles_nothing(tmp_path):
-    cache = tmp_path / "cache"
-    first = run_process(cache)
-    second = run_process(cache)
+    root = tmp_path / "cache"  # $XV_CACHE_DIR: the jit's entries are in its jit/ folder
+    cache = root / "jit"
+    first = run_process(root)
+    second = run_process(root)
     for name in ("matmul_tiled", "saxpy"):
         assert first[name]["compiles"] == 1 and first[name]["hits"] == 0
         assert first[name]["compile_s"] > 0
@@ -121,10 +125,100 @@ def test_entries_are_keyed_by_the_specialisation(tmp_path):
 
 @pytest.mark.parametrize("value", ["", "relative/dir"])
 def test_cache_directory_from_the_environment(monkeypatch, tmp_path, value):
+    """The jit's folder of the per-user cache directory, which $XV_CACHE_DIR moves as it moves
+    the others (native helpers, parser tables)."""
+    from xv_core.cachedir import user_cache_dir
     from xv_cpu.jit.cache import default_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XV_CACHE_DIR", value)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    expected = Path(value) if value else tmp_path / "xdg" / "xenovectra" / "jit"
+    expected = (Path(value) if value else tmp_path / "xdg" / "xenovectra") / "jit"
     assert default_dir() == expected
+    assert user_cache_dir("jit").resolve() == expected.resolve()
+
+
+def entry(cache, key, nbytes, used):
+    """A valid entry of about ``nbytes`` whose last use was ``used`` seconds ago."""
+    cache.put(key, {"symbol": key}, b"\0" * nbytes)
+    when = os.path.getmtime(cache.path(key)) - used
+    os.utime(cache.path(key), (when, when))
+
+
+def test_the_cache_keeps_under_its_bound_dropping_what_was_used_least_recently(
+        tmp_path, monkeypatch):
+    """A kernel edited or a new version of the backend makes new entries; the old ones go
+    once the cache is over its bound, the least recently used first, down to nine tenths of
+    the bound; a hit counts as a use; the entry just written stays."""
+    monkeypatch.setenv("XV_JIT_CACHE_MB", str(20_000 / (1 << 20)))  # 20,000 bytes
+    monkeypatch.setattr(jit_cache, "TRIM_EVERY_S", 0.0)  # check at every write
+    cache = DiskCache(tmp_path / "c")
+    for i in range(8):  # 2 KB each, used 800 s ago for e0 ... 100 s ago for e7
+        entry(cache, f"e{i}", 2000, used=800 - 100 * i)
+    assert cache.get("e1") is not None  # e1 is used now
+    entry(cache, "new", 4000, used=0)  # 8 x 2,057 + 4,059 bytes: over 20,000
+    left = sorted(p.stem for p in (tmp_path / "c").glob("*.xvjit"))
+    # The oldest uses go until the rest fits in 18,000 bytes: e0, then e2 (e1 was just used).
+    assert left == ["e1", "e3", "e4", "e5", "e6", "e7", "new"]
+    assert sum(p.stat().st_size for p in (tmp_path / "c").iterdir()) <= 18_000
+    assert cache.get("new") == ({"symbol": "new"}, b"\0" * 4000)
+
+
+def test_trimming_keeps_the_entry_just_written_and_clears_stale_temporary_files(tmp_path):
+    cache = DiskCache(tmp_path / "c")
+    entry(cache, "old", 1000, used=10)
+    entry(cache, "big", 5000, used=0)
+    stale, fresh = tmp_path / "c" / ".tmp-stale", tmp_path / "c" / ".tmp-writing"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (0, 0))  # a writer killed long ago
+    assert cache.trim(keep="big", limit=3000) == 1  # only "old" may go: "big" stays, over
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        ".tmp-writing", ".trimmed", "big.xvjit"]
+    assert cache.trim(limit=1 << 20) == 0
+
+
+def test_the_size_is_checked_once_an_hour_at_most(tmp_path, monkeypatch):
+    """Looking at every entry costs time on a large cache: writes check the size when the last
+    check (by any process, recorded in the cache's .trimmed file) is an hour old."""
+    monkeypatch.setenv("XV_JIT_CACHE_MB", str(3000 / (1 << 20)))
+    cache = DiskCache(tmp_path / "c")
+    marker = tmp_path / "c" / ".trimmed"
+    for i in range(3):
+        entry(cache, f"e{i}", 2000, used=10 - i)
+    assert sorted(p.stem for p in (tmp_path / "c").glob("*.xvjit")) == ["e0", "e1", "e2"]
+    assert marker.exists()  # the first write checked (the cache then held one entry)
+    os.utime(marker, (time.time() - 3601,) * 2)
+    entry(cache, "e3", 2000, used=0)  # an hour later: over 3,000 bytes, the oldest go
+    assert sorted(p.stem for p in (tmp_path / "c").glob("*.xvjit")) == ["e3"]
+
+
+@pytest.mark.parametrize("value, expected", [("", 256 << 20), ("64", 64 << 20),
+                                             ("0.5", 1 << 19), ("0", 256 << 20),
+                                             ("lots", 256 << 20), ("inf", 256 << 20),
+                                             ("nan", 256 << 20)])
+def test_the_bound_comes_from_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("XV_JIT_CACHE_MB", value)
+    assert jit_cache.max_bytes() == expected
+
+
+def test_compiling_under_a_small_bound_keeps_the_cache_small(tmp_path, monkeypatch):
+    """Specialisations compiled one after another under a bound of two and a half entries'
+    size: the cache never holds more, and the kernel still runs from it or compiles again."""
+    from xv_cpu.jit.codegen import Spec
+
+    cache = DiskCache(tmp_path / "c")
+    kernel = histogram_kernel()
+    fresh_run(cache, kernel)
+    (one,) = (tmp_path / "c").glob("*.xvjit")
+    bound = 2.5 * one.stat().st_size
+    monkeypatch.setenv("XV_JIT_CACHE_MB", str(bound / (1 << 20)))
+    monkeypatch.setattr(jit_cache, "TRIM_EVERY_S", 0.0)
+    jit_backend._process.clear()
+    prepared = JitBackend(cache=cache).prepare(kernel)
+    for block in (128, 64, 32, 16):
+        prepared.compiled(Spec((block, 1, 1)))
+        entries = list((tmp_path / "c").glob("*.xvjit"))
+        assert sum(p.stat().st_size for p in entries) <= bound
+    assert prepared.compiles == 4 and 1 <= len(entries) <= 2
+    fresh_run(cache, kernel)  # checks the histogram

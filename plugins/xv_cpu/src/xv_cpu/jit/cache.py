@@ -1,18 +1,26 @@
 """The on-disk cache of compiled kernels.
 
 Trust model: object code in the cache is run as it is, so the cache must be as private
-as the user's own files.  The directory (``$XV_CACHE_DIR``, else
-``$XDG_CACHE_HOME/xenovectra/jit``, else ``~/.cache/xenovectra/jit``) is created with
-mode 0700; an existing one is used only when it is owned by the user and writable by
-nobody else, otherwise the cache is off for the process (with a warning) and kernels are
-compiled in memory.  Entries are written atomically (a temporary file renamed into
-place) with mode 0600.  Each entry starts with the SHA-256 of the rest and is verified
-before use, so a truncated or corrupted entry is recompiled, never run.  Nothing is
-unpickled: an entry is the metadata as JSON (numbers and strings) and the object code.
+as the user's own files.  The directory (``jit`` in the per-user cache directory of
+:mod:`xv_core.cachedir`: ``$XV_CACHE_DIR/jit``, else ``$XDG_CACHE_HOME/xenovectra/jit``,
+else ``~/.cache/xenovectra/jit``) is created with mode 0700; an existing one is used only
+when it is owned by the user and writable by nobody else, otherwise the cache is off for
+the process (with a warning) and kernels are compiled in memory.  Entries are written
+atomically (a temporary file renamed into place) with mode 0600.  Each entry starts with
+the SHA-256 of the rest and is verified before use, so a truncated or corrupted entry is
+recompiled, never run.  Nothing is unpickled: an entry is the metadata as JSON (numbers
+and strings) and the object code.
 
 An entry's name is the hash of everything the code depends on: the kernel's IR, the
 backend's version, the specialisation (block size, checked mode, privatised buffers)
-and the LLVM version, CPU and CPU features.
+and the LLVM version, CPU and CPU features.  A new version of the backend or a kernel
+edited makes new entries and leaves the old ones unused, so the cache is bounded
+(:data:`DEFAULT_MAX_MB`, ``$XV_JIT_CACHE_MB``): once an hour at most
+(:data:`TRIM_EVERY_S`; looking at every entry costs ~13 µs an entry on the project's VM),
+writing an entry checks the total, and when it is over the bound the entries used least
+recently (by modification time, which a hit refreshes) go until it is under nine tenths of
+it.  Temporary files a killed writer left behind go too.  The bound is soft: what is written
+within the hour may take the cache past it until the next check.
 """
 
 from __future__ import annotations
@@ -23,23 +31,48 @@ import os
 import stat
 import struct
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from xv_core.cachedir import cache_root
+
 log = structlog.get_logger("xv.jit")
 
 MAGIC = b"XVJIT1\n"
-ENV = "XV_CACHE_DIR"
+SUFFIX = ".xvjit"
+#: The bound on the entries' total size, in MiB, unless ``$XV_JIT_CACHE_MB`` gives one.
+DEFAULT_MAX_MB = 256
+MAX_ENV = "XV_JIT_CACHE_MB"
+#: A temporary file older than this (seconds) is a write that never finished.
+STALE_TMP_S = 3600.0
+#: Seconds between two checks of the cache's size (by any process); the file ``.trimmed``
+#: in the cache directory holds the time of the last one.
+TRIM_EVERY_S = 3600.0
+MARKER = ".trimmed"
 
 
 def default_dir() -> Path:
-    env = os.environ.get(ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "xenovectra" / "jit"
+    """``jit`` in the per-user cache directory (:func:`xv_core.cachedir.cache_root`)."""
+    return cache_root() / "jit"
+
+
+def max_bytes() -> int:
+    """The cache's bound in bytes: ``$XV_JIT_CACHE_MB`` (a positive number of MiB), else
+    :data:`DEFAULT_MAX_MB`."""
+    value = os.environ.get(MAX_ENV, "").strip()
+    if value:
+        try:
+            mb = float(value)
+        except ValueError:
+            mb = -1.0
+        if 0 < mb < float("inf"):
+            return int(mb * (1 << 20))
+        log.warning("jit cache bound ignored", variable=MAX_ENV, value=value,
+                    hint=f"give a positive number of MiB; using {DEFAULT_MAX_MB}")
+    return DEFAULT_MAX_MB << 20
 
 
 class DiskCache:
@@ -66,7 +99,7 @@ class DiskCache:
         return True
 
     def path(self, key: str) -> Path:
-        return self.directory / f"{key}.xvjit"
+        return self.directory / f"{key}{SUFFIX}"
 
     def get(self, key: str) -> tuple[dict[str, Any], bytes] | None:
         if not self.usable:
@@ -88,6 +121,10 @@ class DiskCache:
             meta = json.loads(payload[4:4 + meta_len].decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return None
+        try:  # used now: the last entries to go when the cache is trimmed
+            os.utime(self.path(key))
+        except OSError:
+            pass
         return meta, payload[4 + meta_len:]
 
     def put(self, key: str, meta: dict[str, Any], obj: bytes) -> None:
@@ -108,3 +145,73 @@ class DiskCache:
                 raise
         except OSError as exc:
             log.warning("jit cache write failed", key=key, error=str(exc))
+            return
+        if self._trim_due():
+            self.trim(keep=key)
+
+    def _trim_due(self) -> bool:
+        """Whether the last check of the size is :data:`TRIM_EVERY_S` old (then this one is
+        recorded as the last)."""
+        marker = self.directory / MARKER
+        try:
+            if time.time() - marker.stat().st_mtime < TRIM_EVERY_S:
+                return False
+            os.utime(marker)
+        except FileNotFoundError:
+            try:
+                marker.touch(mode=0o600)
+            except OSError:
+                return False
+        except OSError:
+            return False
+        return True
+
+    def trim(self, keep: str | None = None, limit: int | None = None) -> int:
+        """Remove the least recently used entries while the cache is over ``limit`` bytes
+        (:func:`max_bytes`), down to nine tenths of it, and temporary files older than
+        :data:`STALE_TMP_S`; never the entry ``keep`` (just written).  Returns the entries
+        removed.  Other processes may trim or read at the same time: an entry gone by the
+        time it is read is compiled again."""
+        if not self.usable:
+            return 0
+        limit = max_bytes() if limit is None else limit
+        entries: list[tuple[float, str, int, Path]] = []
+        total = 0
+        now = time.time()
+        try:
+            with os.scandir(self.directory) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # removed meanwhile
+                    if e.name.startswith(".tmp-"):
+                        if now - st.st_mtime > STALE_TMP_S:
+                            Path(e.path).unlink(missing_ok=True)
+                        continue
+                    if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False):
+                        entries.append((st.st_mtime, e.name, st.st_size, Path(e.path)))
+                        total += st.st_size
+        except OSError as exc:
+            log.warning("jit cache not trimmed", path=str(self.directory), error=str(exc))
+            return 0
+        if total <= limit:
+            return 0
+        removed = 0
+        target = limit * 9 // 10
+        kept = f"{keep}{SUFFIX}" if keep is not None else None
+        for _, name, size, path in sorted(entries):  # oldest use first (then by name)
+            if total <= target:
+                break
+            if name == kept:
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass  # another process trimmed it
+            except OSError:
+                continue
+            total -= size
+            removed += 1
+        log.debug("jit cache trimmed", removed=removed, bytes=total, limit=limit)
+        return removed
