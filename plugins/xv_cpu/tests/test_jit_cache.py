@@ -193,10 +193,65 @@ def test_the_size_is_checked_once_an_hour_at_most(tmp_path, monkeypatch):
     assert sorted(p.stem for p in (tmp_path / "c").glob("*.xvjit")) == ["e3"]
 
 
+def test_a_check_time_in_the_future_does_not_stop_the_checks(tmp_path, monkeypatch):
+    """A clock set back (or a cache copied from elsewhere) leaves .trimmed in the future: the
+    next write checks, instead of none until then."""
+    monkeypatch.setenv("XV_JIT_CACHE_MB", str(3000 / (1 << 20)))
+    cache = DiskCache(tmp_path / "c")
+    entry(cache, "e0", 2000, used=10)
+    marker = tmp_path / "c" / ".trimmed"
+    os.utime(marker, (time.time() + 30 * 86400,) * 2)
+    entry(cache, "e1", 2000, used=0)
+    assert sorted(p.stem for p in (tmp_path / "c").glob("*.xvjit")) == ["e1"]
+
+
+def test_a_file_trimming_cannot_remove_does_not_stop_it(tmp_path):
+    cache = DiskCache(tmp_path / "c")
+    entry(cache, "old", 2000, used=10)
+    entry(cache, "new", 2000, used=0)
+    odd = tmp_path / "c" / ".tmp-folder"
+    odd.mkdir()
+    os.utime(odd, (0, 0))
+    assert cache.trim(limit=3000) == 1
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        ".tmp-folder", ".trimmed", "new.xvjit"]
+
+
+def test_the_default_cache_is_refused_when_its_root_is_not_private(tmp_path, monkeypatch):
+    """Whoever can write $XV_CACHE_DIR could swap its jit folder for one of theirs: the root
+    must be private too, as the native helpers' and the parser's folders require."""
+    root = tmp_path / "shared"
+    root.mkdir()
+    root.chmod(0o777)
+    monkeypatch.setenv("XV_CACHE_DIR", str(root))
+    assert not DiskCache().usable
+    root.chmod(0o700)
+    assert DiskCache().usable and stat.S_IMODE((root / "jit").stat().st_mode) == 0o700
+
+
+def test_the_default_cache_creates_its_root_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("XV_CACHE_DIR", str(tmp_path / "new" / "root"))
+    assert DiskCache().usable
+    assert stat.S_IMODE((tmp_path / "new" / "root").stat().st_mode) == 0o700
+
+
+def test_entries_of_the_old_layout_go_at_the_next_check(tmp_path, monkeypatch):
+    """Entries used to be written straight into $XV_CACHE_DIR; now they are in its jit
+    folder, and the old ones, never read again, go when the size is next checked."""
+    monkeypatch.setenv("XV_CACHE_DIR", str(tmp_path / "root"))
+    cache = DiskCache()
+    old = tmp_path / "root" / ("ab" * 32 + ".xvjit")
+    old.write_bytes(b"XVJIT1\n" + b"\0" * 100)
+    (tmp_path / "root" / "notes.txt").write_text("mine")
+    cache.put("k", {"symbol": "k"}, b"code")  # the first write checks
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["jit", "notes.txt"]
+    assert cache.get("k") == ({"symbol": "k"}, b"code")
+
+
 @pytest.mark.parametrize("value, expected", [("", 256 << 20), ("64", 64 << 20),
                                              ("0.5", 1 << 19), ("0", 256 << 20),
                                              ("lots", 256 << 20), ("inf", 256 << 20),
-                                             ("nan", 256 << 20)])
+                                             ("nan", 256 << 20), ("1e303", 256 << 20)])
 def test_the_bound_comes_from_the_environment(monkeypatch, value, expected):
     monkeypatch.setenv("XV_JIT_CACHE_MB", value)
     assert jit_cache.max_bytes() == expected

@@ -396,8 +396,8 @@ def _default_cache() -> DiskCache:
     d = str(default_dir())
     with _process_lock:
         cache = _caches.get(d)
-        if cache is None:
-            cache = _caches[d] = DiskCache(Path(d))
+        if cache is None:  # (the default folder: its root is checked too)
+            cache = _caches[d] = DiskCache()
         return cache
 
 

@@ -68,34 +68,39 @@ def max_bytes() -> int:
             mb = float(value)
         except ValueError:
             mb = -1.0
-        if 0 < mb < float("inf"):
-            return int(mb * (1 << 20))
+        nbytes = mb * (1 << 20)
+        if 0 < nbytes < float("inf"):
+            return int(nbytes)
         log.warning("jit cache bound ignored", variable=MAX_ENV, value=value,
                     hint=f"give a positive number of MiB; using {DEFAULT_MAX_MB}")
     return DEFAULT_MAX_MB << 20
 
 
 class DiskCache:
-    """Compiled kernels by key.  ``get`` and ``put`` never raise for cache trouble: a
-    cache that cannot be used costs a compile, not a failed run."""
+    """Compiled kernels by key, in ``directory`` (by default the ``jit`` folder of the
+    per-user cache directory, which must be private too: whoever can write it could swap
+    the folder).  ``get`` and ``put`` never raise for cache trouble: a cache that cannot be
+    used costs a compile, not a failed run."""
 
     def __init__(self, directory: Path | None = None):
+        self.root = cache_root() if directory is None else None
         self.directory = directory or default_dir()
         self.usable = self._prepare()
 
     def _prepare(self) -> bool:
-        d = self.directory
-        try:
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = d.stat()
-        except OSError as exc:
-            log.warning("jit cache unusable", path=str(d), error=str(exc))
-            return False
-        if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            log.warning("jit cache not private: not used", path=str(d),
-                        hint="the cache directory must belong to you and be writable by "
-                             "nobody else (chmod 700)")
-            return False
+        for d in ([self.root] if self.root is not None else []) + [self.directory]:
+            try:
+                d.parent.mkdir(parents=True, exist_ok=True)
+                d.mkdir(mode=0o700, exist_ok=True)
+                st = d.stat()
+            except OSError as exc:
+                log.warning("jit cache unusable", path=str(d), error=str(exc))
+                return False
+            if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                log.warning("jit cache not private: not used", path=str(d),
+                            hint="the cache directory must belong to you and be writable by "
+                                 "nobody else (chmod 700)")
+                return False
         return True
 
     def path(self, key: str) -> Path:
@@ -154,8 +159,8 @@ class DiskCache:
         recorded as the last)."""
         marker = self.directory / MARKER
         try:
-            if time.time() - marker.stat().st_mtime < TRIM_EVERY_S:
-                return False
+            if 0 <= time.time() - marker.stat().st_mtime < TRIM_EVERY_S:
+                return False  # (a time in the future, from a clock set back, is due)
             os.utime(marker)
         except FileNotFoundError:
             try:
@@ -168,12 +173,15 @@ class DiskCache:
 
     def trim(self, keep: str | None = None, limit: int | None = None) -> int:
         """Remove the least recently used entries while the cache is over ``limit`` bytes
-        (:func:`max_bytes`), down to nine tenths of it, and temporary files older than
-        :data:`STALE_TMP_S`; never the entry ``keep`` (just written).  Returns the entries
-        removed.  Other processes may trim or read at the same time: an entry gone by the
-        time it is read is compiled again."""
+        (:func:`max_bytes`), down to nine tenths of it, temporary files older than
+        :data:`STALE_TMP_S`, and entries an earlier layout left in the per-user cache
+        directory itself (never read again); never the entry ``keep`` (just written).
+        Returns the entries removed.  Other processes may trim or read at the same time: an
+        entry gone by the time it is read is compiled again."""
         if not self.usable:
             return 0
+        if self.root is not None:
+            _remove_old_layout(self.root)
         limit = max_bytes() if limit is None else limit
         entries: list[tuple[float, str, int, Path]] = []
         total = 0
@@ -187,7 +195,10 @@ class DiskCache:
                         continue  # removed meanwhile
                     if e.name.startswith(".tmp-"):
                         if now - st.st_mtime > STALE_TMP_S:
-                            Path(e.path).unlink(missing_ok=True)
+                            try:
+                                Path(e.path).unlink(missing_ok=True)
+                            except OSError:
+                                pass  # not ours to remove after all (a folder, say)
                         continue
                     if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False):
                         entries.append((st.st_mtime, e.name, st.st_size, Path(e.path)))
@@ -215,3 +226,19 @@ class DiskCache:
             removed += 1
         log.debug("jit cache trimmed", removed=removed, bytes=total, limit=limit)
         return removed
+
+
+def _remove_old_layout(root: Path) -> None:
+    """Entries written straight into the per-user cache directory, where ``$XV_CACHE_DIR``
+    used to put them (now ``$XV_CACHE_DIR/jit``): nothing reads them any more."""
+    try:
+        with os.scandir(root) as it:
+            old = [Path(e.path) for e in it
+                   if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return
+    for path in old:
+        try:
+            path.unlink()
+        except OSError:
+            pass
