@@ -37,7 +37,8 @@ from typing import Any
 
 import structlog
 
-from xv_core.cachedir import cache_root
+from xv_core.cachedir import cache_root, user_cache_dir
+from xv_core.errors import XvError
 
 log = structlog.get_logger("xv.jit")
 
@@ -88,19 +89,28 @@ class DiskCache:
         self.usable = self._prepare()
 
     def _prepare(self) -> bool:
-        for d in ([self.root] if self.root is not None else []) + [self.directory]:
+        if self.root is not None:  # the per-user cache directory's own rule, root and folder
             try:
-                d.parent.mkdir(parents=True, exist_ok=True)
-                d.mkdir(mode=0o700, exist_ok=True)
-                st = d.stat()
+                user_cache_dir("jit")
+            except XvError as exc:
+                log.warning("jit cache not private: not used", path=exc.where, hint=exc.hint)
+                return False
             except OSError as exc:
-                log.warning("jit cache unusable", path=str(d), error=str(exc))
+                log.warning("jit cache unusable", path=str(self.directory), error=str(exc))
                 return False
-            if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                log.warning("jit cache not private: not used", path=str(d),
-                            hint="the cache directory must belong to you and be writable by "
-                                 "nobody else (chmod 700)")
-                return False
+            return True
+        d = self.directory
+        try:
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = d.stat()
+        except OSError as exc:
+            log.warning("jit cache unusable", path=str(d), error=str(exc))
+            return False
+        if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            log.warning("jit cache not private: not used", path=str(d),
+                        hint="the cache directory must belong to you and be writable by "
+                             "nobody else (chmod 700)")
+            return False
         return True
 
     def path(self, key: str) -> Path:
