@@ -1,4 +1,5 @@
-"""lru and fifo against a tiny reference simulation, and their O(1) behaviour."""
+"""The eviction policies: lru and fifo against a tiny reference simulation, their O(1)
+behaviour, and every online policy's hit_many against one hit per key."""
 
 import time
 
@@ -7,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xv_core.errors import XvError
-from xv_buffer.policies import FIFO, LRU
+from xv_buffer.policies import FIFO, LFU, LRU, POLICIES
 
 
 def reference(policy: str, capacity: int, trace: list) -> tuple[list[bool], list]:
@@ -106,3 +107,72 @@ def test_constant_time_per_access(cls):
 
     small, large = per_access(16), per_access(65_536)
     assert large < 4 * small, (small, large)  # measured here: at most 1.8x (cache effects)
+
+
+# -- hit_many is hit on each key in order ---------------------------------------------------
+
+ONLINE = sorted(name for name, cls in POLICIES.items() if not cls.offline)
+_STEP = st.one_of(
+    st.tuples(st.just("admit"), st.lists(st.integers(0, 9), min_size=1, max_size=6)),
+    st.tuples(st.just("run"), st.integers(0, 9), st.integers(1, 10)),  # a range of keys
+    st.tuples(st.just("some"), st.lists(st.integers(0, 9), max_size=8)),  # any order, repeats
+    st.tuples(st.just("evict"), st.frozensets(st.integers(0, 9), max_size=4)),  # with pins
+    st.tuples(st.just("remove"), st.integers(0, 9)),
+)
+
+
+def _drive(policy, steps, batched: bool) -> list:
+    """What ``policy`` shows of ``steps``: every victim, then its eviction order at the end.
+    Hits go to ``hit_many`` (``batched``) or to ``hit`` one key at a time."""
+    seen: list = []
+    for step in steps:
+        kind = step[0]
+        if kind == "admit":
+            for key in step[1]:
+                if key not in policy:
+                    policy.miss(key)
+                    if len(policy) >= policy.capacity:
+                        seen.append(("victim", policy.evict()))
+                    policy.insert(key)
+        elif kind in ("run", "some"):
+            keys = range(step[1], step[1] + step[2]) if kind == "run" else step[1]
+            keys = [k for k in keys if k in policy] if kind == "some" else range(
+                keys.start, next((k for k in keys if k not in policy), keys.stop))
+            if batched:
+                policy.hit_many(keys)
+            else:
+                for key in keys:
+                    policy.hit(key)
+        elif kind == "evict":
+            seen.append(("evict", policy.evict(step[1])))
+        elif step[1] in policy:
+            policy.remove(step[1])
+        seen.append(len(policy))
+    while len(policy):
+        seen.append(("drain", policy.evict()))
+    return seen
+
+
+@pytest.mark.parametrize("name", ONLINE)
+@settings(max_examples=300, deadline=None)
+@given(capacity=st.integers(1, 12), steps=st.lists(_STEP, max_size=60))
+def test_hit_many_is_hit_on_each_key_in_order(name, capacity, steps):
+    """Every online policy's hit_many leaves it choosing the same victims as one hit per key,
+    for runs of keys (the pager's call) and for any keys in any order, repeats included."""
+    cls = POLICIES[name]
+    assert _drive(cls(capacity), steps, True) == _drive(cls(capacity), steps, False)
+
+
+def test_lfu_hit_many_moves_a_run_of_equal_counts_at_once():
+    """The batched path (not the per-key fallback) keeps the order of equal counts: a run hit
+    once leaves in the order it was hit, after the keys hit less, before those hit more."""
+    policy = LFU(8)
+    for key in range(6):
+        policy.insert(key)
+    policy.hit = lambda key: pytest.fail("hit_many went one key at a time")
+    policy.hit_many([4, 0, 2])  # counts: 0, 2, 4 -> 2; 1, 3, 5 stay at 1
+    policy.hit_many(range(4, 6))  # 4 -> 3 and 5 -> 2: two stretches of different counts
+    assert [policy.evict() for _ in range(6)] == [1, 3, 0, 2, 5, 4]
+    del policy.hit
+    with pytest.raises(XvError, match=r"^eviction policy 'lfu': page 7 is not resident"):
+        policy.hit_many(range(7, 9))

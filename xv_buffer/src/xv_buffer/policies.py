@@ -50,6 +50,8 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Container, Hashable, Iterable, Sequence
+from itertools import groupby, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -396,6 +398,41 @@ class LFU(EvictionPolicy):
         self._bucket(count + 1)[key] = None
         self._freq[key] = count + 1
         if count == self._min and not self._buckets.get(count):
+            self._min = count + 1
+
+    def hit_many(self, keys: Iterable[Hashable]) -> None:
+        """:meth:`hit` on each key in order, a stretch of keys of one count at a time: each
+        stretch leaves its bucket and joins the next one's end in order, as one hit each
+        would (the bucket and count updates run in C; the counts' own dict is not kept in
+        hit order, which nothing reads)."""
+        if not isinstance(keys, range):
+            keys = list(keys)
+            if len(set(keys)) != len(keys):  # a key hit twice: its second hit sees its first
+                return super().hit_many(keys)
+        try:
+            counts = list(map(self._freq.__getitem__, keys))
+        except KeyError:  # not resident: the hits before it, then the error
+            return super().hit_many(keys)
+        if counts and counts.count(counts[0]) == len(counts):
+            self._hit_stretch(keys, counts[0])
+        else:
+            for count, stretch in groupby(zip(keys, counts), key=itemgetter(1)):
+                self._hit_stretch(list(map(itemgetter(0), stretch)), count)
+
+    def _hit_stretch(self, keys: Sequence[Hashable], count: int) -> None:
+        """Hits on distinct resident ``keys``, each of ``count`` (:meth:`hit_many`)."""
+        buckets = self._buckets
+        bucket = buckets[count]
+        deque(map(bucket.__delitem__, keys), maxlen=0)
+        if not bucket and count != 1:
+            del buckets[count]
+        up = buckets.get(count + 1)
+        if up is None:
+            buckets[count + 1] = OrderedDict.fromkeys(keys)
+        else:
+            deque(map(up.setdefault, keys), maxlen=0)  # appended in order
+        self._freq.update(zip(keys, repeat(count + 1)))
+        if count == self._min and not buckets.get(count):
             self._min = count + 1
 
     def insert(self, key: Hashable) -> None:
