@@ -176,3 +176,35 @@ def test_lfu_hit_many_moves_a_run_of_equal_counts_at_once():
     del policy.hit
     with pytest.raises(XvError, match=r"^eviction policy 'lfu': page 7 is not resident"):
         policy.hit_many(range(7, 9))
+
+
+@pytest.mark.parametrize("cls", [LRU, FIFO])
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.one_of(
+    st.tuples(st.just("insert"), st.integers(0, 9)),
+    st.tuples(st.just("hit"), st.integers(0, 9)),
+    st.tuples(st.just("evict"), st.frozensets(st.integers(0, 9), max_size=10))), max_size=50))
+def test_a_pinned_key_passed_over_goes_to_the_end(cls, steps):
+    """evict(pinned) against a plain list: the pinned keys before the victim go to the end in
+    order (as if just accessed); when every key is pinned, nothing is evicted or moved."""
+    policy, order = cls(100), []
+    for kind, arg in steps:
+        if kind == "insert" and arg not in order:
+            policy.insert(arg)
+            order.append(arg)
+        elif kind == "hit" and arg in order:
+            policy.hit(arg)
+            if cls is LRU:
+                order.remove(arg)
+                order.append(arg)
+        elif kind == "evict":
+            victim = None
+            for _ in range(len(order)):
+                key = order.pop(0)
+                if key in arg:
+                    order.append(key)
+                else:
+                    victim = key
+                    break
+            assert policy.evict(arg) == victim
+    assert [policy.evict() for _ in range(len(order))] == order

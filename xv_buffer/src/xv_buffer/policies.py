@@ -50,7 +50,7 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Container, Hashable, Iterable, Sequence
-from itertools import groupby, repeat
+from itertools import groupby, islice, repeat, takewhile
 from operator import itemgetter
 from typing import Any
 
@@ -217,14 +217,17 @@ class LRU(EvictionPolicy):
 
     def evict(self, pinned: Container[Hashable] = NOTHING) -> Hashable | None:
         order = self._order
-        for _ in range(len(order)):
-            key = next(iter(order))
-            if key in pinned:
-                order.move_to_end(key)  # in use now: as if just accessed
-                continue
-            del order[key]
-            return key
-        return None
+        if not order:
+            return None
+        # The pinned keys before the victim go to the end, in order: in use now, as if just
+        # accessed.  (Every key pinned: a whole turn, which leaves the order as it was.)
+        passed = list(takewhile(pinned.__contains__, order))  # the scan runs in C
+        if len(passed) == len(order):
+            return None
+        victim = next(islice(order, len(passed), None))
+        deque(map(order.move_to_end, passed), maxlen=0)
+        del order[victim]
+        return victim
 
     def remove(self, key: Hashable) -> None:
         try:
