@@ -63,9 +63,13 @@ def test_plugins_list_names_distributions_versions_and_kinds():
     result = xv("plugins", "list")
     assert result.exit_code == 0, result.output
     line = next(ln for ln in result.output.splitlines() if ln.startswith("xenovectra-cpu"))
-    assert "0.1.0" in line and "component kind: cpu" in line and "backend: interp" in line
+    assert "0.1.0" in line and "component kind: cpu" in line
+    assert "backend: interp, jit, jit-unchecked (no bounds checks)" in line
     data = json.loads(xv("plugins", "list", "--json").output)
     assert data["failed"] == []
+    checks = {b["name"]: (b["plugin"], b["checks_bounds"]) for b in data["backends"]}
+    assert checks == {"interp": ("xv_cpu", True), "jit": ("xv_cpu", True),
+                      "jit-unchecked": ("xv_cpu", False)}
     assert {p["distribution"] for p in data["plugins"]} >= {
         "xenovectra", "xenovectra-dsl", "xenovectra-buffer", "xenovectra-cpu"}
 

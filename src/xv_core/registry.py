@@ -36,11 +36,18 @@ class ComponentKind:
 
 @attrs.frozen
 class BackendSpec:
-    """An IR backend: ``factory()`` returns an object with ``prepare(kernel)``."""
+    """An IR backend: ``factory()`` returns an object with ``prepare(kernel)``.
+
+    ``checks_bounds`` is what the backend promises about buffer, image and array accesses
+    out of bounds: True, that they fail with the interp's error (the source line, the memory,
+    the index, the work item); False, that they are undefined (as on a GPU), so conformance
+    suites skip those tests for it.
+    """
 
     name: str
     factory: Callable[[], Any]
     description: str = ""
+    checks_bounds: bool = attrs.field(default=True, kw_only=True)
 
 
 @attrs.frozen

@@ -3,9 +3,9 @@ name the source line, the memory, the index and the work item; integer division 
 only where a work item really divides by zero; a barrier that only some work items of a group
 reach is detected while running.
 
-A backend that declares it does not check bounds (its instance has ``checked = False``, as
-``jit-unchecked`` does: out-of-bounds accesses are undefined there, as on a GPU) skips the
-out-of-bounds tests and only those.
+A backend registered with ``checks_bounds=False`` (``BackendSpec``, as ``jit-unchecked`` is:
+out-of-bounds accesses are undefined there, as on a GPU) skips the out-of-bounds tests and only
+those.
 
 Each failing kernel fails in exactly one work item (or, for barriers, in every group alike), so
 the message does not depend on the order in which tiles or work items are checked. Messages are
@@ -44,7 +44,7 @@ def at(marker: str, path: Path = ERRORS) -> str:
 @pytest.fixture
 def checked(run):
     """``run``, for a backend that promises bounds checks."""
-    if getattr(load_plugins().backends.get(run.backend).factory(), "checked", True) is False:
+    if not load_plugins().backends.get(run.backend).checks_bounds:
         pytest.skip(f"backend {run.backend!r} does not check bounds (out of bounds is undefined)")
     return run
 

@@ -24,11 +24,19 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     ]
     failures = [{"plugin": f.name, "distribution": f.distribution, "reason": f.reason}
                 for f in plugins.failures]
+    backends = [{"name": name, "plugin": plugins.backends.plugin_of(name),
+                 "checks_bounds": spec.checks_bounds, "description": spec.description}
+                for name, spec in ((n, plugins.backends.get(n)) for n in plugins.backends)]
     if as_json:
-        typer.echo(json.dumps({"plugins": rows, "failed": failures}, indent=2))
+        typer.echo(json.dumps({"plugins": rows, "backends": backends, "failed": failures},
+                              indent=2))
         return
+    unchecked = {b["name"] for b in backends if not b["checks_bounds"]}
     for row in rows:
-        provides = "; ".join(f"{what}: {', '.join(names)}" for what, names in row["provides"].items())
+        provides = "; ".join(
+            f"{what}: " + ", ".join(f"{n} (no bounds checks)" if what == "backend"
+                                    and n in unchecked else n for n in names)
+            for what, names in row["provides"].items())
         typer.echo(f"{row['distribution']:<22} {row['version']:<8} {provides or '(nothing)'}")
     for f in failures:
         typer.echo(f"{f['distribution'] or f['plugin']:<22} FAILED   {f['reason']}")

@@ -17,7 +17,8 @@ def xv_backends() -> list[BackendSpec]:
         BackendSpec("jit", JitBackend,
                     "native code through LLVM, bounds-checked; kernels cached on disk"),
         BackendSpec("jit-unchecked", UncheckedJitBackend,
-                    "the jit without bounds checks (out-of-bounds accesses are undefined)"),
+                    "the jit without bounds checks (out-of-bounds accesses are undefined)",
+                    checks_bounds=False),
     ]
 
 
