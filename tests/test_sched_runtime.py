@@ -189,6 +189,31 @@ def test_a_dispatch_leaves_few_objects_in_the_model():
     assert 4.5 < kept < 6.0, kept
 
 
+def test_a_timing_report_is_a_synchronisation_point():
+    """Taking the report runs the timeline to its end: a later dispatch starts no earlier
+    than the time it reached, as after a device-wide synchronise.  Without it, two
+    independent dispatches on a fabric with two compute components overlap (docs/timing.md,
+    "What a report does")."""
+    def spans(report_between: bool) -> list[tuple[float, float]]:
+        with xv.open_fabric(ROOT / "examples/fabrics/workstation.yaml") as fabric:
+            saxpy, n = fabric.kernel(SAXPY), 1 << 20
+            x, y, z, w = (fabric.buffer(np.ones(n, np.float32)) for _ in range(4))
+            fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 2.0, "x": x, "y": y})
+            if report_between:
+                first_end = fabric.timing_report()["virtual_s"]
+            fabric.dispatch(saxpy, global_size=n, block=256, args={"a": 2.0, "x": z, "y": w})
+            report = fabric.timing_report()
+            if report_between:
+                assert report["steps"][0]["virtual_end_s"] == first_end
+            return [(s["virtual_start_s"], s["virtual_end_s"]) for s in report["steps"]]
+
+    (a0, a1), (b0, b1) = spans(False)
+    assert a0 == 0.0 < b0 < a1 < b1  # the second overlaps the first
+    (c0, c1), (d0, d1) = spans(True)
+    assert (c0, c1) == (a0, a1) and d0 == c1 and d1 > b1  # it waits for the report's time
+    assert spans(True) == [(c0, c1), (d0, d1)]  # and does so every run
+
+
 def test_idle_cpu_workers_steal_from_a_slow_component(plugins):
     doc = {"scheduler": "round-robin",
            "components": [{"name": "alu", "kind": "cpu", "threads": 2},
