@@ -67,9 +67,8 @@ def test_plugins_list_names_distributions_versions_and_kinds():
     assert "backend: interp, jit, jit-unchecked (no bounds checks)" in line
     data = json.loads(xv("plugins", "list", "--json").output)
     assert data["failed"] == []
-    checks = {b["name"]: (b["plugin"], b["checks_bounds"]) for b in data["backends"]}
-    assert checks == {"interp": ("xv_cpu", True), "jit": ("xv_cpu", True),
-                      "jit-unchecked": ("xv_cpu", False)}
+    checks = {b["name"]: b["checks_bounds"] for b in data["backends"] if b["plugin"] == "xv_cpu"}
+    assert checks == {"interp": True, "jit": True, "jit-unchecked": False}
     assert {p["distribution"] for p in data["plugins"]} >= {
         "xenovectra", "xenovectra-dsl", "xenovectra-buffer", "xenovectra-cpu"}
 

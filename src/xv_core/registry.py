@@ -47,7 +47,8 @@ class BackendSpec:
     name: str
     factory: Callable[[], Any]
     description: str = ""
-    checks_bounds: bool = attrs.field(default=True, kw_only=True)
+    checks_bounds: bool = attrs.field(default=True, kw_only=True,
+                                      validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen

@@ -112,18 +112,21 @@ def test_constant_time_per_access(cls):
 # -- hit_many is hit on each key in order ---------------------------------------------------
 
 ONLINE = sorted(name for name, cls in POLICIES.items() if not cls.offline)
+_KEYS = st.integers(0, 9)
 _STEP = st.one_of(
-    st.tuples(st.just("admit"), st.lists(st.integers(0, 9), min_size=1, max_size=6)),
-    st.tuples(st.just("run"), st.integers(0, 9), st.integers(1, 10)),  # a range of keys
-    st.tuples(st.just("some"), st.lists(st.integers(0, 9), max_size=8)),  # any order, repeats
-    st.tuples(st.just("evict"), st.frozensets(st.integers(0, 9), max_size=4)),  # with pins
-    st.tuples(st.just("remove"), st.integers(0, 9)),
+    st.tuples(st.just("admit"), st.lists(_KEYS, min_size=1, max_size=6)),
+    st.tuples(st.just("run"), _KEYS, st.integers(1, 10)),  # a range of resident keys
+    st.tuples(st.just("some"), st.lists(_KEYS, max_size=8, unique=True)),  # any order
+    st.tuples(st.just("again"), st.lists(_KEYS, min_size=2, max_size=6)),  # repeats likely
+    st.tuples(st.just("missing"), st.lists(_KEYS, min_size=1, max_size=8, unique=True)),
+    st.tuples(st.just("evict"), st.frozensets(_KEYS, max_size=4)),  # with pins
+    st.tuples(st.just("remove"), _KEYS),
 )
 
 
 def _drive(policy, steps, batched: bool) -> list:
-    """What ``policy`` shows of ``steps``: every victim, then its eviction order at the end.
-    Hits go to ``hit_many`` (``batched``) or to ``hit`` one key at a time."""
+    """What ``policy`` shows of ``steps``: every victim and error, then its eviction order at
+    the end.  Hits go to ``hit_many`` (``batched``) or to ``hit`` one key at a time."""
     seen: list = []
     for step in steps:
         kind = step[0]
@@ -134,15 +137,25 @@ def _drive(policy, steps, batched: bool) -> list:
                     if len(policy) >= policy.capacity:
                         seen.append(("victim", policy.evict()))
                     policy.insert(key)
-        elif kind in ("run", "some"):
-            keys = range(step[1], step[1] + step[2]) if kind == "run" else step[1]
-            keys = [k for k in keys if k in policy] if kind == "some" else range(
-                keys.start, next((k for k in keys if k not in policy), keys.stop))
-            if batched:
-                policy.hit_many(keys)
+        elif kind in ("run", "some", "again", "missing"):
+            if kind == "run":
+                start = step[1]
+                keys = range(start, next((k for k in range(start, start + step[2])
+                                          if k not in policy), start + step[2]))
+            elif kind == "missing":  # resident keys but one, which is not: an error midway
+                absent = [k for k in range(10, 20) if k not in policy][0]
+                keys = [k for k in step[1] if k in policy]
+                keys.insert(len(keys) // 2, absent)
             else:
-                for key in keys:
-                    policy.hit(key)
+                keys = [k for k in step[1] if k in policy]
+            try:
+                if batched:
+                    policy.hit_many(keys)
+                else:
+                    for key in keys:
+                        policy.hit(key)
+            except XvError as exc:  # the hits before it done, then hit()'s error
+                seen.append(("error", str(exc)))
         elif kind == "evict":
             seen.append(("evict", policy.evict(step[1])))
         elif step[1] in policy:
@@ -165,17 +178,46 @@ def test_hit_many_is_hit_on_each_key_in_order(name, capacity, steps):
 
 def test_lfu_hit_many_moves_a_run_of_equal_counts_at_once():
     """The batched path (not the per-key fallback) keeps the order of equal counts: a run hit
-    once leaves in the order it was hit, after the keys hit less, before those hit more."""
+    once leaves in the order it was hit, after the keys hit less, before those hit more; keys
+    of mixed counts go count by count, each key's order kept."""
     policy = LFU(8)
     for key in range(6):
         policy.insert(key)
     policy.hit = lambda key: pytest.fail("hit_many went one key at a time")
     policy.hit_many([4, 0, 2])  # counts: 0, 2, 4 -> 2; 1, 3, 5 stay at 1
     policy.hit_many(range(4, 6))  # 4 -> 3 and 5 -> 2: two stretches of different counts
-    assert [policy.evict() for _ in range(6)] == [1, 3, 0, 2, 5, 4]
-    del policy.hit
-    with pytest.raises(XvError, match=r"^eviction policy 'lfu': page 7 is not resident"):
-        policy.hit_many(range(7, 9))
+    policy.hit_many([3, 0, 1, 2])  # 3 and 1 -> 2 after 5; 0 and 2 -> 3 after 4
+    assert [policy.evict() for _ in range(6)] == [5, 3, 1, 4, 0, 2]
+
+
+def test_lfu_hit_many_hits_the_keys_before_a_missing_one_then_raises():
+    batched, one_by_one = LFU(8), LFU(8)
+    for policy in (batched, one_by_one):
+        for key in range(4):
+            policy.insert(key)
+    with pytest.raises(XvError, match=r"^eviction policy 'lfu': page 99 is not resident"):
+        batched.hit_many([2, 0, 99, 1])
+    one_by_one.hit(2)
+    one_by_one.hit(0)
+    assert [batched.evict() for _ in range(4)] == [one_by_one.evict() for _ in range(4)] \
+        == [1, 3, 2, 0]
+
+
+def test_lfu_hit_many_calls_a_subclass_s_own_hit():
+    class Counting(LFU):
+        def __init__(self, capacity):
+            super().__init__(capacity)
+            self.seen = []
+
+        def hit(self, key):
+            self.seen.append(key)
+            super().hit(key)
+
+    policy = Counting(4)
+    for key in range(3):
+        policy.insert(key)
+    policy.hit_many(range(3))
+    assert policy.seen == [0, 1, 2]
 
 
 @pytest.mark.parametrize("cls", [LRU, FIFO])

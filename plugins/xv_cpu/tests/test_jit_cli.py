@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,3 +60,18 @@ def test_the_fabric_chooses_the_backend_per_component(tmp_path):
     out = json.loads(xv("fabric", "run", fabric, job, "--json", "--backend", "jit",
                         cache=tmp_path / "c"))
     assert out["native_compile"]["compiles"] == 1
+
+
+def test_the_registered_bounds_promise_is_the_backends_own():
+    """jit-unchecked is registered as not checking bounds (conformance suites skip its
+    out-of-bounds tests for it) and is built unchecked; jit is registered and built checked."""
+    from xv_core.plugins import load_plugins
+    from xv_core.registry import BackendSpec
+
+    backends = load_plugins().backends
+    for name, checked in (("jit", True), ("jit-unchecked", False)):
+        spec = backends.get(name)
+        assert spec.checks_bounds is checked and spec.factory().checked is checked
+    assert backends.get("interp").checks_bounds is True
+    with pytest.raises(TypeError, match="checks_bounds"):
+        BackendSpec("b", object, checks_bounds=0)

@@ -50,8 +50,9 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Container, Hashable, Iterable, Sequence
-from itertools import groupby, islice, repeat, takewhile
-from operator import itemgetter
+from functools import partial
+from itertools import filterfalse, groupby, islice, repeat, takewhile
+from operator import contains, itemgetter
 from typing import Any
 
 import numpy as np
@@ -210,7 +211,10 @@ class LRU(EvictionPolicy):
             raise self._missing(key) from None
 
     def hit_many(self, keys: Iterable[Hashable]) -> None:
-        deque(map(self._order.move_to_end, keys), maxlen=0)  # the loop runs in C
+        try:
+            deque(map(self._order.move_to_end, keys), maxlen=0)  # the loop runs in C
+        except KeyError as exc:  # the hits before it are done, as hit() one by one
+            raise self._missing(exc.args[0]) from None
 
     def insert(self, key: Hashable) -> None:
         self._order[key] = None
@@ -221,7 +225,11 @@ class LRU(EvictionPolicy):
             return None
         # The pinned keys before the victim go to the end, in order: in use now, as if just
         # accessed.  (Every key pinned: a whole turn, which leaves the order as it was.)
-        passed = list(takewhile(pinned.__contains__, order))  # the scan runs in C
+        try:
+            pinned_has = pinned.__contains__
+        except AttributeError:  # `in` by iteration (or the error `in` gives)
+            pinned_has = partial(contains, pinned)
+        passed = list(takewhile(pinned_has, order))  # the scan runs in C
         if len(passed) == len(order):
             return None
         victim = next(islice(order, len(passed), None))
@@ -270,7 +278,9 @@ class FIFO(LRU):
             raise self._missing(key)
 
     def hit_many(self, keys: Iterable[Hashable]) -> None:
-        pass  # hits change nothing (and the caller passes resident keys only)
+        # Hits change nothing; a key that is not resident is refused, as by hit().
+        for key in filterfalse(self._order.__contains__, keys):
+            raise self._missing(key)
 
     def _replay(self, keys: Sequence[Hashable]) -> tuple[int, int]:
         order: dict[Hashable, None] = {}
@@ -311,6 +321,8 @@ class Clock(EvictionPolicy):
     def hit_many(self, keys: Iterable[Hashable]) -> None:
         ring = self._ring
         for key in keys:  # (faster than ring.update: OrderedDict's goes key by key too)
+            if key not in ring:  # (assigning would admit it)
+                raise self._missing(key)
             ring[key] = 1
 
     def insert(self, key: Hashable) -> None:
@@ -405,12 +417,20 @@ class LFU(EvictionPolicy):
 
     def hit_many(self, keys: Iterable[Hashable]) -> None:
         """:meth:`hit` on each key in order, a stretch of keys of one count at a time: each
-        stretch leaves its bucket and joins the next one's end in order, as one hit each
-        would (the bucket and count updates run in C; the counts' own dict is not kept in
-        hit order, which nothing reads)."""
+        stretch leaves its bucket and joins the next count's at its end, in order, as one hit
+        each would (the bucket and count updates run in C).  Only the order of the keys that
+        join the same bucket matters, and those come from the same count: the stretches go
+        in ascending count, each key's order kept.  The counts' own dict, which only answers
+        lookups, keeps the key objects and the order it had."""
+        if type(self).hit is not LFU.hit:  # a subclass's own hit() sees every key
+            return super().hit_many(keys)
         if not isinstance(keys, range):
             keys = list(keys)
-            if len(set(keys)) != len(keys):  # a key hit twice: its second hit sees its first
+            try:
+                repeated = len(set(keys)) != len(keys)  # a second hit sees the first
+            except TypeError:  # an unhashable key: the hits before it, then the error
+                repeated = True
+            if repeated:
                 return super().hit_many(keys)
         try:
             counts = list(map(self._freq.__getitem__, keys))
@@ -419,7 +439,8 @@ class LFU(EvictionPolicy):
         if counts and counts.count(counts[0]) == len(counts):
             self._hit_stretch(keys, counts[0])
         else:
-            for count, stretch in groupby(zip(keys, counts), key=itemgetter(1)):
+            pairs = sorted(zip(keys, counts), key=itemgetter(1))  # stable: keys keep order
+            for count, stretch in groupby(pairs, key=itemgetter(1)):
                 self._hit_stretch(list(map(itemgetter(0), stretch)), count)
 
     def _hit_stretch(self, keys: Sequence[Hashable], count: int) -> None:
@@ -538,12 +559,15 @@ class ARC(EvictionPolicy):
     def hit_many(self, keys: Iterable[Hashable]) -> None:
         t1, t2 = self._t1, self._t2
         to_end = t2.move_to_end
-        for key in keys:  # resident: in T1, else in T2
-            if key in t1:
-                del t1[key]
-                t2[key] = None
-            else:
-                to_end(key)
+        try:
+            for key in keys:  # resident: in T1, else in T2
+                if key in t1:
+                    del t1[key]
+                    t2[key] = None
+                else:
+                    to_end(key)
+        except KeyError as exc:
+            raise self._missing(exc.args[0]) from None
 
     def miss(self, key: Hashable) -> None:
         cap = self.capacity
@@ -716,11 +740,14 @@ class S3FIFO(EvictionPolicy):
 
     def hit_many(self, keys: Iterable[Hashable]) -> None:
         small, main = self._small, self._main
-        for key in keys:  # resident: in the small queue, else in main
-            if key in small:
-                small[key] += 1
-            else:
-                main[key] += 1
+        try:
+            for key in keys:  # resident: in the small queue, else in main
+                if key in small:
+                    small[key] += 1
+                else:
+                    main[key] += 1
+        except KeyError as exc:
+            raise self._missing(exc.args[0]) from None
 
     def miss(self, key: Hashable) -> None:
         self._from_ghost = key in self._ghosts
