@@ -91,6 +91,31 @@ def test_a_hook_returning_the_wrong_spec_class_is_reported():
     ]
 
 
+def test_a_plugin_with_a_failing_hook_is_left_out_whole():
+    """Nothing of a plugin that failed registers: not the good entries its failing hook returned
+    before the bad one, not its other hooks' results, not its event hooks."""
+    from xv_core.registry import BusModelSpec, SchedulerSpec
+
+    heard = []
+    half = _module(
+        "half",
+        xv_bus_models=lambda: [BusModelSpec("good-bus", object), "bad"],
+        xv_schedulers=lambda: [SchedulerSpec("half-sched", object)],
+        xv_on_dispatch=lambda event: heard.append(event))
+    loaded = plugins.load_plugins(entry_points=False, extra=[
+        ("half", half),
+        ("fine", _module("fine", xv_backends=lambda: [BackendSpec("b1", object)])),
+    ])
+    assert [(f.name, f.reason) for f in loaded.failures] == [
+        ("half", "xv_bus_models returned str, expected BusModelSpec")]
+    assert "good-bus" not in loaded.bus_models and "half-sched" not in loaded.schedulers
+    assert "b1" in loaded.backends
+    assert "half" not in {info.name for info in loaded.loaded}
+    assert not loaded.pm.has_plugin("half") and loaded.provided_by("half") == {}
+    loaded.pm.hook.xv_on_dispatch(event="e")
+    assert heard == []
+
+
 def test_duplicate_kinds_name_both_providers():
     with pytest.raises(PluginError) as err:
         plugins.load_plugins(entry_points=False, extra=[

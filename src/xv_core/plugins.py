@@ -10,7 +10,7 @@ and the reason, logged, and left out; the others still load.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -168,29 +168,49 @@ def load_plugins(
         if info is not None:
             loaded.append(info)
 
-    registries = {attr: Registry[Any](what) for attr, _hook, what, _cls in _REGISTRATIONS}
+    # What each plugin registers, checked first: a plugin one of whose hooks raises or returns
+    # something else than its spec class is left out whole (its other hooks' results, and its
+    # event hooks, too), so that nothing half-loaded runs.
+    provided: list[tuple[str, Any, str]] = []  # (registry, spec, plugin), in order
+    failed: set[str] = set()
     for attr, hook_name, what, cls in _REGISTRATIONS:
         hook = getattr(pm.hook, hook_name)
         for impl in hook.get_hookimpls():  # registration order
+            name = impl.plugin_name
             try:
-                provided = impl.function() or []
-                for spec in provided:
+                specs = list(impl.function() or [])
+                for spec in specs:
                     if not isinstance(spec, cls):
                         raise PluginError(f"{hook_name} returned {type(spec).__name__}, "
                                           f"expected {cls.__name__}")
-                    registries[attr].add(spec.name, spec, impl.plugin_name)
             except PluginError as exc:
-                if "provided by both" in exc.message:
-                    raise  # a genuine conflict between two plugins stops everything
-                failures.append(PluginFailure(impl.plugin_name, str(exc)))
+                failures.append(PluginFailure(name, str(exc), _distribution(loaded, name)))
+                failed.add(name)
+                continue
             except Exception as exc:
-                failures.append(PluginFailure(impl.plugin_name, f"{hook_name} raised "
-                                              f"{type(exc).__name__}: {exc}"))
+                failures.append(PluginFailure(name, f"{hook_name} raised "
+                                              f"{type(exc).__name__}: {exc}",
+                                              _distribution(loaded, name)))
+                failed.add(name)
+                continue
+            provided.extend((attr, spec, name) for spec in specs)
+    for name in failed:
+        pm.unregister(name=name)
+    loaded = [info for info in loaded if info.name not in failed]
+    registries = {attr: Registry[Any](what) for attr, _hook, what, _cls in _REGISTRATIONS}
+    for attr, spec, name in provided:
+        if name not in failed:  # a genuine conflict between two plugins stops everything
+            registries[attr].add(spec.name, spec, name)
 
     for failure in failures:
         log.warning("plugin failed to load", plugin=failure.name, reason=failure.reason,
                     distribution=failure.distribution)
     return Plugins(pm=pm, loaded=loaded, failures=failures, **registries)
+
+
+def _distribution(loaded: Sequence[PluginInfo], name: str) -> str | None:
+    """The distribution of loaded plugin ``name``, if known."""
+    return next((info.distribution for info in loaded if info.name == name), None)
 
 
 def _version(dist: str) -> str:
