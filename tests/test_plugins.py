@@ -116,6 +116,20 @@ def test_a_plugin_with_a_failing_hook_is_left_out_whole():
     assert heard == []
 
 
+@pytest.mark.parametrize("kinds,reason", [
+    (["", "k1"], "xv_component_kinds returned a component kind without a name"),
+    (["k1", "k1"], "xv_component_kinds returned the component kind 'k1' twice"),
+])
+def test_a_plugin_s_own_naming_mistake_leaves_only_it_out(kinds, reason):
+    loaded = plugins.load_plugins(entry_points=False, extra=[
+        ("sloppy", _module("sloppy", xv_component_kinds=lambda: [
+            ComponentKind(k, _Opts, object) for k in kinds])),
+        ("fine", _kind_plugin("fine", "finekind")),
+    ])
+    assert [(f.name, f.reason) for f in loaded.failures] == [("sloppy", reason)]
+    assert "finekind" in loaded.components and "k1" not in loaded.components
+
+
 def test_duplicate_kinds_name_both_providers():
     with pytest.raises(PluginError) as err:
         plugins.load_plugins(entry_points=False, extra=[

@@ -62,6 +62,18 @@ class Bad:
         return len(candidates)
 
 
+class NumpyFirst:
+    """The fastest candidate by numpy's argmin: a numpy integer, a valid index."""
+
+    def choose(self, tile, candidates):
+        return np.argmin([c.finish_s for c in candidates])
+
+
+class NotANumber:
+    def choose(self, tile, candidates):
+        return 0.0
+
+
 class SchedPlugin:
     def __init__(self):
         self.transfers = []
@@ -76,7 +88,9 @@ class SchedPlugin:
 
     @hookimpl
     def xv_schedulers(self):
-        return [SchedulerSpec("bad", Bad, "chooses no candidate")]
+        return [SchedulerSpec("bad", Bad, "chooses no candidate"),
+                SchedulerSpec("numpy-first", NumpyFirst, "chooses with numpy"),
+                SchedulerSpec("float", NotANumber, "chooses a float")]
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +330,18 @@ def test_a_policy_that_chooses_no_candidate_is_reported(plugins):
             saxpy_on(fabric, n=1000)
     assert str(err.value) == ("scheduling policy 'bad' chose 1 for tile 0, not a candidate's "
                               "index (0 to 0) (hint: report this to the policy's authors)")
+    doc["scheduler"] = "float"
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        with pytest.raises(XvError, match=r"^scheduling policy 'NotANumber' chose 0\.0 for tile 0, "
+                                          r"not a candidate's index \(0 to 0\)"):
+            saxpy_on(fabric, n=1000)
+
+
+def test_a_policy_may_choose_with_a_numpy_integer(plugins):
+    doc = {"scheduler": "numpy-first", "components": [{"name": "alu", "kind": "cpu", "threads": 1}]}
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        result = saxpy_on(fabric, n=1 << 16)
+        assert fabric.timing_report()["steps"][0]["placement"] == {"alu": len(result.tiles)}
 
 
 @pytest.fixture

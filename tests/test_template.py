@@ -27,9 +27,10 @@ def _template_plugin():
 def test_the_template_component_runs_saxpy_beside_cpu():
     plugins = load_plugins(extra=[("xv_example", _template_plugin())])
     assert plugins.provided_by("xv_example") == {"component kind": ["example"]}
-    config = parse_fabric({"name": "t", "components": [{"name": "ex0", "kind": "example", "lanes": 2}]},
-                          plugins, "t.yaml")
+    config = parse_fabric({"name": "t", "components": [
+        {"name": "ex0", "kind": "example", "workers": 2}]}, plugins, "t.yaml")
     with open_fabric(config, plugins=plugins) as fabric:
+        assert fabric.model.profiles["ex0"].lanes == 2  # the timeline's lanes are its workers
         saxpy = fabric.kernel(ROOT / "examples" / "kernels" / "saxpy.xvk")
         x0 = np.arange(300_000, dtype=np.float32)
         x, y = fabric.buffer(x0), fabric.zeros(x0.size, "f32")
@@ -41,10 +42,10 @@ def test_the_template_component_runs_saxpy_beside_cpu():
 def test_the_template_options_are_validated():
     plugins = load_plugins(extra=[("xv_example", _template_plugin())])
     with pytest.raises(ConfigError) as err:
-        parse_fabric({"name": "t", "components": [{"name": "ex0", "kind": "example", "lanes": 0,
+        parse_fabric({"name": "t", "components": [{"name": "ex0", "kind": "example", "workers": 0,
                                                    "colour": "red"}]}, plugins, "t.yaml")
     assert str(err.value).splitlines() == [
-        "t.yaml: 'lanes' must be >= 1: 0 @ $.components[0].lanes",
+        "t.yaml: 'workers' must be >= 1: 0 @ $.components[0].workers",
         "t.yaml: unknown key 'colour' @ $.components[0].colour "
-        "(hint: known keys: name, kind, lanes, backend)",
+        "(hint: known keys: name, kind, workers, backend)",
     ]

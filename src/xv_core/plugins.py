@@ -179,10 +179,17 @@ def load_plugins(
             name = impl.plugin_name
             try:
                 specs = list(impl.function() or [])
+                seen: set[str] = set()
                 for spec in specs:
                     if not isinstance(spec, cls):
                         raise PluginError(f"{hook_name} returned {type(spec).__name__}, "
                                           f"expected {cls.__name__}")
+                    if not isinstance(spec.name, str) or not spec.name:
+                        raise PluginError(f"{hook_name} returned a {what} without a name")
+                    if spec.name in seen:
+                        raise PluginError(f"{hook_name} returned the {what} {spec.name!r} "
+                                          f"twice")
+                    seen.add(spec.name)
             except PluginError as exc:
                 failures.append(PluginFailure(name, str(exc), _distribution(loaded, name)))
                 failed.add(name)

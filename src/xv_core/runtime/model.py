@@ -41,6 +41,7 @@ from __future__ import annotations
 import array
 import bisect
 import heapq
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -480,13 +481,14 @@ class FabricModel:
             cand, needs, local = self._candidate(comp, estimate, read_runs, floor)
             candidates.append(cand)
             options.append((needs, local))
-        choice = policy.choose(tile, candidates)
-        if not isinstance(choice, int) or not 0 <= choice < len(candidates):
+        chosen = policy.choose(tile, candidates)
+        choice = chosen if type(chosen) is int else _as_index(chosen)  # numpy integers too
+        if choice is None or not 0 <= choice < len(candidates):
             from xv_core.errors import XvError
 
-            raise XvError(f"scheduling policy {getattr(policy, 'name', policy)!r} chose "
-                          f"{choice!r} for tile {tile.index}, not a candidate's index "
-                          f"(0 to {len(candidates) - 1})",
+            name = getattr(policy, "name", type(policy).__name__)
+            raise XvError(f"scheduling policy {name!r} chose {chosen!r} for tile {tile.index}, "
+                          f"not a candidate's index (0 to {len(candidates) - 1})",
                           hint="report this to the policy's authors")
         cand = candidates[choice]
         needs, local = options[choice]
@@ -938,6 +940,14 @@ def _pager_accesses(reads: Sequence[tuple[str, int, int]], writes: Sequence[tupl
             accesses.append((name, only, False))
     accesses.extend((name, ranges, True) for name, ranges in by_buffer.items())
     return accesses
+
+
+def _as_index(value: Any) -> int | None:
+    """``value`` as an index (a numpy integer, a bool), or None when it is not an integer."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def _level_node(level: str) -> str:

@@ -13,23 +13,26 @@ from xv_core.registry import ComponentKind
 
 @attrs.frozen
 class ExampleOptions:
-    """The component's keys in the fabric YAML (unknown keys are rejected with their $.path)."""
+    """The component's keys in the fabric YAML (unknown keys are rejected with their $.path).
 
-    lanes: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    ``workers`` (or ``threads``) is also what the modelled timeline takes as the component's
+    lanes; ``timing: {lanes: ...}`` in the fabric overrides it."""
+
+    workers: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     backend: str = "interp"
 
 
 class ExampleComponent:
-    """Runs tiles on ``lanes`` worker threads with the configured backend."""
+    """Runs tiles on ``workers`` threads with the configured backend."""
 
     kind = "example"
 
     def __init__(self, name: str, options: ExampleOptions, context: Any):
         self.name = name
-        self.workers = options.lanes
+        self.workers = options.workers
         self._options = options
         self._context = context
-        self._pool = ThreadPoolExecutor(options.lanes, thread_name_prefix=name)
+        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix=name)
 
     def submit(self, kernel: Any, tile: Any, args: Any) -> Future[Any]:
         prepared = self._context.prepare(kernel, self._options.backend)
