@@ -173,6 +173,20 @@ def test_xvir_round_trip_gives_the_same_result(tmp_path, fabric):
     assert np.array_equal(outputs[0], np.float32(0.5) * x0 + np.float32(3))
 
 
+def test_a_kernel_file_with_a_byte_order_mark_loads_as_vgpucc_reads_it(tmp_path, fabric):
+    """An editor's UTF-8 byte-order mark is not kernel text: vgpucc skips it, and so does every
+    fabric that loads the file (it was 'unexpected character U+FEFF' there)."""
+    from xv_dsl import compile_file
+
+    path = tmp_path / "bom.xvk"
+    path.write_bytes(b"\xef\xbb\xbf" + SAXPY.read_bytes())
+    assert [k.name for k in compile_file(path).kernels] == ["saxpy"]
+    x0 = np.arange(300, dtype=np.float32)
+    x, y = fabric.buffer(x0), fabric.zeros(300, "f32")
+    fabric.dispatch(fabric.kernel(path), global_size=300, block=64, args={"a": 2.0, "x": x, "y": y})
+    assert np.array_equal(y.read(), np.float32(2.0) * x0)
+
+
 def test_dispatch_plans_are_reused_only_for_the_same_scalars_and_shapes(fabric):
     """A dispatch's footprints are worked out once per kernel, geometry, scalar values and
     buffer shapes: the pages a dispatch makes resident follow ``n`` every time, also when the

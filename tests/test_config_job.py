@@ -213,6 +213,16 @@ BAD_JOBS = [
         "(hint: YAML reads 2e-3 as text; write 2.0e-3)",
         id="yaml-1.1-float"),
     pytest.param(
+        ("a: 2.0", "a: 1.5e3"),
+        "job.yaml:10:15: unknown buffer '1.5e3' @ $.steps[0].args.a "
+        "(hint: YAML reads 1.5e3 as text; write 1.5e+3)",
+        id="yaml-1.1-float-exponent-sign"),
+    pytest.param(
+        ("a: 2.0", "a: 1e3"),
+        "job.yaml:10:15: unknown buffer '1e3' @ $.steps[0].args.a "
+        "(hint: YAML reads 1e3 as text; write 1.0e+3)",
+        id="yaml-1.1-float-dot-and-sign"),
+    pytest.param(
         ("a: 2.0", "a: [2.0]"),
         "job.yaml:10:15: expected a number, true/false or a buffer name, got a list @ "
         "$.steps[0].args.a",

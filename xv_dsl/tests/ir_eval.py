@@ -221,7 +221,10 @@ class _Item:
                 return bool(x != 0)
             if t in ("i32", "u32"):
                 if isinstance(x, (np.floating, float)):
-                    x = 0 if not math.isfinite(float(x)) else math.trunc(float(x))
+                    lo, hi = (-(1 << 31), (1 << 31) - 1) if t == "i32" else (0, (1 << 32) - 1)
+                    x = float(x)
+                    return 0 if math.isnan(x) else lo if x <= lo else hi if x >= hi else \
+                        math.trunc(x)
                 return _wrap(t, int(x))
             return _wrap(t, float(x))
         if op in (Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE):

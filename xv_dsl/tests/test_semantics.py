@@ -257,6 +257,25 @@ def test_integer_semantics() -> None:
     np.testing.assert_array_equal(s[:7], [-3, -1, -4, -2**31, -1, -2, 2])
 
 
+def test_a_constant_float_to_int_saturates_as_at_run_time() -> None:
+    """Folding a conversion of a constant gives what the same conversion gives at run time:
+    toward zero, saturating at the type's range (not wrapping)."""
+    src = """
+    kernel k(buffer<i32> s, buffer<u32> u, f32 big, f32 neg) {
+        s[0] = i32(3000000000.0);    s[1] = i32(big);
+        s[2] = i32(-3000000000.0);   s[3] = i32(-big);
+        s[4] = i32(-2.7);            s[5] = i32(neg - 1.2);
+        u[0] = u32(-1.5);            u[1] = u32(neg);
+        u[2] = u32(6000000000.0);    u[3] = u32(big * 2.0);
+    }
+    """
+    s = np.zeros(6, np.int32)
+    u = np.zeros(4, np.uint32)
+    launch(src, (1,), (1,), s=s, u=u, big=np.float32(3e9), neg=np.float32(-1.5))
+    np.testing.assert_array_equal(s, [2**31 - 1] * 2 + [-2**31] * 2 + [-2, -2])
+    np.testing.assert_array_equal(u, [0, 0, 2**32 - 1, 2**32 - 1])
+
+
 def test_literals_take_the_type_of_their_context() -> None:
     src = """
     kernel k(buffer<f32> f, buffer<f64> d, buffer<u32> u) {

@@ -166,6 +166,16 @@ def test_round_is_half_away_from_zero():
                                   [1, 2, 3, -1, -2, -3, 0, -0.0, 2, -3, 8388609.0])
 
 
+@pytest.mark.parametrize("t", ["f32", "f64"])
+def test_round_keeps_the_sign_of_a_zero(t):
+    """round(-0.3) is -0.0 (as C's round and numpy's), on every backend alike."""
+    x = np.array([-0.0, -0.3, -0.49, 0.0, 0.3, -0.7], np.dtype(np.float32 if t == "f32" else
+                                                            np.float64))
+    got = unary_run(Op.ROUND, t, x)
+    np.testing.assert_array_equal(got, [0, 0, 0, 0, 0, -1])
+    assert np.signbit(got).tolist() == [True, True, True, False, False, True]
+
+
 def test_cast_float_to_int_truncates_and_saturates():
     x = np.array([1.9, -1.9, 0.5, -0.5, 3e9, -3e9, np.nan, 2147483520.0], np.float32)
     np.testing.assert_array_equal(unary_run(Op.CAST, "f32", x, "i32"),

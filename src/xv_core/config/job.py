@@ -341,8 +341,10 @@ def _check_arg(name: str, value: object, path: tuple[PathPart, ...], buffer_name
     hint = did_you_mean(value, buffer_names)
     try:
         float(value)
-        # PyYAML reads 1e-3 (no dot) as text, following YAML 1.1.
+        # PyYAML reads 1e-3 (no dot) and 1.5e3 (no sign) as text, following YAML 1.1, whose
+        # floats need both.
         dotted = re.sub(r"^([+-]?\d+)([eE])", r"\1.0\2", value.strip())
+        dotted = re.sub(r"([eE])(\d)", r"\1+\2", dotted)
         hint = f"YAML reads {value} as text; write {dotted}" if dotted != value.strip() else \
             f"YAML reads {value!r} as text; write the number without quotes"
     except ValueError:

@@ -15,8 +15,9 @@ definition):
 * Shift amounts are taken modulo 32; ``SHR`` is arithmetic on ``i32`` and
   logical on ``u32``.
 * ``f32`` arithmetic is done in single precision, ``f64`` in double.
-* ``CAST`` from float to integer truncates toward zero; from bool gives 0/1;
-  to bool compares with zero.
+* ``CAST`` from float to integer truncates toward zero, saturating at the
+  target type's range (NaN gives 0); from bool gives 0/1; to bool compares with
+  zero.
 * ``LAND``, ``LOR`` and ``SELECT`` are lazy: only the operand that C would
   evaluate is evaluated, per work item.
 * A work item that executes ``RETURN`` does nothing more; ``BREAK label``

@@ -325,7 +325,7 @@ class Fabric:
             return ir.load(path)
         frontend = self.plugins.frontend_for(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # as vgpucc reads it: a BOM is no text
         except OSError as exc:
             raise JobError(f"cannot read kernel source: {exc.strerror}", where=str(path)) from None
         except UnicodeDecodeError:

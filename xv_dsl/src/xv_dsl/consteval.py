@@ -97,9 +97,11 @@ def cast(value: Any, from_kind: str, to: str) -> Any:
         value = int(bool(value))
     if to in ("i32", "u32"):
         if isinstance(value, float):
-            if not math.isfinite(value):
+            # As at run time: toward zero, saturating at the type's range, NaN to 0.
+            if math.isnan(value):
                 return 0
-            value = int(value)  # truncates toward zero
+            lo, hi = (-(1 << 31), (1 << 31) - 1) if to == "i32" else (0, (1 << 32) - 1)
+            return lo if value <= lo else hi if value >= hi else int(value)
         return wrap(to, value)
     return wrap(to, value)
 

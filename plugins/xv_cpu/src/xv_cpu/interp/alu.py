@@ -70,8 +70,9 @@ def fix(value: Any) -> Value:
 
 def _round_half_away(x: Value) -> Value:
     t = np.trunc(x)
-    # x - trunc(x) is exact, so the comparison with one half is too.
-    return fix(t + np.where(np.abs(x - t) >= 0.5, np.sign(x), x.dtype.type(0)))
+    # x - trunc(x) is exact, so the comparison with one half is too.  The result has x's sign,
+    # a zero too (round(-0.3) is -0.0, as in C and on the jit; adding +0.0 would lose it).
+    return fix(np.copysign(t + np.where(np.abs(x - t) >= 0.5, np.sign(x), x.dtype.type(0)), x))
 
 
 def _rsqrt(x: Value) -> Value:
