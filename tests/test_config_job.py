@@ -223,6 +223,16 @@ BAD_JOBS = [
         "(hint: YAML reads 1e3 as text; write 1.0e+3)",
         id="yaml-1.1-float-dot-and-sign"),
     pytest.param(
+        ("a: 2.0", "a: -.5e3"),
+        "job.yaml:10:15: unknown buffer '-.5e3' @ $.steps[0].args.a "
+        "(hint: YAML reads -.5e3 as text; write -0.5e+3)",
+        id="yaml-1.1-float-digit-before-the-dot"),
+    pytest.param(
+        ("a: 2.0", "a: inf"),
+        "job.yaml:10:15: unknown buffer 'inf' @ $.steps[0].args.a "
+        "(hint: YAML reads inf as text; write .inf)",
+        id="yaml-1.1-float-inf"),
+    pytest.param(
         ("a: 2.0", "a: [2.0]"),
         "job.yaml:10:15: expected a number, true/false or a buffer name, got a list @ "
         "$.steps[0].args.a",

@@ -276,6 +276,27 @@ def test_a_constant_float_to_int_saturates_as_at_run_time() -> None:
     np.testing.assert_array_equal(u, [0, 0, 2**32 - 1, 2**32 - 1])
 
 
+def test_a_folded_conversion_of_an_f32_constant_uses_the_f32_itself() -> None:
+    """An f32 constant is kept as the shortest decimal that rounds to it (123456790.0 for the
+    f32 123456792), but converting it converts the f32: to i32, to f64, and at the edge of
+    i32's range (the f32 2^31 saturates; its decimal 2147483600 would not)."""
+    src = """
+    const f32 M = 123456789.0;
+    const f32 BIG = 2147483648.0;
+    kernel k(buffer<i32> s, buffer<f64> d) {
+        s[0] = i32(M);
+        s[1] = i32(BIG);
+        d[0] = f64(M);
+        d[1] = f64(f32(0.1));
+    }
+    """
+    s = np.zeros(2, np.int32)
+    d = np.zeros(2, np.float64)
+    launch(src, (1,), (1,), s=s, d=d)
+    np.testing.assert_array_equal(s, [123456792, 2**31 - 1])
+    np.testing.assert_array_equal(d, [float(np.float32(123456789.0)), float(np.float32(0.1))])
+
+
 def test_literals_take_the_type_of_their_context() -> None:
     src = """
     kernel k(buffer<f32> f, buffer<f64> d, buffer<u32> u) {

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NewType, Optional
 
 import attrs
+import yaml
 
 from xv_core.config.convert import Invalid, make_converter, structure_fields
 from xv_core.config.problems import (
@@ -341,18 +342,42 @@ def _check_arg(name: str, value: object, path: tuple[PathPart, ...], buffer_name
     hint = did_you_mean(value, buffer_names)
     try:
         float(value)
-        # PyYAML reads 1e-3 (no dot) and 1.5e3 (no sign) as text, following YAML 1.1, whose
-        # floats need both.
-        dotted = re.sub(r"^([+-]?\d+)([eE])", r"\1.0\2", value.strip())
-        dotted = re.sub(r"([eE])(\d)", r"\1+\2", dotted)
-        hint = f"YAML reads {value} as text; write {dotted}" if dotted != value.strip() else \
-            f"YAML reads {value!r} as text; write the number without quotes"
+        spelled = _yaml_float(value)
+        if spelled == value.strip():  # YAML reads it as a number unless it was quoted
+            hint = f"YAML reads {value!r} as text; write the number without quotes"
+        elif spelled is not None:
+            hint = f"YAML reads {value} as text; write {spelled}"
     except ValueError:
         if buffer_names:
             hint = f"{hint} buffers: {names}" if hint else f"buffers: {names}"
         else:
             hint = "no buffers are declared; declare them under buffers:"
     problems.add(path, f"unknown buffer {value!r}", hint)
+
+
+_NUMBER = re.compile(r"([+-]?)([0-9][0-9_]*)?(?:\.([0-9_]*))?(?:([eE])([+-]?)([0-9_]+))?")
+
+
+def _yaml_float(text: str) -> str | None:
+    """``text``, a number Python reads, spelled so that YAML 1.1 (PyYAML) reads the same float:
+    a digit before the dot, a dot, a signed exponent (``1e-3``, ``1.5e3`` and ``-.5`` are text
+    to it), ``.inf`` and ``.nan``; None when there is no such spelling."""
+    t = text.strip()
+    word = t.lower().lstrip("+-")
+    if word in ("inf", "infinity", "nan"):
+        spelled = ".nan" if word == "nan" else ("-" if t.startswith("-") else "") + ".inf"
+    else:
+        m = _NUMBER.fullmatch(t)
+        if m is None or not (m.group(2) or m.group(3)):
+            return None
+        sign, whole, frac, e, esign, exp = m.groups()
+        spelled = f"{sign}{whole or '0'}.{frac or '0'}"
+        if exp is not None:
+            spelled += f"{e}{esign or '+'}{exp.replace('_', '')}"
+    read = yaml.safe_load(f"v: {spelled}")["v"]
+    if not isinstance(read, float):
+        return None
+    return spelled if read == float(t) or (read != read and word == "nan") else None
 
 
 def _parse_outputs(data: dict[Any, Any], buffers: dict[str, BufferSpec], base_dir: Path,

@@ -943,7 +943,7 @@ def _pager_accesses(reads: Sequence[tuple[str, int, int]], writes: Sequence[tupl
 
 
 def _as_index(value: Any) -> int | None:
-    """``value`` as an index (a numpy integer, a bool), or None when it is not an integer."""
+    """``value`` as an index (a numpy integer, anything with ``__index__``), or None."""
     try:
         return operator.index(value)
     except TypeError:

@@ -2,8 +2,8 @@
 
 Tiles are contiguous runs of whole workgroups (linear ids, x fastest), as many as the fabric's
 modelled lanes times :data:`TILES_PER_WORKER` (for balance), but no more than one per whole
-:data:`MIN_TILE_ITEMS` work items (so a batching backend amortises its overhead; a tile may fall
-a little short when groups or rows do not divide evenly).  On a 2-D or
+:data:`MIN_TILE_ITEMS` work items (so a batching backend amortises its overhead; whole groups or
+rows may leave some tiles with fewer).  On a 2-D or
 3-D grid a tile of at least a row of groups takes whole rows, so its footprint is a band of the
 image rather than a ragged run.  The count depends on the fabric only -- never on the machine's
 threads -- so the tiles, and so the modelled timeline, are the same everywhere.

@@ -95,6 +95,8 @@ def cast(value: Any, from_kind: str, to: str) -> Any:
         return bool(value != 0)
     if from_kind == "bool":
         value = int(bool(value))
+    if from_kind == "f32":  # the f32 itself, not the shortest decimal that stands for it
+        value = float(np.float32(value))
     if to in ("i32", "u32"):
         if isinstance(value, float):
             # As at run time: toward zero, saturating at the type's range, NaN to 0.
