@@ -165,6 +165,11 @@ BAD_JOBS = [
         "$.buffers.out.dtype (hint: write f32)",
         id="numpy-dtype-name"),
     pytest.param(
+        ("dtype: f32", "dtype: F32"),
+        "job.yaml:5:31: unknown dtype 'F32' (known: bool, i32, u32, f32, f64, vec4) @ "
+        "$.buffers.out.dtype (hint: did you mean 'f32'?)",
+        id="numpy-dtype-name-case"),
+    pytest.param(
         ("{load: x.npy}", "{load: x.csv}"),
         "job.yaml:3:15: cannot load 'x.csv': expected a .npy or .png file @ $.buffers.x.load "
         "(hint: save arrays with numpy.save)",

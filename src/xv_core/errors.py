@@ -8,6 +8,7 @@ document, or the name of the thing that failed.  The CLI prints
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 
@@ -88,6 +89,19 @@ class KernelRuntimeError(XvError):
 
 class JobError(XvError):
     """A job cannot run as written (arguments, shapes, files)."""
+
+
+def closest_name(word: object, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` a person most likely meant by ``word`` (for a "did you mean"
+    hint), or None: the same name in another case first (``F32`` -> ``f32``), else the closest
+    spelling (``difflib``, cutoff 0.6)."""
+    names = sorted(set(choices))
+    text = str(word)
+    same = [n for n in names if n.lower() == text.lower()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(text, names, n=1)
+    return close[0] if close else None
 
 
 def _caret_block(source_line: str, col: int, end_col: int | None) -> str:

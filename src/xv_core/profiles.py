@@ -25,7 +25,7 @@ from types import MappingProxyType
 
 import attrs
 
-from xv_core.errors import UnknownNameError
+from xv_core.errors import UnknownNameError, closest_name
 
 
 @attrs.frozen
@@ -167,9 +167,7 @@ def get_profile(name: str) -> LinkProfile:
 
 
 def unknown_profile(name: object, where: object | None = None) -> UnknownNameError:
-    import difflib
-
-    close = difflib.get_close_matches(str(name), list(PROFILES), n=1)
+    close = closest_name(name, PROFILES)
     return UnknownNameError(
         f"unknown link profile {name!r} (known: {', '.join(PROFILES)})", where=where,
-        hint=f"did you mean {close[0]!r}?" if close else "docs/fabric.md describes each profile")
+        hint=f"did you mean {close!r}?" if close else "docs/fabric.md describes each profile")

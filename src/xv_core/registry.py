@@ -6,13 +6,12 @@ both plugins) and answers an unknown name with the names that are installed.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import attrs
 
-from xv_core.errors import PluginError, UnknownNameError
+from xv_core.errors import PluginError, UnknownNameError, closest_name
 
 
 @attrs.frozen
@@ -134,8 +133,8 @@ class Registry(Generic[T]):
 
     def unknown(self, name: object, where: object | None = None) -> UnknownNameError:
         installed = ", ".join(sorted(self._entries)) or "none"
-        close = difflib.get_close_matches(str(name), list(self._entries), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "install the plugin that provides it"
+        close = closest_name(name, self._entries)
+        hint = f"did you mean {close!r}?" if close else "install the plugin that provides it"
         return UnknownNameError(
             f"unknown {self.what} {name!r} (installed: {installed})", where=where, hint=hint
         )

@@ -17,7 +17,6 @@ strings, numbers, booleans, null); the composed node tree is kept beside the dat
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Union
@@ -25,7 +24,7 @@ from typing import Union
 import attrs
 import yaml
 
-from xv_core.errors import ConfigError
+from xv_core.errors import ConfigError, closest_name
 
 PathPart = Union[str, int]
 Path = tuple[PathPart, ...]
@@ -94,8 +93,8 @@ def describe(value: object) -> str:
 
 def did_you_mean(word: object, choices: Iterable[str]) -> str | None:
     """``"did you mean 'lru'?"`` when one of ``choices`` is close to ``word``, else None."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f"did you mean {close[0]!r}?" if close else None
+    close = closest_name(word, choices)
+    return f"did you mean {close!r}?" if close else None
 
 
 @attrs.frozen

@@ -9,7 +9,6 @@ has succeeded, each atomically, so a failed job leaves no half-written file.
 
 from __future__ import annotations
 
-import difflib
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import attrs
 import numpy as np
 
 from xv_core.arrays import check_output_path, encode_check, read_array, write_arrays
-from xv_core.errors import XvError
+from xv_core.errors import XvError, closest_name
 from xv_core.ir import Kernel
 from xv_core.runtime.api import Buffer, DispatchResult, Fabric, launch_geometry
 from xv_core.runtime.args import BufferShape, check_args, dtype_name, rank_problem
@@ -119,7 +118,7 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
         kernel = kernels.get(step.kernel)
         if kernel is None:
             if kernels or not problems:
-                close = difflib.get_close_matches(step.kernel, list(kernels), n=1)
+                close = closest_name(step.kernel, kernels)
                 problems.append((
                     where + ".kernel",
                     f"unknown kernel {step.kernel!r} (defined: {', '.join(sorted(kernels)) or 'none'})",

@@ -45,7 +45,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from xv_core.errors import UnknownNameError, XvError
+from xv_core.errors import UnknownNameError, XvError, closest_name
 from xv_core.timing.devices import DeviceProfile
 from xv_core.timing.models import BUILTIN_MODELS, BusModel
 from xv_core.timing.topology import Link, Route, explicit_route, shortest_route
@@ -375,14 +375,12 @@ class Timeline:
         if isinstance(model, BusModel):
             return model
         if model not in self._models:
-            import difflib
-
-            close = difflib.get_close_matches(str(model), list(self._models), n=1)
+            close = closest_name(model, self._models)
             raise UnknownNameError(
                 f"unknown bus model {model!r} for {what} (installed: "
                 f"{', '.join(sorted(self._models))})", where="timeline",
-                hint=f"did you mean {close[0]!r}?" if close else "install the plugin that "
-                                                                  "provides it")
+                hint=f"did you mean {close!r}?" if close else "install the plugin that "
+                                                              "provides it")
         return self._models[model]
 
     def _new_resource(self, capacity: float) -> int:

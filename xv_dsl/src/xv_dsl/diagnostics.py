@@ -8,10 +8,9 @@ and a hint.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
-from xv_core.errors import Diagnostic, SourceError, SourceSpan
+from xv_core.errors import Diagnostic, SourceError, SourceSpan, closest_name
 
 #: More problems than this in one file are summarised, not listed.
 MAX_DIAGNOSTICS = 50
@@ -52,8 +51,7 @@ class Reporter:
 
 def closest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate most like ``name`` (a likely misspelling), or None."""
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    return closest_name(name, candidates)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

@@ -30,7 +30,6 @@ failed.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -44,7 +43,7 @@ import attrs
 import structlog
 
 from xv_core import ir
-from xv_core.errors import XvError
+from xv_core.errors import XvError, closest_name
 from xv_core.ir import Kernel
 from xv_core.ir.serial import MAX_FILE_BYTES
 
@@ -339,8 +338,8 @@ class KernelCache:
             repo = self._where.get(name)
             if repo is None:
                 offered = ", ".join(self.names()) or "none"
-                close = difflib.get_close_matches(name, self.names(), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "plug in the stick that has it"
+                close = closest_name(name, self.names())
+                hint = f"did you mean {close!r}?" if close else "plug in the stick that has it"
                 raise RepositoryError(f"no kernel repository offers {name!r} "
                                       f"(offered: {offered})", where=f"kernel {name!r}",
                                       hint=hint)
