@@ -122,7 +122,7 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
                 problems.append((
                     where + ".kernel",
                     f"unknown kernel {step.kernel!r} (defined: {', '.join(sorted(kernels)) or 'none'})",
-                    f"did you mean {close[0]!r}?" if close else None))
+                    f"did you mean {close!r}?" if close else None))
             continue
         try:
             launches.append(launch_geometry(kernel, global_size=step.global_size, grid=step.grid,
