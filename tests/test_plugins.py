@@ -130,6 +130,36 @@ def test_a_plugin_s_own_naming_mistake_leaves_only_it_out(kinds, reason):
     assert "finekind" in loaded.components and "k1" not in loaded.components
 
 
+class _TwoImpls:
+    """A plugin implementing one hook twice (pluggy's ``specname``)."""
+
+    def __init__(self, first: str, second: str):
+        self.first, self.second = first, second
+
+    @hookimpl(specname="xv_component_kinds")
+    def kinds_a(self):
+        return [ComponentKind(self.first, _Opts, object)]
+
+    @hookimpl(specname="xv_component_kinds")
+    def kinds_b(self):
+        return [ComponentKind(self.second, _Opts, object)]
+
+
+def test_a_name_a_plugin_returns_from_two_implementations_leaves_only_it_out():
+    loaded = plugins.load_plugins(entry_points=False, extra=[
+        ("twice", _TwoImpls("dup", "dup")),
+        ("fine", _kind_plugin("fine2", "finekind2")),
+    ])
+    assert [(f.name, f.reason) for f in loaded.failures] == [
+        ("twice", "xv_component_kinds returned the component kind 'dup' twice")]
+    assert "finekind2" in loaded.components and "dup" not in loaded.components
+    assert "twice" not in [info.name for info in loaded.loaded]
+    # Two implementations returning different names both register.
+    both = plugins.load_plugins(entry_points=False, extra=[("two", _TwoImpls("ka", "kb"))])
+    assert both.failures == []
+    assert both.components.plugin_of("ka") == both.components.plugin_of("kb") == "two"
+
+
 def test_duplicate_kinds_name_both_providers():
     with pytest.raises(PluginError) as err:
         plugins.load_plugins(entry_points=False, extra=[

@@ -175,11 +175,14 @@ def load_plugins(
     failed: set[str] = set()
     for attr, hook_name, what, cls in _REGISTRATIONS:
         hook = getattr(pm.hook, hook_name)
+        # The names each plugin returned so far: a plugin may implement a hook more than once
+        # (pluggy's ``specname``), and a name it returns twice is its own mistake.
+        names_of: dict[str, set[str]] = {}
         for impl in hook.get_hookimpls():  # registration order
             name = impl.plugin_name
             try:
                 specs = list(impl.function() or [])
-                seen: set[str] = set()
+                seen = names_of.setdefault(name, set())
                 for spec in specs:
                     if not isinstance(spec, cls):
                         raise PluginError(f"{hook_name} returned {type(spec).__name__}, "
