@@ -268,6 +268,87 @@ def test_xv_debug_lets_the_traceback_through(tmp_path):
     assert result.exception is not None and type(result.exception).__name__ == "ConfigError"
 
 
+_FLAKY_PLUGIN = """\
+from xv_core import hookimpl
+from xv_core.registry import SchedulerSpec
+
+
+class Flaky:
+    def choose(self, tile, candidates):
+        raise ValueError(f"no lanes left for {len(candidates)} candidate(s)")
+
+
+@hookimpl
+def xv_schedulers():
+    return [SchedulerSpec("flaky", Flaky, "fails")]
+"""
+
+
+@pytest.fixture
+def flaky_plugin(tmp_path, monkeypatch):
+    """An installed plugin (a module on disk, found through an entry point) whose scheduling
+    policy raises."""
+    import importlib.metadata
+
+    from xv_core import plugins
+
+    (tmp_path / "flaky_sched_xv.py").write_text(_FLAKY_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed = plugins._entry_points()
+    ep = importlib.metadata.EntryPoint(name="flaky", value="flaky_sched_xv", group="xenovectra")
+    monkeypatch.setattr(plugins, "_entry_points",
+                        lambda: sorted([*installed, ep], key=lambda e: e.name))
+    return tmp_path / "flaky_sched_xv.py"
+
+
+def test_a_plugin_s_bug_is_blamed_on_the_plugin_with_its_line(job_dir, flaky_plugin):
+    job = write_job(job_dir, SAXPY_JOB)
+    fabric = job_dir / "fabric.yaml"
+    fabric.write_text("name: f\nscheduler: flaky\ncomponents:\n  - {name: a, kind: cpu}\n")
+    result = xv("fabric", "run", str(fabric), str(job))
+    assert result.exit_code == 2
+    line = 7  # the raise in _FLAKY_PLUGIN
+    assert result.stderr == (
+        f"error: plugin 'flaky' failed: ValueError: no lanes left for 1 candidate(s), at "
+        f"{flaky_plugin}:{line} in choose; raised by scheduling policy 'flaky' choosing a "
+        f"component for tile 0 "
+        f"(hint: this is a bug in that plugin, not in your fabric or job: report it to its "
+        f"authors; XV_DEBUG=1 shows the traceback)\n")
+    assert not (job_dir / "out").exists()  # nothing half-written
+    debug = xv("fabric", "run", str(fabric), str(job), env={"XV_DEBUG": "1"})
+    assert isinstance(debug.exception, ValueError)
+
+
+def test_an_installed_plugin_is_named_with_its_distribution():
+    import importlib.metadata
+
+    from xv_core.cli.errors import unexpected_message
+
+    scope = {"__name__": "xv_cpu.somewhere"}  # code of the installed xenovectra-cpu
+    exec(compile("def run():\n    raise OSError('disk gone')\n", "/x/xv_cpu/somewhere.py",
+                 "exec"), scope)
+    with pytest.raises(OSError) as err:
+        scope["run"]()
+    version = importlib.metadata.version("xenovectra-cpu")
+    assert unexpected_message(err.value) == (
+        f"error: plugin 'xv_cpu' (xenovectra-cpu {version}) failed: OSError: disk gone, at "
+        f"/x/xv_cpu/somewhere.py:2 in run (hint: this is a bug in that plugin, not in your "
+        f"fabric or job: report it to its authors; XV_DEBUG=1 shows the traceback)")
+
+
+def test_a_bug_in_the_core_is_still_called_one(job_dir, monkeypatch):
+    from xv_core.runtime import model
+
+    def broken(self, placed, works, walls):
+        raise KeyError("lost")
+
+    monkeypatch.setattr(model.FabricModel, "finish", broken)
+    result = xv("fabric", "run", "default", str(write_job(job_dir, SAXPY_JOB)))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("internal error: KeyError: 'lost' (this is a bug in "
+                                    "Xenovectra; run with XV_DEBUG=1")
+
+
 def test_unknown_builtin_fabric_lists_the_builtins():
     result = xv("fabric", "describe", "nonesuch")
     assert result.exit_code == 1

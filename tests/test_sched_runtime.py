@@ -22,6 +22,7 @@ from xv_core.config import parse_fabric
 from xv_core.errors import XvError
 from xv_core.plugins import load_plugins
 from xv_core.registry import ComponentKind, SchedulerSpec
+from xv_core.runtime import scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 SAXPY = ROOT / "examples/kernels/saxpy.xvk"
@@ -74,6 +75,15 @@ class NotANumber:
         return 0.0
 
 
+class Raises:
+    name = "its-own-name"  # the fabric's name for it wins in messages
+
+    def choose(self, tile, candidates):
+        if tile.index == 1:
+            raise ZeroDivisionError("division by zero")
+        return 0
+
+
 class SchedPlugin:
     def __init__(self):
         self.transfers = []
@@ -90,7 +100,8 @@ class SchedPlugin:
     def xv_schedulers(self):
         return [SchedulerSpec("bad", Bad, "chooses no candidate"),
                 SchedulerSpec("numpy-first", NumpyFirst, "chooses with numpy"),
-                SchedulerSpec("float", NotANumber, "chooses a float")]
+                SchedulerSpec("float", NotANumber, "chooses a float"),
+                SchedulerSpec("raises", Raises, "raises on the second tile")]
 
 
 @pytest.fixture(scope="module")
@@ -332,9 +343,19 @@ def test_a_policy_that_chooses_no_candidate_is_reported(plugins):
                               "index (0 to 0) (hint: report this to the policy's authors)")
     doc["scheduler"] = "float"
     with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
-        with pytest.raises(XvError, match=r"^scheduling policy 'NotANumber' chose 0\.0 for tile 0, "
+        with pytest.raises(XvError, match=r"^scheduling policy 'float' chose 0\.0 for tile 0, "
                                           r"not a candidate's index \(0 to 0\)"):
             saxpy_on(fabric, n=1000)
+
+
+def test_a_policy_that_raises_says_which_policy_and_tile(plugins, monkeypatch):
+    monkeypatch.setattr(scheduler, "MIN_TILE_ITEMS", 256)
+    doc = {"scheduler": "raises", "components": [{"name": "alu", "kind": "cpu", "threads": 2}]}
+    with xv.open_fabric(fabric_of(plugins, doc), plugins=plugins) as fabric:
+        with pytest.raises(ZeroDivisionError) as err:
+            saxpy_on(fabric, n=4096)
+    assert err.value.__notes__ == [
+        "raised by scheduling policy 'raises' choosing a component for tile 1"]
 
 
 def test_a_policy_may_choose_with_a_numpy_integer(plugins):

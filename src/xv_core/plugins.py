@@ -230,6 +230,27 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def plugin_packages() -> dict[str, PluginInfo]:
+    """The installed plugins by the top-level package of their entry point (``xv_cpu`` for
+    ``xv_cpu.plugin``), the core's own package left out: for telling whose code raised.
+    Never raises (broken metadata gives fewer entries)."""
+    out: dict[str, PluginInfo] = {}
+    try:
+        eps = _entry_points()
+    except Exception:  # noqa: BLE001 - diagnostics must not fail in turn
+        return out
+    for ep in eps:
+        try:
+            top = ep.module.partition(".")[0]
+            dist = ep.dist.name if ep.dist is not None else "?"
+            version = ep.dist.version if ep.dist is not None else "?"
+        except Exception:  # noqa: BLE001
+            continue
+        if top and top != "xv_core":
+            out.setdefault(top, PluginInfo(ep.name, dist, version))
+    return out
+
+
 def plugin_module(name: str) -> ModuleType | None:
     """The module of an installed plugin by entry-point name (for diagnostics)."""
     for ep in _entry_points():

@@ -312,6 +312,7 @@ class Fabric:
         except BaseException:
             self.close()
             raise
+        self.model.policy_name = self.scheduler
         # Workers per compute component, and those that steal (idle CPU workers).
         self._slots = {n: _workers(self.components[n]) for n in self.compute}
         self._thieves = {n for n in self.compute if self.model.kinds[n] in HOST_MEMORY_KINDS}

@@ -379,6 +379,8 @@ class FabricModel:
         # (flat: the times of tile i are items i * len(compute) onwards)
         self._times = array.array("d")
         self._chain: dict[int, float] = {}
+        #: The scheduling policy's name in the fabric (set by the runtime), for messages.
+        self.policy_name: str | None = None
 
     @property
     def pager(self) -> Any:
@@ -481,12 +483,17 @@ class FabricModel:
             cand, needs, local = self._candidate(comp, estimate, read_runs, floor)
             candidates.append(cand)
             options.append((needs, local))
-        chosen = policy.choose(tile, candidates)
+        try:
+            chosen = policy.choose(tile, candidates)
+        except Exception as exc:  # the policy's own bug: say whose, where the traceback goes
+            exc.add_note(f"raised by scheduling policy {self._policy_name(policy)!r} "
+                         f"choosing a component for tile {tile.index}")
+            raise
         choice = chosen if type(chosen) is int else _as_index(chosen)  # numpy integers too
         if choice is None or not 0 <= choice < len(candidates):
             from xv_core.errors import XvError
 
-            name = getattr(policy, "name", type(policy).__name__)
+            name = self._policy_name(policy)
             raise XvError(f"scheduling policy {name!r} chose {chosen!r} for tile {tile.index}, "
                           f"not a candidate's index (0 to {len(candidates) - 1})",
                           hint="report this to the policy's authors")
@@ -507,6 +514,11 @@ class FabricModel:
                         writes, estimate, accesses)
         record.tiles.append(placed)
         return placed
+
+    def _policy_name(self, policy: Any) -> str:
+        """The name the fabric gave ``policy`` (its ``scheduler``), for messages; else its own
+        ``name``, else its class's."""
+        return self.policy_name or getattr(policy, "name", None) or type(policy).__name__
 
     def _ranges(self, footprint: TileFootprint,
                 buffers: Mapping[str, str]) -> tuple[Any, Any, Any]:
