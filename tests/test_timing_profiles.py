@@ -85,3 +85,17 @@ def test_the_roofline_ridge_point_separates_compute_from_memory_bound():
     assert math.isclose(cpu.tile_time(at_ridge), 1e-3)
     assert math.isclose(cpu.tile_time(TileWork(ops=16_000_000, bytes_read=16_000_000)), 2e-3)
     assert math.isclose(cpu.tile_time(TileWork(ops=8_000_000, bytes_read=32_000_000)), 2e-3)
+
+
+def test_the_fabric_in_the_timing_docs_is_whole_and_valid(tmp_path):
+    from typer.testing import CliRunner
+
+    from xv_core.cli.main import app
+
+    text = DOCS.read_text()
+    section = text[text.index("## In a fabric file"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```\n", 8)]
+    (tmp_path / "fabric.yaml").write_text(block)
+    result = CliRunner().invoke(app, ["fabric", "validate", str(tmp_path / "fabric.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output == "fabric 'two-hosts' is valid: 3 components, 3 links\n"
