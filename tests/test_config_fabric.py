@@ -397,6 +397,62 @@ def test_a_self_referencing_yaml_alias_is_refused_not_followed(write, plugins):
                        "$.components[0]")
 
 
+@pytest.mark.parametrize("text, message", [
+    ("name: a\x00b\ncomponents: []\n",
+     "fabric.yaml:1:8: invalid YAML: the control character 0x00 (hint: YAML text holds no "
+     "control characters but tab and line ends; write it as an escape in a double-quoted "
+     "string, like \"\\x00\", if you mean it)"),
+    ("name: a\n# a bell \x07\ncomponents: []\n",
+     "fabric.yaml:2:10: invalid YAML: the control character 0x07 (hint: YAML text holds no "
+     "control characters but tab and line ends; write it as an escape in a double-quoted "
+     "string, like \"\\x07\", if you mean it)"),
+    ('name: "a\\0b"\n',
+     "fabric.yaml:1:7: a string holds a NUL character (hint: no file name or name here can "
+     "hold one)"),
+    ('components:\n  - {name: h, kind: hdd, path: "d\\ud800"}\n',
+     "fabric.yaml:2:32: a string holds the lone surrogate '\\ud800', which UTF-8 cannot "
+     "encode (hint: write the character itself, or a pair of surrogates)"),
+    ("vram: {capacity: " + "9" * 5000 + "}\n",
+     "fabric.yaml:1:18: invalid YAML: an integer of 5000 characters is too long to read"),
+    ("x: " + "[" * 100 + "]" * 100 + "\n",
+     "fabric.yaml:1:67: mappings or lists nest more than 64 deep here"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n",
+     "fabric.yaml: the document nests mappings or lists more than 64 deep"),
+])
+def test_text_yaml_or_our_formats_cannot_take_is_one_located_line(write, plugins, text, message):
+    assert error_of(write(text), plugins) == message
+
+
+def test_many_unknown_keys_are_located_in_linear_time(write, plugins):
+    from xv_core.config.problems import Locator, read_yaml
+
+    keys = 2000
+    text = "components: [{name: a, kind: cpu}]\n" + "".join(f"k{i}: 1\n" for i in range(keys))
+    lines = error_of(write(text), plugins).splitlines()
+    assert len(lines) == keys
+    assert lines[-1].startswith(f"fabric.yaml:{keys + 1}:1: unknown key 'k{keys - 1}'")
+
+    # Each lookup used to scan the mapping's keys (20,000 unknown keys took ~40 s): now the
+    # mapping is read once, whatever the number of lookups.
+    class Counted(list):
+        reads = 0
+
+        def __iter__(self):
+            Counted.reads += 1
+            return super().__iter__()
+
+        def __reversed__(self):
+            Counted.reads += 1
+            return super().__reversed__()
+
+    _data, locator, _dups = read_yaml(text, "f.yaml")
+    root = locator.root
+    root.value = Counted(root.value)
+    for i in range(keys):
+        assert Locator.position(locator, (f"k{i}",), at_key=True) == (i + 2, 1)
+    assert Counted.reads == 1
+
+
 # --------------------------------------------------------------------------
 # Sizes and link profiles
 # --------------------------------------------------------------------------

@@ -126,6 +126,17 @@ class Locator:
 
     def __init__(self, root: yaml.Node | None):
         self.root = root
+        # Per mapping node (by id), its scalar keys' text -> (key node, value node), the last
+        # of duplicates as YAML keeps it: built on first use, so that locating the problems
+        # of a mapping with many keys stays linear.
+        self._keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
+
+    def _entry(self, node: yaml.MappingNode, key: str) -> tuple[yaml.Node, yaml.Node] | None:
+        index = self._keys.get(id(node))
+        if index is None:
+            index = self._keys[id(node)] = {
+                k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+        return index.get(key)
 
     def position(self, path: Sequence[PathPart], at_key: bool = False) -> tuple[int, int] | None:
         """1-based (line, column) of the node at ``path``: the deepest node that exists on the
@@ -138,12 +149,12 @@ class Locator:
             last = i == len(path) - 1
             child: yaml.Node | None = None
             if isinstance(node, yaml.MappingNode):
-                for key_node, value_node in reversed(node.value):  # YAML keeps the last duplicate
-                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
-                        if last and at_key:
-                            return _one_based(key_node.start_mark)
-                        child = value_node
-                        break
+                entry = self._entry(node, str(part))
+                if entry is not None:
+                    key_node, value_node = entry
+                    if last and at_key:
+                        return _one_based(key_node.start_mark)
+                    child = value_node
             elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
                 if 0 <= part < len(node.value):
                     child = node.value[part]
@@ -211,15 +222,40 @@ def located_error(problems: Iterable[Sequence[str | None]], label: str,
     return collected.error()
 
 
+#: How deep mappings and lists may nest in a document (the fabric and job formats need five).
+MAX_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, whose integers too long for Python to read (over 4,300 digits)
+    are a located error rather than a bare ValueError."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value)} characters is too long to read",
+                node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
 def read_yaml(text: str, source: str) -> tuple[object, Locator, list[Problem]]:
     """Parse one YAML document safely: its data, a locator for its positions, and the duplicate
     keys found (YAML would silently keep the last one).
 
-    Raises ConfigError for text that is not YAML, with the position the parser stopped at.
+    Raises ConfigError for text that is not YAML, with the position the parser stopped at; for
+    control characters YAML does not allow; for mappings and lists nested more than
+    :data:`MAX_DEPTH` deep; and for strings no file name or UTF-8 text can hold (a NUL
+    character, a lone surrogate such as ``"\\ud800"``).
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
+        _check_nodes(node, source)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -231,11 +267,59 @@ def read_yaml(text: str, source: str) -> tuple[object, Locator, list[Problem]]:
         if mark is not None:
             line = f"{mark.line + 1}:{mark.column + 1}: {line}"
         raise ConfigError([line], source=source) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, before parsing
+        line_no = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError([f"{line_no}:{col}: invalid YAML: the control character "
+                           f"{exc.character:#04x} (hint: YAML text holds no control characters "
+                           f"but tab and line ends; write it as an escape in a double-quoted "
+                           f"string, like \"\\x{exc.character:02x}\", if you mean it)"],
+                          source=source) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"invalid YAML: {exc}"], source=source) from None
+    except RecursionError:  # nesting deeper than the parser can follow, before _check_nodes
+        raise ConfigError([f"the document nests mappings or lists more than {MAX_DEPTH} deep"],
+                          source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, Locator(node), list(_duplicate_keys(node))
+
+
+def _check_nodes(root: yaml.Node | None, source: str) -> None:
+    """Refuse what no field of ours takes and later steps cannot handle: nesting past
+    :data:`MAX_DEPTH`, and strings with a NUL or a lone surrogate (each located)."""
+    seen: set[int] = set()  # aliases can make the node graph cyclic
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)] if root is not None else []
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        mark = node.start_mark
+        where = f"{mark.line + 1}:{mark.column + 1}: "
+        if isinstance(node, yaml.ScalarNode):
+            value = node.value
+            if "\0" in value:
+                raise ConfigError([f"{where}a string holds a NUL character (hint: no file "
+                                   f"name or name here can hold one)"], source=source)
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError([f"{where}a string holds the lone surrogate "
+                                   f"{value[exc.start]!r}, which UTF-8 cannot encode (hint: "
+                                   f"write the character itself, or a pair of surrogates)"],
+                                  source=source) from None
+            continue
+        if depth >= MAX_DEPTH:
+            raise ConfigError([f"{where}mappings or lists nest more than {MAX_DEPTH} deep here"],
+                              source=source)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
 
 
 def _duplicate_keys(root: yaml.Node | None) -> Iterable[Problem]:
