@@ -285,6 +285,47 @@ BAD_FABRICS = [
         "'components'?)",
         id="misspelt-top-level-key"),
     pytest.param(
+        ("page_size: 64KiB", "page_size: 2GiB"),
+        "fabric.yaml:2:37: page_size (2GiB) is larger than 1GiB @ $.vram.page_size (hint: "
+        "pages of a few KiB to a few MiB are what devices use)",
+        id="page-of-gigabytes"),
+    pytest.param(
+        ("capacity: 256MiB", "capacity: 2048PiB"),
+        "fabric.yaml:2:18: unknown size unit 'PiB' in '2048PiB' @ $.vram.capacity (hint: "
+        "units: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)",
+        id="size-unit-beyond-tib"),
+    pytest.param(
+        ("capacity: 256MiB", "capacity: 2097152TiB"),
+        "fabric.yaml:2:18: '2097152TiB' is more than any memory or file holds (at most "
+        "1048576TiB, 2^60 bytes) @ $.vram.capacity",
+        id="size-beyond-any-memory"),
+    pytest.param(
+        ("threads: 2", "threads: 1180591620717411303424"),
+        "fabric.yaml:4:37: expected an integer that fits 64 bits, got one of 22 digits @ "
+        "$.components[0].threads",
+        id="integer-beyond-64-bits"),
+    pytest.param(
+        ("threads: 2", "threads: 2, timing: {lanes: 100000}"),
+        "fabric.yaml:4:56: lanes must be at most 65536, got 100000 @ "
+        "$.components[0].timing.lanes",
+        id="too-many-lanes"),
+    pytest.param(
+        ("profile: sata3", "profile: null"),
+        "fabric.yaml:8:5: a link needs a profile, or a bandwidth (and latency) of its own @ "
+        "$.links[1] (hint: for example profile: pcie4-x16 or bandwidth: 64GB/s, latency: "
+        "300ns (profiles: pcie3-x16, pcie3-x4, pcie4-x16, pcie4-x4, pcie5-x16, pcie5-x4, "
+        "nvlink, sata3, nvme-gen3, nvme-gen4, hdd-7200, usb2, usb3, usb3.2, 1gbe, 10gbe, "
+        "100gbe))",
+        id="link-profile-null"),
+    pytest.param(
+        ("profile: sata3", "bandwidth: null"),
+        "fabric.yaml:8:5: a link needs a profile, or a bandwidth (and latency) of its own @ "
+        "$.links[1] (hint: for example profile: pcie4-x16 or bandwidth: 64GB/s, latency: "
+        "300ns (profiles: pcie3-x16, pcie3-x4, pcie4-x16, pcie4-x4, pcie5-x16, pcie5-x4, "
+        "nvlink, sata3, nvme-gen3, nvme-gen4, hdd-7200, usb2, usb3, usb3.2, 1gbe, 10gbe, "
+        "100gbe))",
+        id="link-bandwidth-null"),
+    pytest.param(
         ("name: workstation", "name: workstation\nname: again"),
         "fabric.yaml:2:1: duplicate key 'name' @ $.name (hint: it is also at line 1; YAML "
         "keeps only the last)",
@@ -480,6 +521,12 @@ def test_parse_size_reads_binary_and_decimal_units(text, nbytes):
     (1.5, "expected a whole number of bytes or a size with a unit, got 1.5 "
           "(hint: write the unit, like 1.5GiB, or an integer)"),
     (True, "expected a size, got true (hint: write a number of bytes or a size like 256MiB)"),
+    (1e30, "expected a whole number of bytes or a size with a unit, got 1e+30 "
+           "(hint: write a number and a unit, like 1.5GiB)"),
+    (1 << 61, "2305843009213693952 is more than any memory or file holds (at most "
+              "1048576TiB, 2^60 bytes)"),
+    ("1048577TiB", "'1048577TiB' is more than any memory or file holds (at most "
+                   "1048576TiB, 2^60 bytes)"),
 ])
 def test_parse_size_errors_say_what_to_write(value, message):
     with pytest.raises(ValueError) as info:
@@ -632,6 +679,19 @@ BAD_VRAM = [
         "fabric.yaml:2:77: fault_latency_us must be 0 or more, got -5 @ "
         "$.vram.fault_latency_us",
         id="negative-fault-latency"),
+    pytest.param(
+        "fault_latency_us: .nan",
+        "fabric.yaml:2:77: expected a finite number, got .nan @ $.vram.fault_latency_us",
+        id="nan-fault-latency"),
+    pytest.param(
+        "fault_service_us: .inf",
+        "fabric.yaml:2:77: expected a finite number, got .inf @ $.vram.fault_service_us",
+        id="infinite-fault-service"),
+    pytest.param(
+        "fault_latency_us: 1" + "0" * 400,
+        "fabric.yaml:2:77: expected a finite number, got an integer too large for one @ "
+        "$.vram.fault_latency_us",
+        id="fault-latency-past-floats"),
     pytest.param(
         "fault_batch_size: 0",
         "fabric.yaml:2:77: fault_batch_size must be an integer of at least 1, got 0 @ "

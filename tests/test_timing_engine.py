@@ -653,3 +653,23 @@ def test_the_past_cannot_be_scheduled():
     tl.run()
     with pytest.raises(ValueError):
         tl.transfer(("host", "dev"), 10, start_at=0.0)
+
+
+@pytest.mark.parametrize("bus", ["shared", "fifo", "tcp"])
+def test_a_time_past_what_a_float_holds_is_an_error_not_a_crash(bus):
+    # A finite latency whose sum with the start overflows: the fuzzer's 1.0e+308 link.
+    tl = one_link(bus, bandwidth=1.0, latency=1.0e308)
+    tl.transfer(("host", "dev"), 1 << 20, start_at=1.0e308, tag="big")
+    with pytest.raises(XvError) as err:
+        tl.run()
+    assert str(err.value).startswith("the modelled timeline overflows: ")
+    assert "would end at an infinite virtual time (hint: a link's latency" in str(err.value)
+
+
+def test_a_compute_past_what_a_float_holds_is_an_error():
+    dev = DeviceProfile("slow", ops_per_lane_per_s=1e-300, lanes=1, mem_bandwidth=1e9,
+                        launch_latency=0.0, source="made up")
+    tl = Timeline([], {"alu": dev})
+    tl.compute("alu", ops=10**10, tag="t0")
+    with pytest.raises(XvError, match=r"^the modelled timeline overflows: activity 't0' would "):
+        tl.run()

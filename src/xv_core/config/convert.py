@@ -10,6 +10,7 @@ validator is reported, not only the first one attrs would raise.
 from __future__ import annotations
 
 import enum
+import math
 import pathlib
 import types
 import typing
@@ -60,18 +61,33 @@ def _expect(kind: str, value: object, hint: str | None = None,
     return Invalid(f"expected {kind}, got {describe(value)}", hint)
 
 
+#: Integers in documents fit 64 bits (signed): what numpy, files and the OS take.
+INT_LIMIT = 1 << 63
+
+
 def _structure_int(value: object, _type: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             raise _expect("an integer", value, hint=f"write {int(value)}")
         raise _expect("an integer", value, unquoted=(int,))
+    if not -INT_LIMIT <= value < INT_LIMIT:
+        raise Invalid(f"expected an integer that fits 64 bits, got one of {len(str(value))} "
+                      f"digits")
     return value
 
 
 def _structure_float(value: object, _type: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _expect("a number", value, unquoted=(int, float))
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        got = ("an integer too large for one" if not isinstance(value, float) else ".nan"
+               if math.isnan(value) else ".inf" if value > 0 else "-.inf")
+        raise Invalid(f"expected a finite number, got {got}")
+    return number
 
 
 def _structure_bool(value: object, _type: object) -> bool:

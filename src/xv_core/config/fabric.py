@@ -51,11 +51,16 @@ def _page_size(inst: Any, _attribute: attrs.Attribute, value: int) -> None:
         below = 1 << max(value.bit_length() - 1, 0)
         raise Invalid(f"page_size must be a power of two, got {value}",
                       f"try {format_size(below)} or {format_size(below * 2)}")
+    if value > MAX_PAGE:
+        raise Invalid(f"page_size ({format_size(value)}) is larger than {format_size(MAX_PAGE)}",
+                      "pages of a few KiB to a few MiB are what devices use")
     if value > inst.capacity:
         raise Invalid(f"page_size ({format_size(value)}) is larger than the capacity "
                       f"({format_size(inst.capacity)})", "lower page_size or raise capacity")
 
 
+#: The largest page size (a page moves through a buffer of its size).
+MAX_PAGE = GiB
 #: The page size the ``uvm`` paging profile faults at.
 UVM_PAGE = 4 * KiB
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -513,12 +518,12 @@ def _check_link_timing(item: Any, fields: dict[str, Any], path: tuple[PathPart, 
         return False
     ok = True
     custom = [k for k in ("bandwidth", "latency", "duplex") if k in item]
-    if "profile" in item and custom:
+    if item.get("profile") is not None and custom:
         problems.add(path + (custom[0],), f"a link with a profile takes its {custom[0]} from "
                      "the profile", f"remove {custom[0]}, or profile to define the link yourself",
                      at_key=True)
         ok = False
-    elif "profile" not in item and "bandwidth" not in item:
+    elif item.get("profile") is None and item.get("bandwidth") is None:
         problems.add(path, "a link needs a profile, or a bandwidth (and latency) of its own",
                      f"for example profile: pcie4-x16 or bandwidth: 64GB/s, latency: 300ns "
                      f"(profiles: {', '.join(PROFILES)})")

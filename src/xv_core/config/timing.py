@@ -132,9 +132,15 @@ def _device_profile(_inst: object, _attribute: attrs.Attribute, value: str | Non
                       did_you_mean(value, list(DEFAULT_DEVICE_PROFILES)))
 
 
+#: The most lanes a component may have (the model keeps a clock per lane).
+MAX_LANES = 65536
+
+
 def _lanes(_inst: object, _attribute: attrs.Attribute, value: int | None) -> None:
     if value is not None and value < 1:
         raise Invalid(f"lanes must be at least 1, got {value}")
+    if value is not None and value > MAX_LANES:
+        raise Invalid(f"lanes must be at most {MAX_LANES}, got {value}")
 
 
 @attrs.frozen

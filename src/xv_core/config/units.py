@@ -29,6 +29,10 @@ UNITS: dict[str, int] = {
     "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
 }
 
+#: The largest size a document may give: 2^60 bytes (1 EiB), beyond any machine's memory or
+#: file system, and far from the 64-bit limits of the arrays and files sized from it.
+MAX_SIZE = 1 << 60
+
 _SIZE = re.compile(r"\s*(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[A-Za-z]*)\s*")
 
 
@@ -62,10 +66,13 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise SizeError(f"a size cannot be negative, got {value}")
-        return value
+        return _bounded(value, value)
     if isinstance(value, float):
+        spelled = f"{value:g}"  # 1.5 -> 1.5GiB; not 1e+30, nan or inf, which no size reads
+        hint = (f"write the unit, like {spelled}GiB, or an integer" if spelled[-1].isdigit()
+                and "e" not in spelled else "write a number and a unit, like 1.5GiB")
         raise SizeError(f"expected a whole number of bytes or a size with a unit, got {value!r}",
-                        hint=f"write the unit, like {value:g}GiB, or an integer")
+                        hint=hint)
     if not isinstance(value, str):
         raise SizeError(f"expected a size like 256MiB, got {type(value).__name__}")
     text = value.strip()
@@ -87,7 +94,14 @@ def parse_size(value: object) -> int:
     if nbytes.denominator != 1:
         raise SizeError(f"{value!r} is not a whole number of bytes",
                         hint="use a smaller unit" if unit != "B" else None)
-    return int(nbytes)
+    return _bounded(int(nbytes), value)
+
+
+def _bounded(nbytes: int, value: object) -> int:
+    if nbytes > MAX_SIZE:
+        raise SizeError(f"{value!r} is more than any memory or file holds (at most "
+                        f"{format_size(MAX_SIZE)}, 2^60 bytes)")
+    return nbytes
 
 
 def format_size(nbytes: int) -> str:

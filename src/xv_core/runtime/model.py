@@ -48,6 +48,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from xv_core.config.timing import MAX_LANES
+from xv_core.errors import XvError
 from xv_core.events import TransferEvent
 from xv_core.runtime.footprint import TileFootprint, subtract_ranges
 from xv_core.runtime.interfaces import Tile, TileWork
@@ -108,6 +110,10 @@ def device_profiles(config: Any, plugins: Any) -> dict[str, DeviceProfile]:
                 value = getattr(timing, key)
                 if value is not None:
                     changes[key] = value
+        if changes["lanes"] > MAX_LANES:  # threads or workers in the thousands of millions
+            raise XvError(f"component {c.name!r} would be modelled with {changes['lanes']} "
+                          f"lanes, more than {MAX_LANES}",
+                          hint="give it timing: {lanes: N} to model fewer, or fewer workers")
         out[c.name] = attrs.evolve(profile, **changes)
     return out
 
@@ -491,8 +497,6 @@ class FabricModel:
             raise
         choice = chosen if type(chosen) is int else _as_index(chosen)  # numpy integers too
         if choice is None or not 0 <= choice < len(candidates):
-            from xv_core.errors import XvError
-
             name = self._policy_name(policy)
             raise XvError(f"scheduling policy {name!r} chose {chosen!r} for tile {tile.index}, "
                           f"not a candidate's index (0 to {len(candidates) - 1})",

@@ -52,6 +52,14 @@ from xv_core.timing.topology import Link, Route, explicit_route, shortest_route
 
 _INF = math.inf
 
+
+def _overflow(tag: str | None) -> XvError:
+    """The error for virtual times past what a float holds."""
+    what = f"activity {tag!r}" if tag else "an activity"
+    return XvError(f"the modelled timeline overflows: {what} would end at an infinite virtual "
+                   f"time", hint="a link's latency or a device's numbers are too large (or its "
+                   "rates too small) for the time to stay a finite number of seconds")
+
 # Event kinds in the queue.
 _BEGIN = 0        # a transfer's first stage begins (its start time has come)
 _ACTIVATE = 1     # a fluid stage has paid its latency: the flow joins its class
@@ -613,6 +621,8 @@ class Timeline:
             now = heap[0][0]
             if until is not None and now > until:
                 break
+            if not now < _INF:  # infinite, or NaN: numbers no virtual time can reach
+                raise _overflow(heap[0][1])
             self.now = now
             # One batch: every event at this instant, then the new rates and queue starts.
             while heap and heap[0][0] == now:
@@ -1081,6 +1091,8 @@ class Timeline:
                                   and head.heap[0][1] < first.heap[0][1]):
                 first_time = t
                 first = head
+        if first is None:  # every completion at an infinite (or NaN) time
+            raise _overflow(None)
         self._versions += 1
         group.version = self._versions
         self._seq += 1
@@ -1216,6 +1228,8 @@ class Timeline:
                                   and head.heap[0][1] < first.heap[0][1]):
                 first_time = t
                 first = head
+        if first is None:  # every completion at an infinite (or NaN) time
+            raise _overflow(None)
         self._versions += 1
         group.version = self._versions
         self._seq += 1
