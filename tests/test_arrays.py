@@ -85,6 +85,70 @@ def test_npy_round_trip_and_pickles_refused(tmp_path):
         read_array(tmp_path / "o.npy")
 
 
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.npy", b"", "not a .npy array file: EOF: reading magic string, expected 8 bytes "
+                       "got 0 (hint: write it with numpy.save)"),
+    ("text.npy", b"hello world\n", "not a .npy array file: the magic string is not correct; "
+                                   "expected b'\\x93NUMPY', got b'hello ' (hint: write it "
+                                   "with numpy.save)"),
+    ("zip.npy", b"PK\x03\x04\x14\x00rest", "not a .npy array file: the magic string is not "
+                                          "correct; expected b'\\x93NUMPY', got "
+                                          "b'PK\\x03\\x04\\x14\\x00' (hint: write it with "
+                                          "numpy.save)"),
+    ("huge.npy", _npy_header((10**12,)) + bytes(64),
+     "the .npy file is cut short: its header says shape [1000000000000] of float32, "
+     "4000000000000 bytes of data, and it holds 64"),
+    ("short.npy", _npy_header((4,)) + bytes(12),
+     "the .npy file is cut short: its header says shape [4] of float32, 16 bytes of data, "
+     "and it holds 12"),
+])
+def test_files_that_are_not_whole_npy_arrays_are_refused_before_allocating(
+        tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(JobError) as err:
+        read_array(tmp_path / name)
+    assert str(err.value) == f"{tmp_path / name}: {message}"
+
+
+def test_a_folder_or_a_pipe_is_not_read(tmp_path):
+    import os
+
+    (tmp_path / "dir.npy").mkdir()
+    os.mkfifo(tmp_path / "fifo.npy")  # reading it would block until someone writes
+    for name in ("dir.npy", "fifo.npy"):
+        with pytest.raises(JobError) as err:
+            read_array(tmp_path / name)
+        assert str(err.value) == f"{tmp_path / name}: cannot read .npy file: not a regular file"
+
+
+def test_outputs_get_a_new_file_s_mode_and_never_replace_a_pipe(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o027)
+    try:
+        write_array(tmp_path / "a.npy", np.arange(3, dtype=np.int32))
+        assert stat.S_IMODE((tmp_path / "a.npy").stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)
+    os.mkfifo(tmp_path / "p.npy")
+    with pytest.raises(JobError) as err:
+        write_array(tmp_path / "p.npy", np.arange(3, dtype=np.int32))
+    assert str(err.value) == (f"{tmp_path / 'p.npy'}: cannot write {tmp_path / 'p.npy'}: it is "
+                              f"not a regular file (a device, a pipe or a socket), which is "
+                              f"never replaced")
+    assert (tmp_path / "p.npy").is_fifo()
+
+
 def test_bad_pngs_are_refused_with_the_file_named(tmp_path):
     with pytest.raises(JobError) as err:
         read_png(b"GIF89a", "x.png")

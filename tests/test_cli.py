@@ -163,6 +163,11 @@ def test_the_example_job_runs_from_any_folder(tmp_path, monkeypatch):
         (("args: {a: 2.0, x: x, y: y}", "args: {a: 1" + "0" * 400 + ", x: x, y: y}"),
          "9:15: parameter 'a' is f32, got 1" + "0" * 400 + ", too large for a floating-point "
          "number @ $.steps[0].args.a"),
+        (("args: {a: 2.0, x: x, y: y}", "args: {a: 1.0e+300, x: x, y: y}"),
+         "9:15: parameter 'a' is f32, got 1e+300, outside the f32 range (at most "
+         "3.40282347e+38 either way) @ $.steps[0].args.a"),
+        (("kernels: saxpy.xvk", "kernels: data"),
+         "1:10: kernel file 'data' is a folder @ $.kernels"),
         # A buffer the host cannot map: said where the job declares it, nothing written.
         pytest.param(
             ("y: {load: data/saxpy_y.npy}", "y: {zeros: [1099511627776], dtype: f32}"),

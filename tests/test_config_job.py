@@ -297,6 +297,15 @@ def test_bad_jobs_give_one_exact_line_per_problem(folder, edit, message):
     assert error_of(write(folder, text)) == message
 
 
+def test_two_outputs_onto_one_file_through_a_link_are_refused(folder):
+    (folder / "out").mkdir()
+    (folder / "outlink").symlink_to("out")
+    text = ARCHITECTURE_JOB.replace("y: y_out.npy", "y: out/a.npy\n  x: outlink/a.npy")
+    assert error_of(write(folder, text)) == (
+        "job.yaml:13:6: 'outlink/a.npy' is already written by buffer 'y' @ $.outputs.x "
+        "(hint: write each buffer to its own file)")
+
+
 def test_every_problem_is_reported_at_once_in_file_order(folder):
     message = error_of(write(folder, """\
         kernels: saxpy.xvk

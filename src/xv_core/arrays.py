@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from xv_core.errors import JobError
+from xv_core.replace import give_mode, replace_problem
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> channels
@@ -27,17 +28,54 @@ MAX_PIXELS = 1 << 28
 
 def read_array(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
+    if path.suffix not in (".npy", ".png"):
+        raise JobError("only .npy and .png files can be loaded", where=str(path))
     try:
+        if path.exists() and not path.is_file():  # a folder, a pipe (which would block), ...
+            raise JobError(f"cannot read {path.suffix} file: not a regular file",
+                           where=str(path))
         if path.suffix == ".npy":
-            try:
-                return np.load(path, allow_pickle=False)
-            except ValueError as exc:
-                raise JobError(f"not a plain .npy array: {exc}", where=str(path)) from None
-        if path.suffix == ".png":
-            return read_png(path.read_bytes(), str(path))
+            return _read_npy(path)
+        return read_png(path.read_bytes(), str(path))
     except OSError as exc:
-        raise JobError(f"cannot read {path.suffix} file: {exc.strerror}", where=str(path)) from None
-    raise JobError("only .npy and .png files can be loaded", where=str(path))
+        raise JobError(f"cannot read {path.suffix} file: {exc.strerror or exc}",
+                       where=str(path)) from None
+    except MemoryError:
+        raise JobError(f"cannot read {path.suffix} file: its array does not fit in memory",
+                       where=str(path)) from None
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A plain ``.npy`` array, its header checked against the file before anything is
+    allocated: numpy's magic, a header it reads, no Python objects, and as many bytes of
+    data as the header's shape and dtype need."""
+    fmt = np.lib.format
+    with path.open("rb") as fh:
+        try:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                shape, fortran, dtype = fmt._read_array_header(fh, version)
+        except (ValueError, EOFError) as exc:
+            raise JobError(f"not a .npy array file: {exc}", where=str(path),
+                           hint="write it with numpy.save") from None
+        if dtype.hasobject:
+            raise JobError("not a plain .npy array: it holds Python objects, which are never "
+                           "loaded", where=str(path))
+        need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        have = os.fstat(fh.fileno()).st_size - fh.tell()
+        if have < need:
+            raise JobError(f"the .npy file is cut short: its header says shape "
+                           f"{list(shape)} of {dtype}, {need} bytes of data, and it holds "
+                           f"{have}", where=str(path))
+        fh.seek(0)
+        try:
+            return np.load(fh, allow_pickle=False)
+        except ValueError as exc:
+            raise JobError(f"not a plain .npy array: {exc}", where=str(path)) from None
 
 
 def encode_check(path: Path, shape: tuple[int, ...], where: str | None = None) -> None:
@@ -74,6 +112,9 @@ def check_output_path(path: Path, where: str | None = None) -> None:
     if path.is_dir():
         raise JobError(f"cannot write {path}: it is a directory", where=where,
                        hint="give the path of a file, not of a folder")
+    problem = replace_problem(path)
+    if problem:
+        raise JobError(f"cannot write {path}: {problem}", where=where)
     folder = path.parent
     while not folder.exists():
         folder = folder.parent
@@ -101,6 +142,7 @@ def write_arrays(items: list[tuple[Path, np.ndarray]]) -> None:
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                            dir=path.parent)
                 staged.append((tmp, path))
+                give_mode(fd, path)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     fh.flush()

@@ -24,6 +24,53 @@ def test_writes_the_named_output(tmp_path: Path) -> None:
     assert ir.load(out) == compile_file(KERNELS / "saxpy.xvk")
 
 
+def test_the_output_gets_the_mode_a_new_file_or_the_replaced_one_has(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "saxpy.xvir"
+    umask = os.umask(0o027)
+    try:
+        assert runner.invoke(vgpucc.app, [str(KERNELS / "saxpy.xvk"), "-o", str(out)]).exit_code == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o640  # not mkstemp's private 0o600
+        out.chmod(0o604)
+        assert runner.invoke(vgpucc.app, [str(KERNELS / "saxpy.xvk"), "-o", str(out)]).exit_code == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o604
+    finally:
+        os.umask(umask)
+
+
+def test_a_device_or_a_pipe_is_never_replaced(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "p.xvir"
+    os.mkfifo(fifo)
+    result = runner.invoke(vgpucc.app, [str(KERNELS / "saxpy.xvk"), "-o", str(fifo)])
+    assert result.exit_code == 1
+    assert result.stderr == (f"{fifo}: cannot write {fifo}: it is not a regular file (a device, "
+                             f"a pipe or a socket), which is never replaced\n")
+    assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["p.xvir"]
+
+
+def test_a_source_that_is_a_pipe_or_too_large_is_refused_without_reading_it_all(
+        tmp_path: Path) -> None:
+    import os
+
+    from xv_dsl.parser import MAX_SOURCE_CHARS
+
+    fifo = tmp_path / "pipe.xvk"
+    os.mkfifo(fifo)  # reading it would block until someone writes
+    result = runner.invoke(vgpucc.app, [str(fifo)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{fifo}:1:1: cannot read the file: not a regular file")
+    big = tmp_path / "big.xvk"
+    big.write_bytes(b" " * (4 * MAX_SOURCE_CHARS + 10))
+    result = runner.invoke(vgpucc.app, [str(big)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{big}:1:1: source is larger than {MAX_SOURCE_CHARS} "
+                                    f"characters")
+
+
 def test_default_output_is_next_to_the_source(tmp_path: Path) -> None:
     src = tmp_path / "gauss5.xvk"
     shutil.copy(KERNELS / "gauss5.xvk", src)

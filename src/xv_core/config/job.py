@@ -406,7 +406,8 @@ def _parse_outputs(data: dict[Any, Any], buffers: dict[str, BufferSpec], base_di
         if Path(target).suffix not in ARRAY_SUFFIXES:
             problems.add(path, f"cannot write {target!r}: expected a .npy or .png file")
             continue
-        resolved = _resolve(base_dir, target)
+        # Two spellings of one file (through a symbolic link, too) are one target.
+        resolved = os.path.realpath(_resolve(base_dir, target))
         if resolved in written:
             problems.add(path, f"{target!r} is already written by buffer {written[resolved]!r}",
                          "write each buffer to its own file")

@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from xv_core.errors import IRError
+from xv_core.errors import IRError, XvError
 from xv_core.ir.nodes import IR_FORMAT, IR_VERSION, Decl, Kernel, Module, Node, Op, Type
 from xv_core.ir.verify import verify_module
+from xv_core.replace import give_mode, replace_problem
 
 #: A .xvir larger than this is refused before it is parsed.
 MAX_FILE_BYTES = 64 << 20
@@ -60,8 +61,12 @@ def dumps(module: Module) -> str:
 def save(module: Module, path: str | os.PathLike[str]) -> None:
     """Write atomically: a failure leaves no half-written file behind."""
     path = Path(path)
+    problem = replace_problem(path)
+    if problem:
+        raise XvError(f"cannot write {path}: {problem}", where=str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
+        give_mode(fd, path)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(dumps(module))
         os.replace(tmp, path)

@@ -7,6 +7,7 @@ thing about the same mistake.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,6 +122,12 @@ def check_args(kernel: Kernel, args: Mapping[str, Any]) -> list[ArgProblem]:
     return problems
 
 
+_F32_LARGEST = float(np.finfo(np.float32).max)
+#: Finite values from this one up round to infinity in f32 (half a step past the largest, a
+#: tie that rounds to the even neighbour: infinity).
+_F32_MAX = _F32_LARGEST + 2.0 ** (127 - 24)
+
+
 def scalar_problem(kind: str, value: Any) -> str | None:
     if isinstance(value, BufferShape):
         return f"got buffer {value.name!r}"
@@ -135,6 +142,9 @@ def scalar_problem(kind: str, value: Any) -> str | None:
             float(value)
         except OverflowError:
             return f"got {value}, too large for a floating-point number"
+    if kind == "f32" and math.isfinite(value) and abs(value) >= _F32_MAX:
+        # (what rounds to the largest f32 is fine; past it the value would become infinite)
+        return f"got {value!r}, outside the f32 range (at most {_F32_LARGEST:.9g} either way)"
     if kind in _INT_RANGES:
         if not isinstance(value, int):
             return f"got the float {value!r} (write an integer)"

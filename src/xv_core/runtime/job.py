@@ -68,7 +68,9 @@ def plan_job(job: Any, fabric: Fabric) -> tuple[_Plan, float]:
         path = job.base_dir / rel
         where = f"$.kernels[{i}]" if len(job.kernels) > 1 else "$.kernels"
         if not path.is_file():
-            problems.append((where, f"kernel file {str(rel)!r} does not exist", None))
+            what = ("does not exist" if not path.exists() else "is a folder" if path.is_dir()
+                    else "is not a regular file (a device or a pipe)")
+            problems.append((where, f"kernel file {str(rel)!r} {what}", None))
             continue
         if path.suffix != ".xvir":
             try:

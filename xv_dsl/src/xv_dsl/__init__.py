@@ -38,9 +38,20 @@ def compile_source(text: str, path: str = "<source>") -> Module:
 
 def compile_file(path: str | os.PathLike[str]) -> Module:
     """Read and compile a ``.xvk`` file."""
+    from xv_dsl.parser import MAX_SOURCE_CHARS
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the source
+        if p.exists() and not p.is_file():  # a folder, or a device or pipe read without end
+            raise SourceError([Diagnostic(SourceSpan(str(p), 1, 1),
+                                          "cannot read the file: not a regular file")])
+        with p.open("rb") as fh:  # at most one byte past the limit: no unbounded read
+            data = fh.read(4 * MAX_SOURCE_CHARS + 4)
+        if len(data) > 4 * MAX_SOURCE_CHARS + 3:
+            raise SourceError([Diagnostic(SourceSpan(str(p), 1, 1),
+                                          f"source is larger than {MAX_SOURCE_CHARS} "
+                                          f"characters")])
+        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the source
     except UnicodeDecodeError as exc:
         raise SourceError([Diagnostic(SourceSpan(str(p), 1, 1),
                                       f"the file is not UTF-8 text ({exc.reason})")]) from None
