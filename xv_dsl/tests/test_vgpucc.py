@@ -31,10 +31,12 @@ def test_the_output_gets_the_mode_a_new_file_or_the_replaced_one_has(tmp_path: P
     out = tmp_path / "saxpy.xvir"
     umask = os.umask(0o027)
     try:
-        assert runner.invoke(vgpucc.app, [str(KERNELS / "saxpy.xvk"), "-o", str(out)]).exit_code == 0
+        assert runner.invoke(vgpucc.app, [str(KERNELS / "saxpy.xvk"), "-o", str(out)]
+                             ).exit_code == 0
         assert stat.S_IMODE(out.stat().st_mode) == 0o640  # not mkstemp's private 0o600
         out.chmod(0o604)
-        assert runner.invoke(vgpucc.app, [str(KERNELS / "saxpy.xvk"), "-o", str(out)]).exit_code == 0
+        assert runner.invoke(vgpucc.app, [str(KERNELS / "saxpy.xvk"), "-o", str(out)]
+                             ).exit_code == 0
         assert stat.S_IMODE(out.stat().st_mode) == 0o604
     finally:
         os.umask(umask)
