@@ -122,7 +122,9 @@ class Diagnostic:
     def render(self, source_text: str | None) -> str:
         text = f"{self.span}: {self.message}"
         if source_text is not None:
-            lines = source_text.splitlines()
+            # Lines as the lexers count them: split at '\n' only (str.splitlines also splits
+            # at form feeds, '\x85', '\u2028', ..., which would shift the caret's line).
+            lines = source_text.split("\n")
             if 1 <= self.span.line <= len(lines):
                 text += "\n" + _caret_block(lines[self.span.line - 1], self.span.col, self.span.end_col)
         if self.hint:

@@ -320,6 +320,63 @@ def test_recursion_is_a_clear_error() -> None:
     """) == [(2, 26, "recursive call: ping -> pong -> ping; functions cannot be recursive")]
 
 
+def _chain(n: int, cycle: bool) -> str:
+    """n functions each calling the next (the last calling the first when ``cycle``)."""
+    def body(i: int) -> str:
+        if cycle:
+            return f"h{(i + 1) % n}(x)"
+        return f"h{i - 1}(x)" if i else "x + 1"
+
+    lines = [f"i32 h{i}(i32 x) {{ return {body(i)}; }}" for i in range(n)]
+    return "\n".join(lines + [f"kernel k(buffer<i32> out) {{ out[0] = h{n - 1}(1); }}"]) + "\n"
+
+
+def test_a_long_recursion_is_found_and_reported_once() -> None:
+    # (cycles of more than 1,000 functions went unseen, and finding them took cubic time)
+    diagnostics = errors(_chain(1100, cycle=True)).diagnostics
+    assert [(d.span.line, d.span.col) for d in diagnostics] == [(1100, 27)]
+    assert diagnostics[0].message.startswith("recursive call: h0 -> h1 -> h2 -> ")
+    assert diagnostics[0].message.endswith(" -> h1099 -> h0; functions cannot be recursive")
+
+
+def test_calls_nested_past_the_limit_are_refused_where_the_chain_goes_past_it() -> None:
+    from xv_dsl.checker import MAX_CALL_DEPTH
+
+    compile_source(_chain(MAX_CALL_DEPTH, cycle=False), "k.xvk")
+    assert located(_chain(MAX_CALL_DEPTH + 40, cycle=False)) == [
+        (MAX_CALL_DEPTH + 1, 26, f"calls nest {MAX_CALL_DEPTH + 1} functions deep from "
+                                 f"'h{MAX_CALL_DEPTH}', more than {MAX_CALL_DEPTH}")]
+
+
+def test_a_chain_of_calls_compiles_in_a_fresh_process() -> None:
+    """The passes recurse per call level: a fresh interpreter's limit of 1,000 frames refused
+    170 nested calls ('the program nests too deeply') until a verifier had run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from xv_dsl import compile_source; "
+            "m = compile_source(sys.stdin.read(), 'k.xvk'); print(m.kernels[0].name)")
+    done = subprocess.run([sys.executable, "-c", code], input=_chain(200, cycle=False),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "k\n"
+
+
+@pytest.mark.parametrize("src, line", [
+    ("kernel k(buffer<i32> o) {\n\f    i32 x = 1.5;\n}\n", "\f    i32 x = 1.5;"),
+    ("kernel k(buffer<i32> o) {\r    i32 x = 1.5;\r}\r", "    i32 x = 1.5;"),
+    ("\ufeffkernel k(buffer<i32> o) {\r\n    i32 x = 1.5;\r\n}\r\n", "    i32 x = 1.5;"),
+])
+def test_the_caret_is_under_the_culprit_whatever_the_line_ends(src: str, line: str) -> None:
+    err = errors(src)
+    d = err.diagnostics[0]
+    assert (d.span.line, d.message) == (2, "cannot initialise 'x': a float constant is not "
+                                           "an i32")
+    shown = str(err).split("\n")
+    assert shown[1] == "    " + line
+    assert shown[2].index("^") == 4 + line.index("1.5")
+
+
 def test_barrier_under_divergent_control_flow() -> None:
     assert rendered("""
         @workgroup(64)

@@ -321,7 +321,7 @@ def _value_fits(value: object, kind: str) -> bool:
 FRAMES_PER_LEVEL = 16
 
 
-def _ensure_recursion_headroom() -> None:
+def ensure_recursion_headroom() -> None:
     """Verified IR may nest MAX_DEPTH levels, and every consumer of it walks the tree
     recursively: make sure Python's recursion limit admits that, once per process."""
     import sys
@@ -334,7 +334,7 @@ def _ensure_recursion_headroom() -> None:
 
 
 def verify_kernel(kernel: Kernel, where: str = "<ir>", path: str = "$") -> None:
-    _ensure_recursion_headroom()
+    ensure_recursion_headroom()
     v = _KernelVerifier(kernel, where, path)
     v.check_decls()
     v.body(kernel.body, path + ".body", {})

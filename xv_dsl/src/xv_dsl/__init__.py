@@ -18,9 +18,15 @@ __all__ = ["compile_file", "compile_source"]
 
 def compile_source(text: str, path: str = "<source>") -> Module:
     """Compile kernel source ``text`` (read from ``path``, used in messages)."""
+    from xv_core.ir.verify import ensure_recursion_headroom
     from xv_dsl import checker, lower, parser, uniformity
     from xv_dsl.diagnostics import Reporter
 
+    # The passes walk the program recursively, calls inlined (up to MAX_CALL_DEPTH deep):
+    # the same headroom whether or not a verifier already ran in this process.
+    ensure_recursion_headroom()
+    # As a file is read: a byte-order mark is not source, and any line end is a '\n'.
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     try:
         program = parser.parse(text, path)
         reporter = Reporter(text, path)

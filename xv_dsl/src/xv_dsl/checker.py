@@ -39,6 +39,8 @@ from xv_dsl.types import (
 
 MAX_WORKGROUP = 1024
 MAX_SHARED_BYTES = 1 << 20
+#: How deep calls may nest (every call is inlined; recursion is refused).
+MAX_CALL_DEPTH = 256
 MAX_NAME = 100
 _SIZES = {"bool": 1, "i32": 4, "u32": 4, "f32": 4, "f64": 8}
 
@@ -159,7 +161,7 @@ class Checker:
     def __init__(self, program: ast.Program, text: str, reporter: Reporter):
         self.program = program
         self.text = text
-        self.lines = text.splitlines()
+        self.lines = text.split("\n")  # as the lexer counts lines (see Diagnostic.render)
         self.r = reporter
         self.types: dict[int, Ty] = {}
         self.consts: dict[int, Any] = {}
@@ -1412,40 +1414,58 @@ class Checker:
     # Recursion
     # ======================================================================
     def check_recursion(self) -> None:
-        """Report every cycle of calls once, at a call that closes it."""
-        reported: set[frozenset[str]] = set()
-        for start in self.functions:
-            path: list[str] = []
-            self._find_cycles(start, path, set(), reported)
+        """Report each recursion once, at a call that closes it (one cycle of each group of
+        functions that call each other), and call chains more than :data:`MAX_CALL_DEPTH`
+        functions deep (every call is inlined), once, at the call that goes past it.
 
-    def _find_cycles(self, name: str, path: list[str], done: set[str],
-                     reported: set[frozenset[str]]) -> None:
-        # Iterative depth-first search: call chains can be long.
-        stack: list[tuple[str, int]] = [(name, 0)]
-        on_path: list[str] = []
-        while stack:
-            fn, i = stack.pop()
-            if i == 0:
-                on_path.append(fn)
-            calls = self.functions[fn].calls if fn in self.functions else []
-            if i < len(calls):
-                stack.append((fn, i + 1))
-                callee, span = calls[i]
-                if callee in on_path:
-                    cycle = on_path[on_path.index(callee):]
-                    key = frozenset(cycle)
-                    if key not in reported:
-                        reported.add(key)
-                        chain = " -> ".join(cycle + [callee])
-                        what = f"'{callee}' calls itself" if len(cycle) == 1 \
-                            else f"recursive call: {chain}"
-                        self.error(span, f"{what}; functions cannot be recursive",
-                                   "kernels have no call stack: rewrite the recursion as a loop")
-                elif callee not in done and len(on_path) < 1000:
-                    stack.append((callee, 0))
-            else:
-                on_path.pop()
-                done.add(fn)
+        One depth-first search over the call graph, each function visited once: linear in
+        the calls (it used to restart from every function and cap chains at 1,000)."""
+        reported: set[frozenset[str]] = set()
+        depth: dict[str, int] = {}  # finished functions: the longest chain they start
+        too_deep: tuple[SourceSpan, int, str] | None = None
+        for start in self.functions:
+            if start in depth:
+                continue
+            on_path: dict[str, int] = {start: 0}  # function -> its index in path
+            path = [start]
+            stack: list[tuple[str, int]] = [(start, 0)]
+            while stack:
+                fn, i = stack.pop()
+                calls = self.functions[fn].calls
+                if i < len(calls):
+                    stack.append((fn, i + 1))
+                    callee, span = calls[i]
+                    if callee in on_path:
+                        cycle = path[on_path[callee]:]
+                        key = frozenset(cycle)
+                        if key not in reported:
+                            reported.add(key)
+                            chain = " -> ".join(cycle + [callee])
+                            what = f"'{callee}' calls itself" if len(cycle) == 1 \
+                                else f"recursive call: {chain}"
+                            self.error(span, f"{what}; functions cannot be recursive",
+                                       "kernels have no call stack: rewrite the recursion as "
+                                       "a loop")
+                    elif callee in self.functions and callee not in depth:
+                        on_path[callee] = len(path)
+                        path.append(callee)
+                        stack.append((callee, 0))
+                    continue
+                # All of fn's calls are done: the longest chain it starts.
+                longest = 1 + max((depth.get(c, 0) for c, _ in calls if c not in on_path),
+                                  default=0)
+                depth[fn] = longest
+                if longest > MAX_CALL_DEPTH and too_deep is None:
+                    deepest = max(((depth.get(c, 0), span) for c, span in calls
+                                   if c not in on_path), key=lambda t: t[0])
+                    too_deep = (deepest[1], longest, fn)
+                del on_path[fn]
+                path.pop()
+        if too_deep is not None and not reported:  # (along a recursion depth means nothing)
+            span, longest, fn = too_deep
+            self.error(span, f"calls nest {longest} functions deep from '{fn}', more than "
+                       f"{MAX_CALL_DEPTH}",
+                       "every call is inlined: use fewer levels of helper functions")
 
 
 def _always_returns(s: ast.Stmt) -> bool:
