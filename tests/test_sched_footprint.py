@@ -249,3 +249,53 @@ def test_subtracting_page_ranges_agrees_with_sets():
         assert {p for a, b in got for p in range(a, b)} == want
         assert all(b > a for a, b in got) and list(got) == sorted(got)
         assert all(got[i][1] < got[i + 1][0] for i in range(len(got) - 1))  # disjoint, apart
+
+
+def _chain_kernel(terms: int) -> tuple[str, list[bool]]:
+    """A kernel writing y[i] under ((((i < 5) && i < 0) || i < 1) && i < 2) ... of ``terms``
+    comparisons, and for i in 0..99 whether the condition holds."""
+    cond, truth = "(i < 5)", [i < 5 for i in range(100)]
+    for j in range(terms):
+        op = "&&" if j % 2 == 0 else "||"
+        cond = f"({cond} {op} i < {j})"
+        truth = [(t and i < j) if op == "&&" else (t or i < j) for i, t in enumerate(truth)]
+    return (f"kernel chain(buffer<i32> y) {{ i32 i = global_id.x; if ({cond}) {{ y[i] = 1; }} }}",
+            truth)
+
+
+@pytest.mark.parametrize("terms", [24, 45])  # (the language nests 100 deep at most)
+def test_a_long_chain_of_and_and_or_is_refined_in_linear_steps(compile_, terms, monkeypatch):
+    # A chain like this took 2^terms steps (40 terms: hours), in every dispatch's planning.
+    from xv_core.runtime import footprint
+
+    source, truth = _chain_kernel(terms)
+    kernel = compile_(source)
+    launch = Launch((4, 1, 1), (256, 1, 1))
+    tiles = make_tiles(launch, 1)
+    steps: list[int] = []
+    refine = footprint.KernelAnalysis._refine_once
+
+    def counted(self, st, cond, value):
+        steps.append(1)
+        return refine(self, st, cond, value)
+
+    monkeypatch.setattr(footprint.KernelAnalysis, "_refine_once", counted)
+    fps = tile_footprints(kernel, tiles, {}, {"y": buf(1 << 20, I32)}, 256)
+    assert len(steps) < 40 * terms * terms
+    # Exact: the writes end at the last i the condition holds for (4-byte items, 256-byte
+    # pages), where without refinement they would cover the whole tile.
+    last = max(i for i, t in enumerate(truth) if t)
+    assert fps[0]["y"].writes == ((0, last * 4 // 256 + 1),)
+
+
+def test_past_its_step_budget_refinement_widens_never_narrows(compile_, monkeypatch):
+    from xv_core.runtime import footprint
+
+    source, truth = _chain_kernel(41)
+    kernel = compile_(source)
+    monkeypatch.setattr(footprint, "MAX_REFINE_STEPS", 3)
+    launch = Launch((4, 1, 1), (256, 1, 1))
+    fps = tile_footprints(kernel, make_tiles(launch, 1), {}, {"y": buf(1 << 20, I32)}, 256)
+    last = max(i for i, t in enumerate(truth) if t)
+    (lo, hi), = fps[0]["y"].writes
+    assert lo == 0 and hi >= last * 4 // 256 + 1  # a superset of what the items write

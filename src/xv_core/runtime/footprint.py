@@ -63,6 +63,8 @@ JOIN_ITERATIONS = 4
 #: Fixed-point iterations of one loop before every local it assigns is given up (never reached
 #: in practice: widening ends the climb a few iterations after the exact ones).
 MAX_LOOP_ITERATIONS = 32
+#: Conditions refined per outermost refinement (see KernelAnalysis._refine), at most.
+MAX_REFINE_STEPS = 4096
 #: Operations a backend counts (as ``interp`` does): arithmetic, comparisons, casts, the lazy
 #: operators and atomics; reads, writes and assignments move bytes but are not operations.
 _COUNTED = UNARY | BINARY | COMPARE | {Op.CAST, Op.LAND, Op.LOR, Op.SELECT, Op.ATOMIC}
@@ -307,6 +309,8 @@ class KernelAnalysis:
         self._access = _Access()
         self._breaks: dict[str, list[State | None]] = {}
         self._continues: dict[str, list[State | None]] = {}
+        self._refine_memo: dict[tuple[int, bool, int], tuple[State, State | None]] | None = None
+        self._refine_steps = 0
 
     # -- entry -------------------------------------------------------------
     def box(self, launch: Launch, groups: Sequence[tuple[int, int]]) -> _Access:
@@ -429,18 +433,46 @@ class KernelAnalysis:
 
     # -- conditions ----------------------------------------------------------
     def _refine(self, st: State | None, cond: Node, truth: bool) -> State | None:
-        """``st`` where ``cond`` evaluates to ``truth``: None if it cannot."""
+        """``st`` where ``cond`` evaluates to ``truth``: None if it cannot.
+
+        An operand of ``&&`` or ``||`` that can take either value is refined both ways, so
+        a chain of them would cost 2^length: each (condition, truth, state) is worked out
+        once per call (remembered), and past :data:`MAX_REFINE_STEPS` of them a condition
+        leaves the state as it is -- wider than it could be, never narrower (the footprint
+        stays a superset of what the items touch)."""
+        if self._refine_memo is not None:
+            return self._refine_once(st, cond, truth)
+        self._refine_memo, self._refine_steps = {}, 0
+        try:
+            return self._refine_once(st, cond, truth)
+        finally:
+            self._refine_memo = None
+
+    def _refine_once(self, st: State | None, cond: Node, truth: bool) -> State | None:
         if st is None:
             return None
+        memo = self._refine_memo
+        assert memo is not None
+        key = (id(cond), truth, id(st))
+        hit = memo.get(key)
+        if hit is not None and hit[0] is st:  # (the state is kept in the entry: ids stay)
+            return hit[1]
+        self._refine_steps += 1
+        out = (self._refine_step(st, cond, truth) if self._refine_steps <= MAX_REFINE_STEPS
+               else st)
+        memo[key] = (st, out)
+        return out
+
+    def _refine_step(self, st: State, cond: Node, truth: bool) -> State | None:
+        refine = self._refine_once
         op = cond.op
         if op is Op.NOT:
-            return self._refine(st, cond.args[0], not truth)
+            return refine(st, cond.args[0], not truth)
         if op is Op.LAND or op is Op.LOR:
             a, b = cond.args
             if (op is Op.LAND) == truth:  # both operands take the value
-                return self._refine(self._refine(st, a, truth), b, truth)
-            return _join(self._refine(st, a, truth),
-                         self._refine(self._refine(st, a, not truth), b, truth))
+                return refine(refine(st, a, truth), b, truth)
+            return _join(refine(st, a, truth), refine(refine(st, a, not truth), b, truth))
         if op is Op.CONST and cond.type.kind == "bool":
             return st if bool(cond.arg) == truth else None
         if op in COMPARE:
