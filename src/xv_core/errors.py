@@ -91,6 +91,11 @@ class JobError(XvError):
     """A job cannot run as written (arguments, shapes, files)."""
 
 
+class TileCancelled(XvError):
+    """A tile stopped before its end because its dispatch was interrupted (see
+    :meth:`xv_core.runtime.interfaces.PreparedKernel`'s optional ``cancel``)."""
+
+
 def closest_name(word: object, choices: Iterable[str]) -> str | None:
     """The one of ``choices`` a person most likely meant by ``word`` (for a "did you mean"
     hint), or None: the same name in another case first (``F32`` -> ``f32``), else the closest

@@ -243,6 +243,11 @@ class _Context:
                     self.retired[stat] += getattr(old, stat, 0)
             return prepared
 
+    def prepared_of(self, kernel: Kernel) -> list[PreparedKernel]:
+        """The preparations of ``kernel`` (one per backend that prepared it)."""
+        with self._lock:
+            return [p for k, p in self._prepared.values() if k is kernel]
+
 
 class Fabric:
     """A running fabric: its VRAM, its components and the plugins behind them.
@@ -630,11 +635,20 @@ class Fabric:
             model.page(tile)
             return True
 
+        cancelled: list[Any] = []
+
+        def cancel() -> None:  # interrupted: the backends that can stop their tiles do
+            for prepared in self._context.prepared_of(kernel):
+                stop = getattr(prepared, "cancel", None)
+                if stop is not None:
+                    stop()
+                    cancelled.append(prepared)
+
         try:
             if fits:
                 held = self._make_resident(buffers, plan.whole)
             runs = execute(order, slots, thieves, submit,
-                           idle if model.pager is not None else None, queued)
+                           idle if model.pager is not None else None, queued, cancel)
         except BaseException:
             # However far placement and paging got while tiles ran, the model places every
             # tile and its VRAM takes every one placed, so what follows does not depend on
@@ -650,6 +664,10 @@ class Fabric:
         finally:
             if held is not None:
                 _release(held)
+            for prepared in cancelled:  # the kernel may run again
+                resume = getattr(prepared, "resume", None)
+                if resume is not None:
+                    resume()
         wall = time.perf_counter() - start
         model.finish(placed, [r.work for r in runs], [r.wall_s for r in runs])
         records: list[TileRecord] = []

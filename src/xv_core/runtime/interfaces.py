@@ -79,7 +79,14 @@ class TileWork:
 
 class PreparedKernel(Protocol):
     """A kernel made ready by a backend.  ``run_tile`` may be called from
-    several threads at once, for different tiles of the same dispatch."""
+    several threads at once, for different tiles of the same dispatch.
+
+    Optional: ``cancel()`` asks the tiles running now (and those that start until
+    ``resume()``) to stop at their next workgroup and raise
+    :class:`~xv_core.errors.TileCancelled`; ``resume()`` lets tiles run again.  The runtime
+    calls them on the kernels it prepared (``ComponentContext.prepare``) when a dispatch is
+    interrupted (Ctrl-C): without them an interrupted dispatch waits for its running tiles.
+    """
 
     kernel: Kernel
 

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 
 import attrs
 
@@ -88,7 +89,38 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             thieves: Collection[str],
             submit: Callable[[Tile, str], Future[TileWork]],
             idle: Callable[[], bool] | None = None,
-            queued: int = QUEUED_PER_WORKER) -> list[TileRun]:
+            queued: int = QUEUED_PER_WORKER,
+            cancel: Callable[[], None] | None = None) -> list[TileRun]:
+    """:func:`run_tiles`, and when it is interrupted (Ctrl-C while it waits, or an error of
+    its own) with tiles still in flight: ``cancel()`` (which asks the components to stop
+    their running tiles), the tiles not begun cancelled, and the others waited for before
+    the exception goes on -- so that no tile still runs, or holds its pages, after a
+    dispatch has failed."""
+    handed: list[Future[TileWork]] = []
+
+    def tracked(tile: Tile, comp: str) -> Future[TileWork]:
+        fut = submit(tile, comp)
+        handed.append(fut)
+        return fut
+
+    try:
+        return run_tiles(plan, slots, thieves, tracked, idle, queued)
+    except BaseException:
+        unfinished = [f for f in handed if not f.done()]
+        if unfinished:
+            if cancel is not None:
+                cancel()
+            for fut in unfinished:
+                fut.cancel()  # (only a tile no worker has begun)
+            futures_wait(unfinished)
+        raise
+
+
+def run_tiles(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
+              thieves: Collection[str],
+              submit: Callable[[Tile, str], Future[TileWork]],
+              idle: Callable[[], bool] | None = None,
+              queued: int = QUEUED_PER_WORKER) -> list[TileRun]:
     """Run every tile of ``plan`` (tile, planned component) and return how each ran, in tile
     order.
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from xv_core.errors import TileCancelled
 from xv_core.ir import LOCAL, SHARED, Kernel, Node, Op, verify_kernel
 from xv_core.runtime.interfaces import Tile, TileWork
 from xv_cpu.interp.alu import DTYPES
@@ -77,7 +78,17 @@ class PreparedInterpKernel:
         self.concurrent_items = max(1, min(batch_items * CONCURRENT_FACTOR, most))
         self.shared_bytes = sum(math.prod(d.type.shape) * DTYPES[d.type.elem].itemsize
                                 for d in self.shared)
-        self.body = KernelCompiler(kernel).block(kernel.body, final=True)
+        # Tiles are to stop (cancel): checked before each batch and each loop iteration.
+        self._stop = [False]
+        self.body = KernelCompiler(kernel, self._stop).block(kernel.body, final=True)
+
+    def cancel(self) -> None:
+        """Stop the tiles running now at their next batch of work items or loop iteration,
+        and those that start until :meth:`resume`: they raise TileCancelled."""
+        self._stop[0] = True
+
+    def resume(self) -> None:
+        self._stop[0] = False
 
     def batches(self, tile: Tile) -> Iterator[tuple[int, int, int | None]]:
         """(first item, item count, groups or None) of each batch of the tile.  A batch's size
@@ -104,6 +115,9 @@ class PreparedInterpKernel:
         ops = read = written = 0
         with np.errstate(all="ignore"), RUNNING:
             for t0, n, groups in self.batches(tile):
+                if self._stop[0]:
+                    raise TileCancelled(f"kernel {self.kernel.name!r}: the tile was stopped "
+                                        f"(its dispatch was interrupted)")
                 batch = Batch(self.kernel, bind, tile.launch, tile.first_group, t0, n, groups,
                               self.shared, self.locals)
                 self.body(Frame(batch, n))

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from xv_core.errors import KernelRuntimeError
+from xv_core.errors import KernelRuntimeError, TileCancelled
 from xv_core.ir import (
     BINARY, COMPARE, CONSTANT, LOCAL, PARAM, SHARED, UNARY, Decl, Kernel, Node, Op,
 )
@@ -299,8 +299,10 @@ class KernelCompiler:
     """Compiles one kernel; the closures share nothing mutable, so a compiled kernel
     may run on several threads at once."""
 
-    def __init__(self, kernel: Kernel):
+    def __init__(self, kernel: Kernel, stop: list[bool] | None = None):
         self.kernel = kernel
+        # Set (stop[0] = True) to make every loop raise TileCancelled at its next iteration.
+        self.stop = stop if stop is not None else [False]
         self.decls: dict[str, Decl] = {d.name: d for d in kernel.all_decls()}
         self.file = kernel.source or f"<kernel {kernel.name}>"
         self.line = 0  # line of the statement being compiled
@@ -1129,12 +1131,18 @@ class KernelCompiler:
         finally:
             self.loop_assigned = outer
 
+        stop = self.stop
+        name = self.kernel.name
+
         def loop(f: Frame) -> Exits | None:
             """Runs until no item is left in the loop.  ``cur`` (``f`` or a child of it)
             holds the items still looping; leaving items give their values back to ``f``."""
             cur = f
             exits: Exits | None = None
             while True:
+                if stop[0]:  # the dispatch was interrupted (PreparedInterpKernel.cancel)
+                    raise TileCancelled(f"kernel {name!r}: the tile was stopped (its "
+                                        f"dispatch was interrupted)")
                 c = cond(cur)
                 if type(c) is not np.ndarray:
                     if not c:

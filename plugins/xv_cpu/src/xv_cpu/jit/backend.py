@@ -24,7 +24,7 @@ import numpy as np
 import structlog
 
 from xv_core import ir
-from xv_core.errors import KernelRuntimeError
+from xv_core.errors import KernelRuntimeError, TileCancelled
 from xv_core.ir import CONSTANT, LOCAL, SHARED, Kernel, Module, Op, verify_kernel
 from xv_core.runtime.atomics import ATOMICS_LOCK
 from xv_core.runtime.interfaces import Tile, TileWork
@@ -89,7 +89,7 @@ class _ThreadState:
 
     def __init__(self, slots: int):
         self.words = np.zeros(max(slots, 1), np.int64)
-        self.grid = np.zeros(3, np.int64)
+        self.grid = np.zeros(4, np.int64)  # the grid in groups, then the stop word
         self.out = np.zeros(OUT_SLOTS, np.int64)
         self.addresses = (_address(self.words), _address(self.grid), _address(self.out))
         self.words_view = memoryview(self.words).cast("B")
@@ -99,7 +99,7 @@ class _ThreadState:
         self.scratch_address = 0
 
 
-_GRID = struct.Struct("<3q")
+_GRID = struct.Struct("<4q")
 _COUNTS = struct.Struct("<3q")
 _F32 = np.dtype(np.float32)
 #: Per IR scalar type: its numpy scalar type, and how a value of that type is packed (its
@@ -127,6 +127,9 @@ class PreparedJitKernel:
         self._lock = threading.Lock()
         self._by_spec: dict[Spec, Compiled] = {}
         self._tls = threading.local()
+        # Every thread's state (their stop words), and whether tiles are to stop.
+        self._states: weakref.WeakSet[_ThreadState] = weakref.WeakSet()
+        self._stop = False
         self._fallback: PreparedInterpKernel | None = None
         if self.plan.mode == "fallback":
             # Barriers under control flow that may differ between items: the interpreter
@@ -291,7 +294,9 @@ class PreparedJitKernel:
               bind: Bindings | None = None) -> TileWork:
         """Run the native function on the packed arguments (and merge privatised copies,
         given with their Bindings)."""
-        _GRID.pack_into(state.grid_view, 0, *tile.launch.grid)
+        _GRID.pack_into(state.grid_view, 0, *tile.launch.grid, 0)
+        if self._stop:  # (after the stop word is cleared: a cancel() since then sets it)
+            raise self._cancelled()
         out = state.out
         if len(state.scratch) < compiled.meta.scratch_bytes:
             state.scratch = np.empty(compiled.meta.scratch_bytes, np.uint8)
@@ -312,6 +317,8 @@ class PreparedJitKernel:
                 for name, copy in private.items():
                     target = bind.flat[name]
                     _MERGE[self.plan.privatisable[name]](target, copy, out=target)
+        if rc == 2:
+            raise self._cancelled()
         if rc != 0:
             bind = bind or Bindings(self.kernel, args)
             raise self._error(compiled.meta.sites[int(out[OUT_SITE])], out, bind)
@@ -322,7 +329,28 @@ class PreparedJitKernel:
         state = getattr(self._tls, "state", None)
         if state is None:
             state = self._tls.state = _ThreadState(self._slots)
+            with self._lock:
+                self._states.add(state)
         return state
+
+    def cancel(self) -> None:
+        """Stop the tiles running now at their next workgroup, and those that start until
+        :meth:`resume`: they raise TileCancelled."""
+        self._stop = True
+        with self._lock:
+            for state in self._states:
+                state.grid[3] = 1
+        if self._fallback is not None:
+            self._fallback.cancel()
+
+    def resume(self) -> None:
+        self._stop = False
+        if self._fallback is not None:
+            self._fallback.resume()
+
+    def _cancelled(self) -> TileCancelled:
+        return TileCancelled(f"kernel {self.kernel.name!r}: the tile was stopped (its "
+                             f"dispatch was interrupted)")
 
     def _words(self, bind: Bindings, args: Mapping[str, Any],
                private: Mapping[str, np.ndarray]) -> list[int]:

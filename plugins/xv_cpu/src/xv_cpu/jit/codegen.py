@@ -7,8 +7,10 @@ The function runs a tile (a run of workgroups) and has the C signature::
 
 ``args`` holds, per kernel parameter in order, one slot for a scalar (its bits), two for
 a buffer (address, elements) and three for an image (address, width, height).  ``grid``
-is the launch's grid in groups.  ``scratch`` is zeroed-on-demand working memory of
-:attr:`KernelMeta.scratch_bytes` (shared arrays, values kept per work item across
+is the launch's grid in groups, then a *stop word*: read before each workgroup (and each
+span), when the host has made it non-zero the function returns 2 at once (an interrupted
+dispatch; the work counters are then not written).  ``scratch`` is zeroed-on-demand
+working memory of :attr:`KernelMeta.scratch_bytes` (shared arrays, values kept per work item across
 barriers, large private arrays).  ``out`` receives the work counters (operations, bytes
 read, bytes written) and, when the function returns 1, the failing *site* and its
 values (see :class:`KernelMeta`).
@@ -403,6 +405,7 @@ class Codegen:
                 self.slots[d.name] = b.alloca(VALUE[d.type.kind])
         self.ndone = b.alloca(I64)
         self.grid = [b.trunc(b.load(b.gep(grid_p, [ir.Constant(I64, a)])), I32) for a in range(3)]
+        self.stop_word = b.gep(grid_p, [ir.Constant(I64, 3)])
         self._unpack(args_p)
         self._constants()
         self._layout(scratch)
@@ -417,6 +420,7 @@ class Codegen:
             y = b.urem(rest, gy64)
             z = b.udiv(rest, gy64)
             self.group = [b.trunc(v, I32) for v in (x, y, z)]
+            self._stop_point()
             self._group_start()
             if self.plan.mode == "single":
                 self.region(Region(list(self.kernel.body.args)), single=True)
@@ -433,6 +437,18 @@ class Codegen:
         b.ret(ir.Constant(I32, 0))
         meta = KernelMeta(self.symbol, self.scratch_bytes, tuple(self.sites))
         return _loop_ids(str(self.module)), meta
+
+    def _stop_point(self) -> None:
+        """Return 2 when the host has set the stop word (an interrupted dispatch): read with
+        an atomic load, which LLVM keeps in the loop."""
+        b = self.b
+        word = b.load_atomic(self.stop_word, "monotonic", 8)
+        go, stop = self.new_block(), self.new_block()
+        br = b.cbranch(b.icmp_signed("==", word, ir.Constant(I64, 0)), go, stop)
+        br.set_metadata("prof", self._unlikely_true())
+        b.position_at_end(stop)
+        b.ret(ir.Constant(I32, 2))
+        b.position_at_end(go)
 
     def _span_groups(self) -> int:
         """How many workgroups of a row of the grid may run as one *span*, or 0.
@@ -531,6 +547,7 @@ class Codegen:
         self.group = [b.trunc(v, I32) for v in (x, y, z)]
         self.span_n = n
         self.xext = b.mul(n, ir.Constant(I64, self.spec.block[0]))
+        self._stop_point()
         self._group_start()
         self.region(Region(list(self.kernel.body.args)), single=True)
         self.span_n, self.xext = None, self.spec.block[0]
