@@ -92,8 +92,8 @@ def execute(plan: Iterable[tuple[Tile, str]], slots: Mapping[str, int],
             queued: int = QUEUED_PER_WORKER,
             cancel: Callable[[], None] | None = None) -> list[TileRun]:
     """:func:`run_tiles`, and when it is interrupted (Ctrl-C while it waits, or an error of
-    its own) with tiles still in flight: ``cancel()`` (which asks the components to stop
-    their running tiles), the tiles not begun cancelled, and the others waited for before
+    its own) with tiles still in flight: ``cancel()`` (the runtime's asks the kernel's
+    preparations to stop their running tiles), the tiles not begun cancelled, and the others waited for before
     the exception goes on -- so that no tile still runs, or holds its pages, after a
     dispatch has failed."""
     handed: list[Future[TileWork]] = []
@@ -349,4 +349,4 @@ def _wait(fut: Future[TileWork]) -> None:
 
 
 __all__ = ["MIN_TILE_ITEMS", "QUEUED_PER_WORKER", "TILES_PER_WORKER", "TileRun", "execute",
-           "make_tiles", "place_round_robin"]
+           "make_tiles", "place_round_robin", "run_tiles"]
