@@ -95,6 +95,10 @@ class TileCancelled(XvError):
     """A tile stopped before its end because its dispatch was interrupted (see
     :meth:`xv_core.runtime.interfaces.PreparedKernel`'s optional ``cancel``)."""
 
+    @classmethod
+    def of(cls, kernel: str) -> TileCancelled:
+        return cls(f"kernel {kernel!r}: the tile was stopped (its dispatch was interrupted)")
+
 
 def closest_name(word: object, choices: Iterable[str]) -> str | None:
     """The one of ``choices`` a person most likely meant by ``word`` (for a "did you mean"

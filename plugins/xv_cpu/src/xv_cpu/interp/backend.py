@@ -116,8 +116,7 @@ class PreparedInterpKernel:
         with np.errstate(all="ignore"), RUNNING:
             for t0, n, groups in self.batches(tile):
                 if self._stop[0]:
-                    raise TileCancelled(f"kernel {self.kernel.name!r}: the tile was stopped "
-                                        f"(its dispatch was interrupted)")
+                    raise TileCancelled.of(self.kernel.name)
                 batch = Batch(self.kernel, bind, tile.launch, tile.first_group, t0, n, groups,
                               self.shared, self.locals)
                 self.body(Frame(batch, n))

@@ -1141,8 +1141,7 @@ class KernelCompiler:
             exits: Exits | None = None
             while True:
                 if stop[0]:  # the dispatch was interrupted (PreparedInterpKernel.cancel)
-                    raise TileCancelled(f"kernel {name!r}: the tile was stopped (its "
-                                        f"dispatch was interrupted)")
+                    raise TileCancelled.of(name)
                 c = cond(cur)
                 if type(c) is not np.ndarray:
                     if not c:

@@ -296,7 +296,7 @@ class PreparedJitKernel:
         given with their Bindings)."""
         _GRID.pack_into(state.grid_view, 0, *tile.launch.grid, 0)
         if self._stop:  # (after the stop word is cleared: a cancel() since then sets it)
-            raise self._cancelled()
+            raise TileCancelled.of(self.kernel.name)
         out = state.out
         if len(state.scratch) < compiled.meta.scratch_bytes:
             state.scratch = np.empty(compiled.meta.scratch_bytes, np.uint8)
@@ -318,7 +318,7 @@ class PreparedJitKernel:
                     target = bind.flat[name]
                     _MERGE[self.plan.privatisable[name]](target, copy, out=target)
         if rc == 2:
-            raise self._cancelled()
+            raise TileCancelled.of(self.kernel.name)
         if rc != 0:
             bind = bind or Bindings(self.kernel, args)
             raise self._error(compiled.meta.sites[int(out[OUT_SITE])], out, bind)
@@ -347,10 +347,6 @@ class PreparedJitKernel:
         self._stop = False
         if self._fallback is not None:
             self._fallback.resume()
-
-    def _cancelled(self) -> TileCancelled:
-        return TileCancelled(f"kernel {self.kernel.name!r}: the tile was stopped (its "
-                             f"dispatch was interrupted)")
 
     def _words(self, bind: Bindings, args: Mapping[str, Any],
                private: Mapping[str, np.ndarray]) -> list[int]:
