@@ -156,6 +156,13 @@ def test_the_example_job_runs_from_any_folder(tmp_path, monkeypatch):
         (("y: out/y.npy", "y: saxpy.xvk/y.npy"),
          "11:6: cannot write {dir}/saxpy.xvk/y.npy: {dir}/saxpy.xvk is a file, not a folder "
          "@ $.outputs.y"),
+        # A folder nobody can make files in, whatever its permissions say (root may write
+        # anywhere by them): found before the run, not when writing at its end.
+        pytest.param(
+            ("y: out/y.npy", "y: /proc/xv_out.npy"),
+            "11:6: cannot write /proc/xv_out.npy: no file can be made in /proc (No such file or "
+            "directory) @ $.outputs.y",
+            marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")),
         # Numbers too large for what they give.
         (("global: [1000]", "global: [4294967296]"),
          "6:5: more than 2147483648 work items along x: global_id.x is an i32, so at most "

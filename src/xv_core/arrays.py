@@ -122,6 +122,15 @@ def check_output_path(path: Path, where: str | None = None) -> None:
         raise JobError(f"cannot write {path}: {folder} is a file, not a folder", where=where)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise JobError(f"cannot write {path}: {folder} is not writable", where=where)
+    # Permissions are not the whole story (a read-only mount, /proc, root's access to
+    # everything): a file made and removed there says whether the write at the end can be.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".xv-probe-", dir=folder)
+    except OSError as exc:
+        raise JobError(f"cannot write {path}: no file can be made in {folder} "
+                       f"({exc.strerror or exc})", where=where) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_arrays(items: list[tuple[Path, np.ndarray]]) -> None:
