@@ -32,7 +32,20 @@ def give_mode(fd: int, path: Path) -> None:
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~_umask()
     os.fchmod(fd, mode)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux): setting
+    it to read it would, for that instant, give files other threads make another mode."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o077)  # elsewhere: set and restore (the strictest mode meanwhile)
+    os.umask(umask)
+    return umask
