@@ -399,6 +399,15 @@ def test_every_problem_is_reported_at_once_in_file_order(write, plugins):
     pytest.param("name: ''\ncomponents: [{name: a, kind: cpu}]\n",
                  "fabric.yaml:1:7: expected a non-empty string, got '' (a string) @ $.name",
                  id="empty-name"),
+    pytest.param("components: [{name: a, kind: cpu}]\nnull: 1\n~: 2\ntrue: 3\n7: 4\n",
+                 "fabric.yaml:2:1: unknown key 'null' @ $.null (hint: known keys: name, vram, "
+                 "components, links, bus, clock, scheduler)\n"
+                 "fabric.yaml:3:1: unknown key '~' @ $['~'] (hint: known keys: name, vram, "
+                 "components, links, bus, clock, scheduler)\n"
+                 "fabric.yaml:4:1: unknown key 'true' @ $.true (hint: known keys: name, vram, "
+                 "components, links, bus, clock, scheduler)\n"
+                 "fabric.yaml:5:1: unknown key '7' @ $['7'] (hint: known keys: name, vram, "
+                 "components, links, bus, clock, scheduler)", id="keys-yaml-reads-as-not-text"),
 ])
 def test_badly_shaped_fabrics(write, plugins, text, message):
     assert error_of(write(text), plugins) == message
@@ -410,6 +419,28 @@ def test_a_missing_file_and_an_unknown_builtin(write, plugins):
     assert error_of("defualt", plugins) == (
         "unknown fabric 'defualt': no such file and no built-in fabric of that name "
         "(built-in: default) (hint: did you mean 'default'?)")
+
+
+def test_merge_keys_give_defaults_that_keys_beside_them_override(write, plugins):
+    fabric = load_fabric(write("""\
+        components:
+          - &cpu {name: alu0, kind: cpu, threads: 1}
+          - <<: *cpu
+            name: alu1
+            threads: 2
+        """), plugins)
+    assert [(c.name, c.kind, c.options.threads) for c in fabric.components] == [
+        ("alu0", "cpu", 1), ("alu1", "cpu", 2)]
+    # A key given twice beside the merge is still a duplicate, where it is written.
+    assert error_of(write("""\
+        components:
+          - &cpu {name: alu0, kind: cpu, threads: 1}
+          - <<: *cpu
+            name: alu1
+            threads: 2
+            threads: 3
+        """), plugins) == ("fabric.yaml:6:5: duplicate key 'threads' @ $.components[1].threads "
+                           "(hint: it is also at line 5; YAML keeps only the last)")
 
 
 def test_a_name_is_a_file_when_no_builtin_has_it(write, plugins):

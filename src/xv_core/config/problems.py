@@ -228,7 +228,22 @@ MAX_DEPTH = 64
 
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, whose integers too long for Python to read (over 4,300 digits)
-    are a located error rather than a bare ValueError."""
+    are a located error rather than a bare ValueError, and whose mapping keys are names: a
+    plain key YAML would read as another type (``null``, ``true``, ``3``) is its text, so
+    that a message names the key as written and finds where it is."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        mapping = super().construct_mapping(node, deep=deep)
+        if all(type(key) is str for key in mapping):
+            return mapping
+        out = {}
+        for key_node, _ in node.value:  # (merge keys already flattened into it)
+            key = self.construct_object(key_node, deep=deep)
+            if type(key) is not str and isinstance(key_node, yaml.ScalarNode):
+                out[key_node.value] = mapping[key]
+            else:
+                out[key] = mapping[key]
+        return out
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         try:
@@ -256,6 +271,9 @@ def read_yaml(text: str, source: str) -> tuple[object, Locator, list[Problem]]:
         loader = _Loader(text)
         node = loader.get_single_node()
         _check_nodes(node, source)
+        # Before constructing, which flattens merge keys (``<<: *defaults``) into their
+        # mappings: a key given beside a merge overrides the merged one, it is no duplicate.
+        duplicates = list(_duplicate_keys(node))
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -283,7 +301,7 @@ def read_yaml(text: str, source: str) -> tuple[object, Locator, list[Problem]]:
     finally:
         if loader is not None:
             loader.dispose()
-    return data, Locator(node), list(_duplicate_keys(node))
+    return data, Locator(node), duplicates
 
 
 def _check_nodes(root: yaml.Node | None, source: str) -> None:
@@ -334,6 +352,9 @@ def _duplicate_keys(root: yaml.Node | None) -> Iterable[Problem]:
             first_line: dict[str, int] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                if key_node.tag == "tag:yaml.org,2002:merge":  # merged, not a key of its own
+                    stack.append((value_node, path))
                     continue
                 key = key_node.value
                 if key in first_line:
