@@ -49,16 +49,32 @@ class CacheOptions:
     size: int = 0
 
 
+def _cache_fits(options: CacheOptions, fabric: object):
+    """A kind's check against the rest of the fabric (ComponentKind.check)."""
+    if options.size > fabric.vram.capacity:
+        yield "size", f"size {options.size} is more than vram.capacity", "lower it"
+    if options.size == 7:
+        yield None, "7 is unlucky", None
+
+
+class _Offline:
+    """An eviction policy that needs the future (like belady)."""
+
+    offline = True
+
+
 class FakePlugins:
     @hookimpl
     def xv_component_kinds(self) -> list[ComponentKind]:
         return [ComponentKind("cpu", CpuOptions, factory=object),
                 ComponentKind("hdd", HddOptions, factory=object),
-                ComponentKind("cache", CacheOptions, factory=object, compute=False)]
+                ComponentKind("cache", CacheOptions, factory=object, compute=False,
+                              check=_cache_fits)]
 
     @hookimpl
     def xv_eviction_policies(self) -> list[EvictionPolicySpec]:
-        return [EvictionPolicySpec("lru", object), EvictionPolicySpec("fifo", object)]
+        return [EvictionPolicySpec("lru", object), EvictionPolicySpec("fifo", object),
+                EvictionPolicySpec("oracle", _Offline)]
 
     @hookimpl
     def xv_vram_managers(self) -> list[VramSpec]:
@@ -189,7 +205,7 @@ def test_later_problems_are_reported_in_the_same_located_format(write, plugins):
 BAD_FABRICS = [
     pytest.param(
         ("eviction: lru}", "eviction: mru}"),
-        "fabric.yaml:2:54: unknown eviction policy 'mru' (installed: fifo, lru) @ "
+        "fabric.yaml:2:54: unknown eviction policy 'mru' (installed: fifo, lru, oracle) @ "
         "$.vram.eviction (hint: did you mean 'lru'?)",
         id="unknown-eviction"),
     pytest.param(
@@ -353,7 +369,7 @@ def test_every_problem_is_reported_at_once_in_file_order(write, plugins):
     assert message.splitlines() == [
         "fabric.yaml:2:37: page_size must be a power of two, got 3072 @ $.vram.page_size "
         "(hint: try 2KiB or 4KiB)",
-        "fabric.yaml:2:53: unknown eviction policy 'mru' (installed: fifo, lru) @ "
+        "fabric.yaml:2:53: unknown eviction policy 'mru' (installed: fifo, lru, oracle) @ "
         "$.vram.eviction (hint: did you mean 'lru'?)",
         "fabric.yaml:2:58: unknown key 'pagin' @ $.vram.pagin (hint: did you mean 'paging'?)",
         "fabric.yaml:4:37: 'threads' must be >= 0: -2 @ $.components[0].threads",
@@ -735,3 +751,42 @@ BAD_VRAM = [
 def test_bad_paging_keys_give_one_exact_line(write, plugins, key, message):
     text = ISSUE_FABRIC.replace("eviction: lru}", f"eviction: lru, {key}}}")
     assert error_of(write(text), plugins) == message
+
+
+def test_what_opening_would_refuse_of_the_vram_is_found_when_loading(write, plugins):
+    """Found by `xv fabric validate`, not first by `xv fabric run`: the uvm profile with less
+    than one migration block, and an offline policy (belady) where pages move."""
+    uvm = ("vram: {capacity: 32KiB, page_size: 4KiB, profile: uvm}\n"
+           "components: [{name: a, kind: cpu}]\n")
+    assert error_of(write(uvm), plugins) == (
+        "fabric.yaml:1:51: the uvm profile migrates 64KiB blocks, but vram.capacity (32KiB) "
+        "holds none @ $.vram.profile (hint: raise vram.capacity to at least 64KiB)")
+    assert load_fabric(write(uvm.replace("32KiB", "64KiB")), plugins).vram.profile == "uvm"
+    assert load_fabric(write(uvm.replace("uvm}", "uvm, paging: false}")),
+                       plugins).vram.capacity == 32 << 10
+    offline = "vram: {eviction: oracle}\ncomponents: [{name: a, kind: cpu}]\n"
+    assert error_of(write(offline), plugins) == (
+        "fabric.yaml:1:18: eviction policy 'oracle' needs the future accesses, so it only "
+        "replays recorded traces @ $.vram.eviction (hint: choose an online policy such as lru "
+        "or arc, and compare against it with `xv vram replay`)")
+    # Without paging no page is evicted: the policy is never asked.
+    assert load_fabric(write(offline.replace("oracle}", "oracle, paging: false}")),
+                       plugins).vram.eviction == "oracle"
+
+
+def test_a_kinds_check_sees_the_whole_fabric_and_its_problems_are_located(write, plugins):
+    text = """\
+        vram: {capacity: 1KiB, page_size: 1KiB}
+        components:
+          - {name: a, kind: cpu}
+          - {name: c, kind: cache, size: 4096}
+          - {name: d, kind: cache, size: 7}
+        """
+    assert error_of(write(text), plugins).splitlines() == [
+        "fabric.yaml:4:34: size 4096 is more than vram.capacity @ $.components[1].size "
+        "(hint: lower it)",
+        "fabric.yaml:5:5: 7 is unlucky @ $.components[2]"]
+    # The kind's checks run only on an otherwise well-formed fabric.
+    assert error_of(write(text.replace("{name: a, kind: cpu}", "{name: a, kind: cpu, x: 1}")),
+                    plugins) == ("fabric.yaml:3:26: unknown key 'x' @ $.components[0].x "
+                                 "(hint: known keys: name, kind, threads, pin)")

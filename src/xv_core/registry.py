@@ -6,7 +6,7 @@ both plugins) and answers an unknown name with the names that are installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -23,7 +23,11 @@ class ComponentKind:
     and bad values are reported with their ``$.path``.  ``factory(name,
     options, context)`` builds the running component (see
     :mod:`xv_core.runtime.interfaces`).  ``compute`` is False for kinds that
-    run no tiles (cache tiers, kernel caches).
+    run no tiles (cache tiers, kernel caches).  ``check(options, fabric)``, when given,
+    checks a component's options against the rest of the fabric (its
+    :class:`~xv_core.config.FabricConfig`) when the fabric is loaded, touching nothing outside
+    it: it yields ``(key, message, hint)`` problems, ``key`` naming the option (None: the
+    component) and ``hint`` None or a string.
     """
 
     name: str
@@ -31,6 +35,7 @@ class ComponentKind:
     factory: Callable[..., Any]
     description: str = ""
     compute: bool = True
+    check: Callable[[Any, Any], Iterable[tuple[str | None, str, str | None]]] | None = None
 
 
 @attrs.frozen

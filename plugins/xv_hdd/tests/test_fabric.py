@@ -52,3 +52,17 @@ def test_a_fabric_of_hdd_tiles_runs_saxpy(tmp_path, saxpy):
     assert result.tiles_per_component() == {"d0": len(result.tiles)}
     np.testing.assert_array_equal(out, np.float32(2) * x + 1)
     assert (tmp_path / "disk0").is_dir()
+
+
+def test_a_folder_that_cannot_be_made_is_located_in_the_fabric(tmp_path):
+    """Only opening the fabric finds it; it is reported where the component is written."""
+    plugins = load_plugins()
+    (tmp_path / "file").write_text("not a directory")
+    path = write(tmp_path, ["{name: d0, kind: hdd, path: file/sub}"])
+    load_fabric(path, plugins)  # well formed: validate touches nothing on disk
+    with pytest.raises(ConfigError) as err:
+        xv.open_fabric(path, plugins=plugins)
+    assert str(err.value) == (
+        f"{path}:4:5: component 'd0': cannot create directory {tmp_path / 'file' / 'sub'}: "
+        f"Not a directory @ $.components[0] (hint: check the permissions, or choose another "
+        f"path)")

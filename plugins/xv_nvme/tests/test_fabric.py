@@ -79,3 +79,33 @@ def test_a_fabric_closes_with_live_buffers_whose_pages_are_in_the_tier(tmp_path)
     fabric.close()  # the buffers are still live
     assert not (tmp_path / "pages.bin").exists()
     fabric.close()  # twice is fine
+
+
+def test_pages_smaller_than_the_vrams_are_refused_when_the_fabric_is_loaded(tmp_path):
+    """Found by ``xv fabric validate`` (the loader), not only when the fabric opens, and
+    located at the option; the same page size is fine."""
+    path = write(tmp_path, ["{name: alu, kind: cpu}",
+                            "{name: n0, kind: nvme, path: p.bin, capacity: 1MiB, "
+                            "page_size: 4KiB}"])
+    with pytest.raises(ConfigError) as err:
+        load_fabric(path, load_plugins())
+    assert str(err.value) == (
+        f"{at(path, 5, '4KiB')}: its page size (4KiB) is smaller than vram.page_size (64KiB) "
+        f"@ $.components[1].page_size (hint: set its page_size to 64KiB)")
+    assert not (tmp_path / "p.bin").exists()
+    path.write_text(path.read_text().replace("page_size: 4KiB", "page_size: 64KiB"))
+    assert load_fabric(path, load_plugins()).components[1].options.page_size == 64 << 10
+
+
+def test_a_page_file_that_cannot_be_opened_is_located_in_the_fabric(tmp_path):
+    plugins = load_plugins()
+    if "cpu" not in plugins.components:
+        pytest.skip("a fabric needs a compute component: xenovectra-cpu is not installed")
+    (tmp_path / "folder").mkdir()
+    path = write(tmp_path, ["{name: alu, kind: cpu, threads: 1}",
+                            "{name: n0, kind: nvme, path: folder, capacity: 1MiB}"])
+    with pytest.raises(ConfigError) as err:
+        xv.open_fabric(path, plugins=plugins)
+    assert str(err.value) == (
+        f"{path}:5:5: page file {tmp_path / 'folder'}: cannot open: Is a directory "
+        f"@ $.components[1] (hint: check the permissions, or choose another path)")

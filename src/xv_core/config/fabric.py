@@ -61,8 +61,9 @@ def _page_size(inst: Any, _attribute: attrs.Attribute, value: int) -> None:
 
 #: The largest page size (a page moves through a buffer of its size).
 MAX_PAGE = GiB
-#: The page size the ``uvm`` paging profile faults at.
+#: The page size the ``uvm`` paging profile faults at, and the block it migrates.
 UVM_PAGE = 4 * KiB
+UVM_BLOCK = 64 * KiB
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -70,6 +71,10 @@ def _profile(inst: Any, _attribute: attrs.Attribute, value: str) -> None:
     if value == "uvm" and inst.page_size != UVM_PAGE:
         raise Invalid(f"the uvm profile faults at 4KiB pages, but page_size is "
                       f"{format_size(inst.page_size)}", "set page_size: 4KiB")
+    if value == "uvm" and inst.paging and inst.capacity < UVM_BLOCK:
+        raise Invalid(f"the uvm profile migrates 64KiB blocks, but vram.capacity "
+                      f"({format_size(inst.capacity)}) holds none",
+                      "raise vram.capacity to at least 64KiB")
 
 
 def _link(_inst: object, _attribute: attrs.Attribute, value: str) -> None:
@@ -293,8 +298,19 @@ def _parse(data: object, plugins: Plugins, *, label: str, source: str | None,
     timing = _parse_timing(data, plugins, problems)
     if problems or vram is None:
         raise problems.error()
-    return FabricConfig(name=name, vram=vram, components=tuple(components), links=tuple(links),
-                        source=source, locator=locator, label=label, **timing)
+    config = FabricConfig(name=name, vram=vram, components=tuple(components),
+                          links=tuple(links), source=source, locator=locator, label=label,
+                          **timing)
+    # What a kind checks of its options against the whole fabric (a cache tier's pages
+    # against the VRAM's, say), now that every part is well formed.
+    for i, c in enumerate(config.components):
+        check = plugins.components.get(c.kind).check
+        if check is None:
+            continue
+        for key, message, hint in check(c.options, config):
+            problems.add(("components", i) + ((key,) if key else ()), message, hint)
+    problems.raise_if_any()
+    return config
 
 
 def _parse_timing(data: dict[Any, Any], plugins: Plugins, problems: Problems) -> dict[str, str]:
@@ -350,6 +366,13 @@ def _parse_vram(data: dict[Any, Any], plugins: Plugins, conv: Any,
             where = ("vram", key) if isinstance(raw, dict) and key in raw else \
                 (("vram",) if "vram" in data else ROOT)
             problems.add(where, unknown.message, unknown.hint)
+    # An offline policy (belady) needs the future accesses: it replays traces, it cannot page.
+    if vram is not None and vram.paging and vram.eviction in plugins.eviction_policies and \
+            getattr(plugins.eviction_policies.get(vram.eviction).factory, "offline", False):
+        problems.add(("vram", "eviction"), f"eviction policy {vram.eviction!r} needs the future "
+                     f"accesses, so it only replays recorded traces",
+                     "choose an online policy such as lru or arc, and compare against it with "
+                     "`xv vram replay`")
     return vram
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import structlog
 
 from xv_core import ir
-from xv_core.errors import JobError, UnknownNameError, XvError
+from xv_core.errors import ConfigError, JobError, UnknownNameError, XvError
 from xv_core.events import DispatchEvent, TileEvent
 from xv_core.ir import Kernel, Module
 from xv_core.logsetup import enabled as log_enabled
@@ -283,11 +283,17 @@ class Fabric:
         self.components: dict[str, Component] = {}
         self.compute: list[str] = []
         manager = plugins.vram_managers.get(config.vram.manager, where="$.vram.manager")
-        self.vram = manager.factory(config.vram, self._context)
         try:
-            for c in config.components:
+            self.vram = manager.factory(config.vram, self._context)
+        except XvError as exc:
+            raise _located(config, exc, "$.vram") from None
+        try:
+            for i, c in enumerate(config.components):
                 kind = plugins.components.get(c.kind, where=f"component {c.name!r}")
-                self.components[c.name] = kind.factory(c.name, c.options, self._context)
+                try:
+                    self.components[c.name] = kind.factory(c.name, c.options, self._context)
+                except XvError as exc:
+                    raise _located(config, exc, f"$.components[{i}]") from None
                 if kind.compute:
                     self.compute.append(c.name)
         except BaseException:
@@ -768,6 +774,21 @@ def _leases(pages: Iterable[tuple[str, Sequence[tuple[int, int]], Sequence[tuple
 
 def _workers(component: Component) -> int:
     return int(getattr(component, "workers", 1) or 1)
+
+
+def _located(config: Any, exc: XvError, part: str) -> XvError:
+    """``exc``, raised while opening the fabric part at ``$.path`` ``part``, as a problem of
+    the fabric file (``file:line:col: ... @ $.path``): at its own ``where`` when that is a
+    ``$.path``, else at ``part`` with its ``where`` (a file, a component) before the message.
+    A ConfigError (already a fabric's or a job's) and a fabric not from a file stay as they
+    are."""
+    if isinstance(exc, ConfigError) or getattr(config, "locator", None) is None:
+        return exc
+    where = exc.where
+    if isinstance(where, str) and where.startswith("$"):
+        return config.error([(where, exc.message, exc.hint)])
+    message = exc.message if where is None else f"{where}: {exc.message}"
+    return config.error([(part, message, exc.hint)])
 
 
 def _release(leases: Sequence[Any]) -> None:

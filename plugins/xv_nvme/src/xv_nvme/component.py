@@ -68,6 +68,17 @@ class NvmeOptions:
     profile: str = attrs.field(default="nvme-gen4", validator=_known_profile)
 
 
+def check(options: NvmeOptions, fabric: Any) -> list[tuple[str | None, str, str | None]]:
+    """What a fabric's ``nvme`` component must agree with: its pages each hold a VRAM page
+    (``ComponentKind.check``)."""
+    vram_page = fabric.vram.page_size
+    if options.page_size < vram_page:
+        return [("page_size", f"its page size ({format_size(options.page_size)}) is smaller "
+                 f"than vram.page_size ({format_size(vram_page)})",
+                 f"set its page_size to {format_size(vram_page)}")]
+    return []
+
+
 class NvmeTier:
     """A running ``nvme`` component: it holds the open page file in ``pages``."""
 
