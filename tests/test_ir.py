@@ -123,6 +123,42 @@ def test_not_json_and_deep_nesting_are_refused():
         _load(doc)
 
 
+def test_too_many_nodes_are_refused_before_any_is_built(monkeypatch):
+    """Counted on the parsed JSON first: a file over the limit costs no node built (at the
+    real limit, a million, building them took seconds), and the message names the body."""
+    import xv_core.ir.nodes as nodes
+
+    monkeypatch.setattr(nodes, "MAX_NODES", 100)
+    built = []
+    node = ir.serial._Reader.node
+    monkeypatch.setattr(ir.serial._Reader, "node", lambda *a: built.append(a))
+    doc = _mutate(BODY, ["block", "void", None, [["break", "void", None, [], 0]] * 100, 0])
+    with pytest.raises(IRError) as err:
+        _load(doc)
+    assert str(err.value).startswith("k.xvir: $.kernels[0].body: more than 100 nodes")
+    assert built == []
+    # The reader keeps its own count as well, and stops at the node past the limit.
+    monkeypatch.setattr(ir.serial._Reader, "node", node)
+    monkeypatch.setattr(ir.serial, "_count_nodes", lambda value, limit: 0)
+    with pytest.raises(IRError) as err:
+        _load(doc)
+    assert str(err.value).startswith("k.xvir: $.kernels[0].body[3][99]: more than 100 nodes")
+
+
+def test_errors_deep_in_a_body_name_the_whole_path():
+    """Paths are built only for messages, from the chain of operands."""
+    inner: list = ["block", "void", None, [["nope", "void", None, [], 0]], 0]
+    doc = _mutate(BODY, ["block", "void", None, [["block", "void", None, [], 0], inner], 0])
+    with pytest.raises(IRError) as err:
+        _load(doc)
+    assert str(err.value).startswith(
+        "k.xvir: $.kernels[0].body[3][1][3][0][0]: unknown op 'nope'")
+    doc = _mutate(BODY, ["block", "void", None, [["block", "f33", None, [], 0]], 0])
+    with pytest.raises(IRError) as err:
+        _load(doc)
+    assert str(err.value).startswith("k.xvir: $.kernels[0].body[3][0][1]: unknown type 'f33'")
+
+
 def test_verified_copy_is_not_shared_with_the_file():
     doc = _doc()
     module = _load(copy.deepcopy(doc))

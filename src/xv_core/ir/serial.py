@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from xv_core.errors import IRError, XvError
 from xv_core.ir.nodes import IR_FORMAT, IR_VERSION, Decl, Kernel, Module, Node, Op, Type
@@ -75,12 +75,42 @@ def save(module: Module, path: str | os.PathLike[str]) -> None:
         raise
 
 
+#: An op by its name in a file.
+_OPS = {op.value: op for op in Op}
+
+#: A node's path while it is read: the ``$.path`` text of a root, or (parent, operand index),
+#: turned into text only for a message (building every node's path would cost time growing
+#: with its depth).
+_NodePath = Union[str, tuple[Any, int]]
+
+
+def _path_text(path: _NodePath) -> str:
+    parts = []
+    while not isinstance(path, str):
+        path, index = path
+        parts.append(f"[3][{index}]")
+    return path + "".join(reversed(parts))
+
+
+def _count_nodes(value: Any, limit: int) -> int:
+    """Nodes in a body as the reader would count them, stopping past ``limit``: so that a file
+    over the limit is refused before its nodes are built."""
+    stack, count = [value], 0
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if type(node) is list and len(node) == 5 and type(node[3]) is list:
+            stack.extend(node[3])
+    return count
+
+
 class _Reader:
     """Rebuilds a Module from parsed JSON, checking shape as it goes."""
 
     def __init__(self, where: str):
         self.where = where
         self.count = 0
+        self._types: dict[str, Type] = {}  # a type's text -> the (immutable) type
 
     def fail(self, path: str, message: str) -> IRError:
         return IRError(message, where=f"{self.where}: {path}",
@@ -92,34 +122,46 @@ class _Reader:
         return value
 
     def type_(self, value: Any, path: str) -> Type:
+        if type(value) is str:
+            known = self._types.get(value)
+            if known is not None:
+                return known
         self.expect(value, str, path, "a type name")
         try:
-            return Type.parse(value)
+            parsed = Type.parse(value)
         except ValueError as exc:
             raise self.fail(path, str(exc)) from None
+        self._types[value] = parsed
+        return parsed
 
-    def node(self, value: Any, path: str, depth: int) -> Node:
+    def node(self, value: Any, path: _NodePath, depth: int) -> Node:
         from xv_core.ir.nodes import MAX_DEPTH, MAX_NODES
 
         if depth > MAX_DEPTH:
-            raise self.fail(path, f"nesting deeper than {MAX_DEPTH}")
+            raise self.fail(_path_text(path), f"nesting deeper than {MAX_DEPTH}")
         self.count += 1
         if self.count > MAX_NODES:
-            raise self.fail(path, f"more than {MAX_NODES} nodes")
-        self.expect(value, list, path, "a node [op, type, arg, args, line]")
-        if len(value) != 5:
-            raise self.fail(path, f"a node has 5 fields, got {len(value)}")
+            raise self.fail(_path_text(path), f"more than {MAX_NODES} nodes")
+        if type(value) is not list or len(value) != 5:
+            text = _path_text(path)
+            self.expect(value, list, text, "a node [op, type, arg, args, line]")
+            raise self.fail(text, f"a node has 5 fields, got {len(value)}")
         op_name, type_name, arg, args, line = value
-        try:
-            op = Op(self.expect(op_name, str, path + "[0]", "an op name"))
-        except ValueError:
-            raise self.fail(path + "[0]", f"unknown op {op_name!r}") from None
-        type_ = self.type_(type_name, path + "[1]")
-        self.expect(args, list, path + "[3]", "a list of operands")
-        self.expect(line, int, path + "[4]", "a line number")
+        op = _OPS.get(op_name) if type(op_name) is str else None
+        if op is None:
+            text = _path_text(path) + "[0]"
+            self.expect(op_name, str, text, "an op name")
+            raise self.fail(text, f"unknown op {op_name!r}")
+        type_ = self._types.get(type_name) if type(type_name) is str else None
+        if type_ is None:
+            type_ = self.type_(type_name, _path_text(path) + "[1]")
+        if type(args) is not list:
+            self.expect(args, list, _path_text(path) + "[3]", "a list of operands")
+        if type(line) is not int:
+            self.expect(line, int, _path_text(path) + "[4]", "a line number")
         if isinstance(arg, list):
             arg = tuple(arg)
-        children = tuple(self.node(a, f"{path}[3][{i}]", depth + 1) for i, a in enumerate(args))
+        children = tuple([self.node(a, (path, i), depth + 1) for i, a in enumerate(args)])
         return Node(op, type_, children, arg, line)
 
     def decl(self, value: Any, path: str) -> Decl:
@@ -183,6 +225,14 @@ def from_json(data: Any, where: str = "<ir>") -> Module:
     source = data.get("source")
     if source is not None:
         reader.expect(source, str, "$.source", "a path")
+    from xv_core.ir.nodes import MAX_NODES
+
+    count = 0
+    for i, k in enumerate(kernels):
+        if isinstance(k, dict):
+            count += _count_nodes(k.get("body"), MAX_NODES - count)
+            if count > MAX_NODES:
+                raise reader.fail(f"$.kernels[{i}].body", f"more than {MAX_NODES} nodes")
     module = Module(tuple(reader.kernel(k, f"$.kernels[{i}]") for i, k in enumerate(kernels)),
                     version, source)
     verify_module(module, where)
