@@ -135,8 +135,11 @@ def test_float_mod_is_fmod_and_pow_atan2_min_max():
     np.testing.assert_array_equal(apply(Op.MAX, "i32", a.astype(np.int32), b.astype(np.int32)),
                                   np.maximum(a.astype(np.int32), b.astype(np.int32)))
     pa, pb = np.abs(a), b
-    np.testing.assert_array_equal(apply(Op.POW, "f32", pa, pb), np.power(pa, pb))
-    np.testing.assert_array_equal(apply(Op.ATAN2, "f32", a, b), np.arctan2(a, b))
+    # Transcendental: the jit calls the C library, numpy its own SIMD routines (on AVX-512
+    # its atan2 differs from glibc's by an ulp: 1.2220254 against the correctly rounded
+    # 1.2220253 for atan2(5.5, 2)).
+    exact_or_close(apply(Op.POW, "f32", pa, pb), np.power(pa, pb))
+    exact_or_close(apply(Op.ATAN2, "f32", a, b), np.arctan2(a, b))
 
 
 def unary_run(op, t, values, out_t=None):
