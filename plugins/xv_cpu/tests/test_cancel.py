@@ -28,6 +28,24 @@ ITEMS = 1 << 16
 SPINS = {"jit": 500_000}
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt here and in the `xv` these tests start, whatever this
+    process was given: a shell starts a background job (`make test &`) with SIGINT ignored,
+    which Python keeps (and its children inherit), and these tests would then see nothing."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that Python installs its
+    handler (an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spins_for_tiles_of(seconds: float, fabric, kernel, out) -> int:
     """Iterations per work item for which a tile of the spin dispatch (four tiles, two at a
     time) takes about ``seconds`` on this machine: timed here, not assumed (a faster host ran
@@ -106,7 +124,7 @@ def test_ctrl_c_on_xv_fabric_run_exits_130_and_writes_nothing(tmp_path):
     xv = Path(sys.executable).parent / "xv"
     proc = subprocess.Popen([str(xv), "fabric", "run", "default", "job.yaml"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "XV_DEBUG": ""})
+                            env={**os.environ, "XV_DEBUG": ""}, preexec_fn=_default_sigint)
     try:
         time.sleep(3.0)  # loaded, compiled and running
         assert proc.poll() is None, proc.communicate()
