@@ -309,8 +309,10 @@ class Fabric:
         if tiers:
             try:
                 self.vram.attach_tiers(tiers)
-            except BaseException:
+            except BaseException as exc:
                 self.close()
+                if isinstance(exc, XvError):  # (the tiers' names or pages: the components)
+                    raise _located(config, exc, "$.components") from None
                 raise
         # The modelled fabric: virtual time of everything this fabric does.  With paging, it
         # drives a data-less twin of the VRAM's pager in placement order, so that the paging
