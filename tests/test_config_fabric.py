@@ -424,6 +424,9 @@ def test_every_problem_is_reported_at_once_in_file_order(write, plugins):
                  "components, links, bus, clock, scheduler)\n"
                  "fabric.yaml:5:1: unknown key '7' @ $['7'] (hint: known keys: name, vram, "
                  "components, links, bus, clock, scheduler)", id="keys-yaml-reads-as-not-text"),
+    pytest.param("components: [{name: a, kind: cpu, timming: {lanes: 2}}]\n",
+                 "fabric.yaml:1:35: unknown key 'timming' @ $.components[0].timming (hint: did "
+                 "you mean 'timing'?)", id="component-timing-misspelt"),
 ])
 def test_badly_shaped_fabrics(write, plugins, text, message):
     assert error_of(write(text), plugins) == message
@@ -789,4 +792,4 @@ def test_a_kinds_check_sees_the_whole_fabric_and_its_problems_are_located(write,
     # The kind's checks run only on an otherwise well-formed fabric.
     assert error_of(write(text.replace("{name: a, kind: cpu}", "{name: a, kind: cpu, x: 1}")),
                     plugins) == ("fabric.yaml:3:26: unknown key 'x' @ $.components[0].x "
-                                 "(hint: known keys: name, kind, threads, pin)")
+                                 "(hint: known keys: name, kind, timing, threads, pin)")

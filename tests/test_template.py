@@ -47,5 +47,5 @@ def test_the_template_options_are_validated():
     assert str(err.value).splitlines() == [
         "t.yaml: 'workers' must be >= 1: 0 @ $.components[0].workers",
         "t.yaml: unknown key 'colour' @ $.components[0].colour "
-        "(hint: known keys: name, kind, workers, backend)",
+        "(hint: known keys: name, kind, timing, workers, backend)",
     ]

@@ -31,7 +31,7 @@ def test_bad_options_are_located(tmp_path):
         f"{at(path, 4, '0, colour')}: workers must be at least 1, got 0 @ $.components[0].workers",
         f"{at(path, 4, 'colour')}: unknown key 'colour' @ $.components[0].colour "
         f"(hint: known keys: name, "
-        f"kind, path, backend, workers)",
+        f"kind, timing, path, backend, workers)",
         f"{path}:5:5: missing required key 'path' @ $.components[1]",
     ]
 

@@ -438,9 +438,9 @@ def _parse_components(data: dict[Any, Any], plugins: Plugins, conv: Any, problem
                          "report this to the plugin's authors")
             continue
         found: list[Any] = []
-        # The hint lists the kind's own keys after name and kind (timing is the fabric's).
+        # The hint lists the keys every component has, then the kind's own.
         options = structure(conv, options_data, kind.options, path, found,
-                            other_keys=("name", "kind"))
+                            other_keys=_COMPONENT_KEYS)
         problems.extend(found)
         backend = getattr(options, "backend", None)
         if isinstance(backend, str) and backend and backend not in plugins.backends:
