@@ -97,29 +97,30 @@ def test_pages_smaller_than_the_vrams_are_refused_when_the_fabric_is_loaded(tmp_
     assert load_fabric(path, load_plugins()).components[1].options.page_size == 64 << 10
 
 
-def test_a_page_file_that_cannot_be_opened_is_located_in_the_fabric(tmp_path):
+def opening_refused(tmp_path, components):
+    """The fabric file of ``components`` and the ConfigError opening it gives (a cpu first)."""
     plugins = load_plugins()
     if "cpu" not in plugins.components:
         pytest.skip("a fabric needs a compute component: xenovectra-cpu is not installed")
-    (tmp_path / "folder").mkdir()
-    path = write(tmp_path, ["{name: alu, kind: cpu, threads: 1}",
-                            "{name: n0, kind: nvme, path: folder, capacity: 1MiB}"])
+    path = write(tmp_path, ["{name: alu, kind: cpu, threads: 1}", *components])
     with pytest.raises(ConfigError) as err:
         xv.open_fabric(path, plugins=plugins)
-    assert str(err.value) == (
+    return path, str(err.value)
+
+
+def test_a_page_file_that_cannot_be_opened_is_located_in_the_fabric(tmp_path):
+    (tmp_path / "folder").mkdir()
+    path, error = opening_refused(tmp_path, ["{name: n0, kind: nvme, path: folder, "
+                                             "capacity: 1MiB}"])
+    assert error == (
         f"{path}:5:5: page file {tmp_path / 'folder'}: cannot open: Is a directory "
         f"@ $.components[1] (hint: check the permissions, or choose another path)")
 
 
 def test_a_tier_the_vram_refuses_is_located_in_the_fabric_and_leaves_no_file(tmp_path):
-    plugins = load_plugins()
-    if "cpu" not in plugins.components:
-        pytest.skip("a fabric needs a compute component: xenovectra-cpu is not installed")
-    path = write(tmp_path, ["{name: alu, kind: cpu, threads: 1}",
-                            "{name: vram, kind: nvme, path: p.bin, capacity: 1MiB}"])
-    with pytest.raises(ConfigError) as err:
-        xv.open_fabric(path, plugins=plugins)
-    assert str(err.value) == (
+    path, error = opening_refused(tmp_path, ["{name: vram, kind: nvme, path: p.bin, "
+                                             "capacity: 1MiB}"])
+    assert error == (
         f"{path}:4:3: component 'vram': a cache tier cannot be named 'vram': the VRAM "
         f"statistics use that name @ $.components (hint: rename the component)")
     assert not (tmp_path / "p.bin").exists()
